@@ -13,7 +13,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 import napari_nanowire_ssl
-from napari_nanowire_ssl.errors import ModelFileError
+from napari_nanowire_ssl.errors import ModelFileError, NanowireSSLError
 from napari_nanowire_ssl.models import (
     Encoder,
     encode_images,
@@ -70,6 +70,7 @@ def test_metadata_is_complete_and_typed(saved):
         "norm_mean": 0.45,
         "norm_std": 0.2,
         "training": {"method": "simclr", "data": "synthetic", "epochs": 3},
+        "weights_dtype": "float32",
         "package_version": napari_nanowire_ssl.__version__,
         "content_hash": digest,
     }
@@ -207,3 +208,20 @@ def test_read_metadata_checks_kind_without_loading_tensors(saved, tmp_path):
         read_metadata(path, kind="encoder")
     with pytest.raises(ModelFileError, match="is an encoder file, expected a decoder"):
         load_tensors(saved[0], kind="decoder")
+
+
+def test_half_precision_file_is_half_the_size_and_loads_as_float32(tmp_path):
+    torch.manual_seed(0)
+    encoder = Encoder("resnet18").eval()
+    full, half = tmp_path / "full.safetensors", tmp_path / "half.safetensors"
+    save_encoder(encoder, full)
+    save_encoder(encoder, half, dtype="float16")
+    assert half.stat().st_size < 0.51 * full.stat().st_size
+    assert read_metadata(half)["weights_dtype"] == "float16"
+    loaded = load_encoder(half)
+    assert loaded.conv1.weight.dtype == torch.float32
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.embed(x), encoder.embed(x), rtol=2e-2, atol=2e-3)
+    with pytest.raises(NanowireSSLError, match="float32 or float16 weights, not 'int8'"):
+        save_encoder(encoder, tmp_path / "x.safetensors", dtype="int8")

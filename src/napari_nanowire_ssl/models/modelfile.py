@@ -35,7 +35,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .. import __version__
-from ..errors import ModelFileError
+from ..errors import ModelFileError, NanowireSSLError
 from .device import select_device
 from .encoder import BACKBONES, Encoder
 
@@ -168,12 +168,21 @@ def load_tensors(path: str | os.PathLike, *, kind: str | None = None) -> tuple[d
     return tensors, meta
 
 
-def save_encoder(encoder: Encoder, path: str | os.PathLike, *, training: dict | None = None) -> str:
+def save_encoder(
+    encoder: Encoder, path: str | os.PathLike, *, training: dict | None = None, dtype: str = "float32"
+) -> str:
     """Save ``encoder`` as an ``encoder`` model file; return its content hash.
 
     ``training`` describes how the weights were obtained (method, data,
-    epochs ...); by default ``encoder.training_info``.
+    epochs ...); by default ``encoder.training_info``. ``dtype="float16"``
+    halves the file (used for the shipped default encoder); loading always
+    gives float32 weights.
     """
+    if dtype not in ("float32", "float16"):
+        raise NanowireSSLError(f"model files store float32 or float16 weights, not {dtype!r}")
+    state = {
+        k: v.to(getattr(torch, dtype)) if v.is_floating_point() else v for k, v in encoder.state_dict().items()
+    }
     metadata = {
         "kind": "encoder",
         "backbone": encoder.backbone,
@@ -182,8 +191,9 @@ def save_encoder(encoder: Encoder, path: str | os.PathLike, *, training: dict | 
         "norm_mean": encoder.mean,
         "norm_std": encoder.std,
         "training": encoder.training_info if training is None else training,
+        "weights_dtype": dtype,
     }
-    return save_tensors(path, encoder.state_dict(), metadata)
+    return save_tensors(path, state, metadata)
 
 
 def load_encoder(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> Encoder:
