@@ -1,0 +1,128 @@
+"""All per-image metrics of a mask as one flat, CSV-ready row.
+
+The CLI (``nanowire-ssl analyze``) and the napari widget both call
+:func:`measure_mask`, so a table written by one matches the other. Physical
+columns are always present (empty/None without a pixel size), so every row of
+a table has the same columns in the same order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ImageReadError
+from .density import check_pixel_size, density, region
+from .morphology import morphology_call
+from .percolation import as_mask, percolation
+from .wires import wire_stats
+
+# Column names in output order.
+COLUMNS = (
+    "pixel_density",
+    "spans_lr",
+    "spans_tb",
+    "percolates",
+    "n_clusters",
+    "largest_cluster_fraction",
+    "total_length_px",
+    "mean_width_px",
+    "median_width_px",
+    "n_end_points",
+    "n_junctions",
+    "nematic_order",
+    "director_deg",
+    "morphology",
+    "pixel_size_nm",
+    "wire_area_um2",
+    "region_area_um2",
+    "total_length_um",
+    "mean_width_nm",
+    "length_per_area_um",
+)
+
+
+def measure_mask(
+    mask,
+    *,
+    pixel_size_nm: float | None = None,
+    connectivity: int = 8,
+    link_distance: float = 0,
+    criterion: str = "both",
+    roi=None,
+    crop_bottom: int = 0,
+) -> dict:
+    """Measure one wire mask (nonzero = wire) into a dict with :data:`COLUMNS` as keys.
+
+    ``crop_bottom`` rows (an instrument banner) are cut off before anything is
+    measured, so the image edges for percolation are those of the cropped
+    mask; ``roi`` (same shape as the mask, nonzero = inside) drops wire pixels
+    outside it and is the area for the density.
+    """
+    mask = as_mask(mask)
+    if pixel_size_nm is not None:
+        pixel_size_nm = check_pixel_size(pixel_size_nm)
+    h = mask.shape[0] - crop_bottom
+    inside = region(mask.shape, roi=roi, crop_bottom=crop_bottom)[:h]
+    mask = mask[:h] & inside
+    perc = percolation(mask, connectivity=connectivity, link_distance=link_distance, criterion=criterion)
+    wires = wire_stats(mask, labels=perc.labels, pixel_size_nm=pixel_size_nm)
+    dens = density(mask, pixel_size_nm=pixel_size_nm, roi=inside, length_px=wires.total_length_px)
+    call = morphology_call(perc, dens.pixel_density)
+    row = {
+        "pixel_density": dens.pixel_density,
+        "spans_lr": perc.spans_lr,
+        "spans_tb": perc.spans_tb,
+        "percolates": perc.percolates,
+        "n_clusters": perc.n_clusters,
+        "largest_cluster_fraction": perc.largest_cluster_fraction,
+        "total_length_px": wires.total_length_px,
+        "mean_width_px": wires.mean_width_px,
+        "median_width_px": wires.median_width_px,
+        "n_end_points": wires.n_end_points,
+        "n_junctions": wires.n_junctions,
+        "nematic_order": wires.nematic_order,
+        "director_deg": wires.director_deg,
+        "morphology": call.label,
+        "pixel_size_nm": pixel_size_nm,
+        "wire_area_um2": dens.wire_area_um2,
+        "region_area_um2": dens.region_area_um2,
+        "total_length_um": wires.total_length_um,
+        "mean_width_nm": wires.mean_width_nm,
+        "length_per_area_um": dens.length_per_area_um,
+    }
+    return row
+
+
+def read_mask(path) -> np.ndarray:
+    """Read a mask image (TIFF, PNG, JPEG, BMP) as a 2D bool array, nonzero = wire.
+
+    Colour masks count a pixel as wire when any colour channel is nonzero
+    (alpha is ignored). Raises :class:`ImageReadError` naming the file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageReadError(f"{path}: is a folder, not a mask file")
+    if path.stat().st_size == 0:
+        raise ImageReadError(f"{path}: the file is empty (0 bytes)")
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            data = tifffile.imread(path)
+        else:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                data = np.asarray(im)
+    except Exception as exc:  # PIL and tifffile raise many types for bad files
+        raise ImageReadError(f"{path}: cannot be read as a mask image ({type(exc).__name__})") from None
+    data = np.asarray(data)
+    if data.ndim == 3 and data.shape[-1] in (3, 4):
+        data = data[..., :3].any(axis=-1)
+    if data.ndim != 2 or min(data.shape) == 0:
+        raise ImageReadError(f"{path}: expected a 2D mask, got shape {data.shape}")
+    return data != 0

@@ -1,0 +1,209 @@
+"""Wire statistics from a mask and its skeleton: length, width, ends, junctions, orientation.
+
+The skeleton (``skimage.morphology.skeletonize``) is read as a graph whose
+edges join neighbouring skeleton pixels: horizontal and vertical steps count 1,
+diagonal steps sqrt(2), and a diagonal step is left out where the two pixels
+are also joined through a common 4-neighbour (otherwise every staircase corner
+would count twice). So a straight line of n pixels is n - 1 long, a diagonal
+one (n - 1) * sqrt(2): lengths run between pixel centres.
+
+- End points are skeleton pixels with one edge, junction pixels those with
+  three or more; touching junction pixels make one junction.
+- Width is ``2 * edt - 1`` sampled on the skeleton, ``edt`` being the Euclidean
+  distance to the nearest background pixel: exact for odd widths, one pixel
+  short for even ones.
+- Orientation at a skeleton pixel is the main axis of the skeleton pixels in
+  an 11 x 11 window around it (second moments). Angles are in degrees in
+  [0, 180), counter-clockwise from the image's +x axis (rows grow downwards,
+  so "up" is towards row 0). Each pixel weighs its share of the skeleton
+  length (half of its edges), which makes the statistics length-weighted.
+- The 2D nematic order parameter S = |<exp(2i theta)>| is 1 for parallel wires
+  and near 0 for isotropic ones; the director is the mean axis.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from skimage.morphology import skeletonize
+
+from ..errors import NanowireSSLError
+from .density import check_pixel_size
+from .percolation import as_mask, cluster_labels
+
+ORIENTATION_RADIUS = 5  # half-width of the window for the local direction, px
+ORIENTATION_BINS = 18  # histogram bins over [0, 180) degrees
+
+# Neighbour offsets (dy, dx) of the skeleton graph, one of each +/- pair.
+_STEPS = ((0, 1), (1, 0), (1, 1), (1, -1))
+
+
+@dataclass(frozen=True)
+class WireStats:
+    """Skeleton statistics of a mask, in pixels; ``*_um`` / ``*_nm`` need ``pixel_size_nm``.
+
+    Undefined values on a mask without wires (mean width, director, order) are NaN.
+    """
+
+    skeleton: np.ndarray
+    total_length_px: float
+    cluster_lengths_px: np.ndarray  # [i] = length of cluster i + 1
+    widths_px: np.ndarray  # width at each skeleton pixel, in np.argwhere(skeleton) order
+    mean_width_px: float
+    median_width_px: float
+    end_points: np.ndarray  # (k, 2) row, col
+    junctions: np.ndarray  # (k, 2) row, col of each junction's centre
+    nematic_order: float
+    director_deg: float
+    orientation_hist: np.ndarray  # skeleton length (px) per orientation bin
+    orientation_bin_edges_deg: np.ndarray
+    pixel_size_nm: float | None = None
+
+    @property
+    def n_end_points(self) -> int:
+        return len(self.end_points)
+
+    @property
+    def n_junctions(self) -> int:
+        return len(self.junctions)
+
+    @property
+    def total_length_um(self) -> float | None:
+        return None if self.pixel_size_nm is None else self.total_length_px * self.pixel_size_nm / 1000.0
+
+    @property
+    def mean_width_nm(self) -> float | None:
+        return None if self.pixel_size_nm is None else self.mean_width_px * self.pixel_size_nm
+
+
+def _pairs(shape, dy: int, dx: int):
+    """Slices (a, b) such that a pixel of a[...] and b[...] are (dy, dx) apart."""
+    h, w = shape
+    a = (slice(0, h - dy), slice(max(0, -dx), w - max(0, dx)))
+    b = (slice(dy, h), slice(max(0, dx), w - max(0, -dx)))
+    return a, b
+
+
+def skeleton_edges(skeleton: np.ndarray):
+    """Yield (a, b, edge, length) per step direction: ``edge`` marks edges between
+    ``skeleton[a]`` and ``skeleton[b]`` pixels; ``length`` is 1 or sqrt(2)."""
+    for dy, dx in _STEPS:
+        a, b = _pairs(skeleton.shape, dy, dx)
+        edge = skeleton[a] & skeleton[b]
+        if dy and dx:  # diagonal: drop it when a common 4-neighbour joins the two pixels
+            h, w = skeleton.shape
+            c1 = skeleton[dy:, max(0, -dx) : w - max(0, dx)]  # (y + 1, x)
+            c2 = skeleton[: h - dy, max(0, dx) : w - max(0, -dx)]  # (y, x + dx)
+            edge &= ~(c1 | c2)
+        yield a, b, edge, math.sqrt(2) if dy and dx else 1.0
+
+
+def skeleton_length(skeleton, *, roi=None) -> float:
+    """Length of a skeleton in pixels (edges with both ends inside ``roi`` when given)."""
+    skeleton = as_mask(skeleton, "skeleton")
+    if roi is not None:
+        skeleton = skeleton & (np.asarray(roi) != 0)
+    return float(sum(np.count_nonzero(edge) * length for _, _, edge, length in skeleton_edges(skeleton)))
+
+
+def _degree_and_weight(shape, edges):
+    """Number of edges at each pixel and the pixel's share of the length (half its edges)."""
+    degree = np.zeros(shape, dtype=np.int16)
+    weight = np.zeros(shape, dtype=np.float64)
+    for a, b, edge, length in edges:
+        degree[a] += edge
+        degree[b] += edge
+        weight[a] += 0.5 * length * edge
+        weight[b] += 0.5 * length * edge
+    return degree, weight
+
+
+def local_orientation(
+    skeleton: np.ndarray, radius: int = ORIENTATION_RADIUS, chunk: int = 65536
+) -> np.ndarray:
+    """Angle (radians, [0, pi)) of the skeleton's main axis around each skeleton
+    pixel, in ``np.argwhere(skeleton)`` order.
+
+    The second moments of the skeleton pixels in the window are gathered at
+    the skeleton pixels only (a (pixels x window) matrix times the moment
+    kernels, in chunks), which is much cheaper than filtering the whole image.
+    """
+    oy, ox = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    oy, ox = oy.ravel(), ox.ravel()
+    up = -oy.astype(np.float32)  # y axis pointing up
+    right = ox.astype(np.float32)
+    kernels = np.stack([np.ones_like(up), right, up, right * right, up * up, right * up], axis=1)
+    padded = np.pad(skeleton, radius)
+    coords = np.argwhere(skeleton) + radius
+    theta = np.empty(len(coords))
+    for start in range(0, len(coords), chunk):
+        ys, xs = coords[start : start + chunk].T
+        window = padded[ys[:, None] + oy, xs[:, None] + ox].astype(np.float32)
+        n, sx, sy, sxx, syy, sxy = (window @ kernels).astype(np.float64).T
+        mx, my = sx / n, sy / n
+        cxx, cyy, cxy = sxx / n - mx * mx, syy / n - my * my, sxy / n - mx * my
+        theta[start : start + chunk] = np.mod(0.5 * np.arctan2(2 * cxy, cxx - cyy), np.pi)
+    return theta
+
+
+def wire_stats(mask, *, labels: np.ndarray | None = None, pixel_size_nm: float | None = None) -> WireStats:
+    """Skeletonize ``mask`` and measure its wires.
+
+    ``labels`` are cluster labels for the per-cluster lengths (e.g.
+    ``percolation(mask).labels``); by default 8-connected components.
+    """
+    mask = as_mask(mask)
+    if pixel_size_nm is not None:
+        pixel_size_nm = check_pixel_size(pixel_size_nm)
+    if labels is None:
+        labels, n_clusters = cluster_labels(mask)
+    elif np.shape(labels) != mask.shape:
+        raise NanowireSSLError(f"labels: shape {np.shape(labels)} differs from the mask's {mask.shape}")
+    else:
+        n_clusters = int(labels.max(initial=0))
+    skel = skeletonize(mask)
+    edges = list(skeleton_edges(skel))
+    degree, weight = _degree_and_weight(skel.shape, edges)
+
+    cluster_lengths = np.zeros(n_clusters + 1)
+    for a, _, edge, length in edges:
+        cluster_lengths += length * np.bincount(labels[a][edge], minlength=n_clusters + 1)
+    total = float(cluster_lengths.sum())
+
+    widths = 2.0 * ndimage.distance_transform_edt(mask)[skel] - 1.0
+    end_points = np.argwhere(skel & (degree == 1))
+    junction_labels, n_junctions = ndimage.label(skel & (degree >= 3), structure=np.ones((3, 3)))
+    junction_pixels = np.argwhere(junction_labels)
+    which = junction_labels[tuple(junction_pixels.T)]
+    counts = np.bincount(which, minlength=n_junctions + 1)[1:]
+    sums = [np.bincount(which, weights=junction_pixels[:, i], minlength=n_junctions + 1)[1:] for i in (0, 1)]
+    junctions = np.stack(sums, axis=1).reshape(-1, 2) / counts[:, None]
+
+    theta = local_orientation(skel)
+    w = weight[skel]
+    edges_deg = np.linspace(0.0, 180.0, ORIENTATION_BINS + 1)
+    hist = np.histogram(np.degrees(theta), bins=edges_deg, weights=w)[0]
+    if w.sum() > 0:
+        z = np.sum(w * np.exp(2j * theta)) / w.sum()
+        # Rounding keeps an angle of -1e-15 from reading 180 rather than 0.
+        order, director = float(abs(z)), round(float(np.degrees(np.angle(z))) / 2.0, 9) % 180.0
+    else:
+        order = director = math.nan
+    return WireStats(
+        skeleton=skel,
+        total_length_px=total,
+        cluster_lengths_px=cluster_lengths[1:],
+        widths_px=widths,
+        mean_width_px=float(widths.mean()) if widths.size else math.nan,
+        median_width_px=float(np.median(widths)) if widths.size else math.nan,
+        end_points=end_points,
+        junctions=junctions,
+        nematic_order=order,
+        director_deg=director,
+        orientation_hist=hist,
+        orientation_bin_edges_deg=edges_deg,
+        pixel_size_nm=pixel_size_nm,
+    )
