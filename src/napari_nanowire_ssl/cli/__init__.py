@@ -17,7 +17,7 @@ from .. import __version__
 from ..errors import NanowireSSLError
 
 # Subcommand modules, in the order of the workflow.
-SUBCOMMANDS = ("synth", "info", "analyze", "demo")
+SUBCOMMANDS = ("synth", "info", "pretrain", "analyze", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

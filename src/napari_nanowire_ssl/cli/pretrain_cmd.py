@@ -1,0 +1,80 @@
+"""``nanowire-ssl pretrain``: self-supervised pretraining of an encoder.
+
+Runs unchanged under ``torchrun --nproc-per-node N`` (DistributedDataParallel;
+each rank trains on its shard of the images, rank 0 writes the files).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "pretrain",
+        help="pretrain an encoder without labels (Barlow Twins or SimCLR)",
+        description="Pretrain a ResNet encoder on unlabelled micrographs. Writes the encoder "
+        "model file OUT and a resumable checkpoint OUT.ckpt after every epoch; Ctrl-C stops "
+        "cleanly and still writes both.",
+    )
+    p.add_argument("inputs", nargs="+", type=Path, metavar="IMAGES_OR_DIRS",
+                   help="image files or folders of images (stacks give one image per slice)")
+    p.add_argument("--method", choices=("barlow", "simclr"), default="barlow")
+    p.add_argument("--backbone", choices=("resnet18", "resnet34", "resnet50"), default="resnet18")
+    p.add_argument("--image-size", type=int, default=128, metavar="PX", help="size of the views (default 128)")
+    p.add_argument("--epochs", type=int, default=10, metavar="N")
+    p.add_argument("--batch-size", type=int, default=64, metavar="B", help="per process (default 64)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: 1e-3 AdamW, 0.2 LARS)")
+    p.add_argument("--optimizer", choices=("adamw", "lars"), default="adamw")
+    p.add_argument("--out", type=Path, required=True, metavar="FILE", help="encoder model file (.safetensors)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    p.add_argument("--seed", type=int, default=0, metavar="K")
+    p.set_defaults(func=run)
+
+
+def checkpoint_path(out: Path) -> Path:
+    return out.with_name(out.name + ".ckpt")
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    from ..io import list_images, read_image
+    from ..ssl.pretrain import Pretrainer, PretrainConfig
+
+    files = list_images(args.inputs)
+    images = []
+    for f in files:
+        data = read_image(f).data
+        images.extend(data if data.ndim == 3 else [data])
+    config = PretrainConfig(method=args.method, backbone=args.backbone, image_size=args.image_size,
+                            epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
+                            seed=args.seed)
+    if args.lr is not None:
+        config.lr = args.lr
+    elif args.optimizer == "lars":
+        config.lr = 0.2
+    trainer = Pretrainer(images, config, device=args.device, checkpoint=checkpoint_path(args.out))
+    if args.resume:
+        trainer.resume()
+    main_rank = trainer.rank == 0
+    total = config.epochs * trainer.steps_per_epoch
+    bar = tqdm(total=total, initial=trainer.epoch * trainer.steps_per_epoch + trainer.step_in_epoch,
+               disable=not main_rank, unit="step", file=sys.stderr)
+    try:
+        for event in trainer.steps():
+            bar.set_postfix(epoch=f"{event.epoch + 1}/{event.epochs}", loss=f"{event.loss:.4g}",
+                            img_s=f"{event.images_per_s:.0f}")
+            bar.update(1)
+    except KeyboardInterrupt:
+        if main_rank:
+            print("\nstopped: writing checkpoint and encoder", file=sys.stderr)
+    finally:
+        bar.close()
+    out = trainer.finish(args.out, data_description=f"{len(images)} images from {len(files)} files")
+    if main_rank:
+        print(f"wrote {out} and {checkpoint_path(args.out)} "
+              f"({trainer.epoch} of {config.epochs} epochs, final loss {trainer.losses[-1]:.4g})")
+    return 0

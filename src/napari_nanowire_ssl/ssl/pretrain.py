@@ -1,0 +1,368 @@
+"""The self-supervised pretraining loop (Barlow Twins or SimCLR).
+
+One loop serves the CLI, the napari widget and the tests: :class:`Pretrainer`
+yields a :class:`PretrainEvent` after every step from :meth:`Pretrainer.steps`;
+the caller stops by leaving the loop (the widget's Stop, Ctrl-C in the CLI)
+and calls :meth:`Pretrainer.finish`, which writes a checkpoint and a usable
+encoder file either way.
+
+Data: the images live in memory as uint8 tensors on the training device. Each
+step draws ``batch_size`` square windows (side ``2 * image_size``) at random
+positions, an image being chosen in proportion to its area, so a large
+micrograph gives many different crops per epoch. The batched, per-sample
+augmentation (:mod:`.augment`) then cuts two random resized views out of each
+window. An epoch is as many windows as tile the images without overlap.
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1) the model is wrapped in
+DistributedDataParallel (gloo on CPU, NCCL on CUDA), each rank draws its crops
+from its own shard of the images, and only rank 0 writes files. Gradients are
+averaged, so the parameters stay identical on every rank; BatchNorm running
+statistics come from each rank's local batch (rank 0's are written), and the
+SSL losses see the local batch, as in most Barlow Twins and SimCLR code.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import __version__
+from ..errors import NanowireSSLError
+from ..io.normalize import normalize
+from ..models.device import autocast_context, select_device
+from ..models.encoder import Encoder
+from ..models.modelfile import save_encoder
+from .augment import AugmentConfig, two_views
+from .losses import barlow_twins_loss, nt_xent_loss
+from .projector import Projector
+
+METHODS = ("barlow", "simclr")
+OPTIMIZERS = ("adamw", "lars")
+
+
+@dataclass
+class PretrainConfig:
+    """Everything that defines a pretraining run (stored in checkpoints and model files)."""
+
+    method: str = "barlow"
+    backbone: str = "resnet18"
+    image_size: int = 128
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    projector_dims: tuple[int, ...] = (1024, 1024, 1024)
+    barlow_lambda: float = 5e-3
+    temperature: float = 0.1
+    seed: int = 0
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def validate(self) -> None:
+        if self.method not in METHODS:
+            raise NanowireSSLError(f"unknown method {self.method!r}; choose {' or '.join(METHODS)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise NanowireSSLError(f"unknown optimizer {self.optimizer!r}; choose {' or '.join(OPTIMIZERS)}")
+        if self.image_size < 32:
+            raise NanowireSSLError(f"image size must be at least 32 px, got {self.image_size}")
+        if self.batch_size < 2:
+            raise NanowireSSLError(f"batch size must be at least 2 (the losses compare samples), got {self.batch_size}")
+        if self.epochs < 1:
+            raise NanowireSSLError(f"epochs must be at least 1, got {self.epochs}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["projector_dims"] = list(self.projector_dims)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PretrainConfig:
+        d = dict(d)
+        d["augment"] = AugmentConfig(**d.get("augment", {}))
+        d["projector_dims"] = tuple(d["projector_dims"])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class PretrainEvent:
+    """Progress after one optimisation step."""
+
+    epoch: int  # 0-based
+    epochs: int
+    step: int  # 0-based within the epoch
+    steps_per_epoch: int
+    loss: float
+    images_per_s: float
+    lr: float
+
+    @property
+    def fraction(self) -> float:
+        return (self.epoch * self.steps_per_epoch + self.step + 1) / (self.epochs * self.steps_per_epoch)
+
+
+class SSLModel(nn.Module):
+    """Encoder followed by the projector: what the SSL loss sees."""
+
+    def __init__(self, encoder: Encoder, projector: Projector):
+        super().__init__()
+        self.encoder, self.projector = encoder, projector
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.projector(self.encoder.embed(x))
+
+
+class CropPool:
+    """Images as uint8 tensors on the device; draws random square windows."""
+
+    def __init__(self, images: list[np.ndarray], window: int, device: torch.device):
+        if not images:
+            raise NanowireSSLError("no images to pretrain on")
+        self.window = window
+        self.images = [self._to_uint8(img, window, device) for img in images]
+        areas = np.array([t.shape[-2] * t.shape[-1] for t in self.images], dtype=np.float64)
+        self.weights = torch.from_numpy(areas / areas.sum())
+        self.n_windows = count_windows([t.shape for t in self.images], window)
+
+    @staticmethod
+    def _to_uint8(image: np.ndarray, window: int, device) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(normalize(image) * 255).round().astype(np.uint8))
+        h, w = t.shape
+        if min(h, w) < window:  # small images are upscaled so that one window fits
+            scale = window / min(h, w)
+            size = (max(window, math.ceil(h * scale)), max(window, math.ceil(w * scale)))
+            t = nn.functional.interpolate(t[None, None].float(), size=size, mode="bilinear",
+                                          align_corners=False)[0, 0].round().clamp(0, 255).to(torch.uint8)
+        return t.to(device)
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """(n, 1, window, window) uint8 windows at random positions."""
+        idx = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        u = torch.rand(n, 2, generator=generator)
+        crops = []
+        for i, (fy, fx) in zip(idx.tolist(), u.tolist()):
+            img = self.images[i]
+            y = int(fy * (img.shape[0] - self.window + 1))
+            x = int(fx * (img.shape[1] - self.window + 1))
+            crops.append(img[y:y + self.window, x:x + self.window])
+        return torch.stack(crops)[:, None]
+
+
+def count_windows(shapes, window: int) -> int:
+    """Windows that tile images of these shapes without overlap (at least one each)."""
+    return int(sum(max(1, (h * w) // window**2) for h, w in shapes))
+
+
+class LARS(torch.optim.Optimizer):
+    """SGD with momentum and layer-wise adaptive rate scaling (You et al. 2017).
+
+    Biases and batch-norm parameters (1-d tensors) get neither weight decay nor
+    the trust ratio, as in the Barlow Twins and SimCLR recipes.
+    """
+
+    def __init__(self, params, lr: float, weight_decay: float = 1e-6, momentum: float = 0.9, eta: float = 1e-3):
+        super().__init__(params, {"lr": lr, "weight_decay": weight_decay, "momentum": momentum, "eta": eta})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad
+                if p.ndim > 1:
+                    grad = grad.add(p, alpha=group["weight_decay"])
+                    p_norm, g_norm = torch.norm(p), torch.norm(grad)
+                    trust = torch.where((p_norm > 0) & (g_norm > 0), group["eta"] * p_norm / g_norm,
+                                        torch.ones_like(p_norm))
+                    grad = grad.mul(trust)
+                buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
+                buf.mul_(group["momentum"]).add_(grad)
+                p.add_(buf, alpha=-group["lr"])
+
+
+def distributed_context() -> tuple[int, int]:
+    """(rank, world size) from torchrun's environment; (0, 1) when not distributed."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+class Pretrainer:
+    """Holds the model, optimiser and data of one run; see the module docstring."""
+
+    def __init__(self, images: list[np.ndarray], config: PretrainConfig, *, device="auto",
+                 checkpoint: str | Path | None = None):
+        config.validate()
+        self.config = config
+        self.rank, self.world_size = distributed_context()
+        self.device = select_device(device)
+        if self.world_size > 1 and self.device.type == "cuda":
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        self.checkpoint = Path(checkpoint) if checkpoint else None
+        torch.manual_seed(config.seed)  # same initial weights on every rank
+        encoder = Encoder(config.backbone, input_size=config.image_size)
+        projector = Projector(encoder.embedding_dim, config.projector_dims)
+        self.model = SSLModel(encoder, projector).to(self.device)
+        if self.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        window = 2 * config.image_size
+        self.pool = CropPool(images[self.rank::self.world_size] or images, window, self.device)
+        # Every rank must run the same number of steps: count over all images.
+        total_windows = count_windows([np.shape(img)[-2:] for img in images], window)
+        self.steps_per_epoch = max(1, total_windows // (config.batch_size * self.world_size))
+        self.generator = torch.Generator().manual_seed(config.seed * 1009 + self.rank)
+        self.net = self._wrap_distributed(self.model)
+        self.optimizer = self._make_optimizer()
+        total = config.epochs * self.steps_per_epoch
+        warmup = min(total - 1, round(config.warmup_epochs * self.steps_per_epoch))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: _warmup_cosine(s, warmup, total))
+        self.epoch = 0
+        self.step_in_epoch = 0
+        self.losses: list[float] = []
+
+    def _wrap_distributed(self, model: nn.Module) -> nn.Module:
+        if self.world_size == 1:
+            return model
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        c = self.config
+        if c.optimizer == "lars":
+            return LARS(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        return torch.optim.AdamW(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+
+    @property
+    def encoder(self) -> Encoder:
+        return self.model.encoder
+
+    def loss(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        if self.config.method == "barlow":
+            return barlow_twins_loss(z1, z2, lambd=self.config.barlow_lambda)
+        return nt_xent_loss(z1, z2, temperature=self.config.temperature)
+
+    def train_step(self) -> float:
+        """One optimisation step on a fresh batch; returns the loss."""
+        c = self.config
+        windows = self.pool.sample(c.batch_size, self.generator)
+        v1, v2 = two_views(windows, c.augment, c.image_size, self.generator)
+        if self.device.type == "cuda":
+            v1 = v1.contiguous(memory_format=torch.channels_last)
+            v2 = v2.contiguous(memory_format=torch.channels_last)
+        self.net.train()
+        with autocast_context(self.device):
+            z = self.net(torch.cat([v1, v2]))
+        z1, z2 = z.chunk(2)
+        loss = self.loss(z1, z2)
+        if not torch.isfinite(loss):
+            raise NanowireSSLError(f"pretraining diverged at epoch {self.epoch + 1}: loss is {loss.item()}; "
+                                   "lower the learning rate")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return float(loss.detach())
+
+    def steps(self):
+        """Generator of :class:`PretrainEvent`, one per step, until the last epoch ends.
+
+        Checkpoints at the end of every epoch. Leaving the loop early is safe;
+        call :meth:`finish` afterwards.
+        """
+        c = self.config
+        while self.epoch < c.epochs:
+            while self.step_in_epoch < self.steps_per_epoch:
+                t0 = time.perf_counter()
+                loss = self.train_step()
+                elapsed = time.perf_counter() - t0
+                self.losses.append(loss)
+                event = PretrainEvent(self.epoch, c.epochs, self.step_in_epoch, self.steps_per_epoch, loss,
+                                      c.batch_size * self.world_size / max(elapsed, 1e-9),
+                                      self.optimizer.param_groups[0]["lr"])
+                self.step_in_epoch += 1
+                yield event
+            self.epoch += 1
+            self.step_in_epoch = 0
+            self.save_checkpoint()
+
+    def state_dict(self) -> dict:
+        return {
+            "format": "napari-nanowire-ssl/pretrain-checkpoint",
+            "config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "generator": self.generator.get_state(),
+            "losses": torch.tensor(self.losses),
+        }
+
+    def save_checkpoint(self) -> None:
+        """Write the resumable state (rank 0 only), atomically."""
+        if self.checkpoint is None or self.rank != 0:
+            return
+        tmp = self.checkpoint.with_name(self.checkpoint.name + ".tmp")
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, self.checkpoint)
+
+    def resume(self) -> None:
+        """Continue from :attr:`checkpoint` (written by an earlier run with the same config)."""
+        if self.checkpoint is None or not self.checkpoint.exists():
+            raise NanowireSSLError(f"{self.checkpoint}: no checkpoint to resume from")
+        try:
+            state = torch.load(self.checkpoint, map_location=self.device, weights_only=True)
+        except Exception as exc:
+            raise NanowireSSLError(f"{self.checkpoint}: not a readable pretraining checkpoint ({exc})") from None
+        if state.get("format") != "napari-nanowire-ssl/pretrain-checkpoint":
+            raise NanowireSSLError(f"{self.checkpoint}: not a napari-nanowire-ssl pretraining checkpoint")
+        saved = PretrainConfig.from_dict(state["config"])
+        if (saved.method, saved.backbone, saved.image_size) != (self.config.method, self.config.backbone,
+                                                                 self.config.image_size):
+            raise NanowireSSLError(
+                f"{self.checkpoint}: was trained as {saved.method}/{saved.backbone}/{saved.image_size}px, "
+                f"not {self.config.method}/{self.config.backbone}/{self.config.image_size}px"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch, self.step_in_epoch = int(state["epoch"]), int(state["step_in_epoch"])
+        self.generator.set_state(state["generator"])
+        self.losses = state["losses"].tolist()
+
+    def finish(self, out: str | Path, *, data_description: str = "") -> Path | None:
+        """Checkpoint and write the encoder model file (rank 0); returns its path."""
+        self.save_checkpoint()
+        if self.rank != 0:
+            return None
+        encoder = self.encoder
+        encoder.training_info = {
+            "method": self.config.method,
+            "data": data_description,
+            "epochs_completed": self.epoch + self.step_in_epoch / self.steps_per_epoch,
+            "steps": len(self.losses),
+            "final_loss": self.losses[-1] if self.losses else None,
+            "config": self.config.to_dict(),
+            "package_version": __version__,
+        }
+        save_encoder(encoder.cpu() if self.device.type != "cpu" else encoder, out, training=encoder.training_info)
+        encoder.to(self.device)
+        return Path(out)
+
+
+def _warmup_cosine(step: int, warmup: int, total: int) -> float:
+    """Learning-rate factor: linear warm-up to 1, then cosine decay to 0."""
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
