@@ -2,7 +2,7 @@
 the morphology call (numpy, scipy and scikit-image only; no Qt, no torch)."""
 
 from .density import DensityResult, density, pixel_density
-from .measure import COLUMNS, measure_mask, read_mask
+from .measure import COLUMNS, MaskAnalysis, analyse_mask, measure_mask, read_mask
 from .morphology import MorphologyCall, morphology_call
 from .percolation import PercolationResult, cluster_labels, percolation
 from .wires import WireStats, skeleton_length, wire_stats
@@ -15,6 +15,8 @@ __all__ = [
     "WireStats",
     "cluster_labels",
     "density",
+    "MaskAnalysis",
+    "analyse_mask",
     "measure_mask",
     "morphology_call",
     "percolation",

@@ -8,15 +8,16 @@ a table has the same columns in the same order.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ImageReadError
 from .density import check_pixel_size, density, region
-from .morphology import morphology_call
-from .percolation import as_mask, percolation
-from .wires import wire_stats
+from .morphology import MorphologyCall, morphology_call
+from .percolation import PercolationResult, as_mask, percolation
+from .wires import WireStats, wire_stats
 
 # Column names in output order.
 COLUMNS = (
@@ -43,7 +44,25 @@ COLUMNS = (
 )
 
 
-def measure_mask(
+@dataclass(frozen=True)
+class MaskAnalysis:
+    """Everything computed for one mask: the CSV row and the intermediate results
+    (cluster labels, spanning mask, skeleton) that overlays are drawn from. The
+    arrays cover the analysed rows (``crop_bottom`` rows fewer than the mask)."""
+
+    row: dict
+    percolation: PercolationResult
+    wires: WireStats
+    call: MorphologyCall
+
+
+def measure_mask(mask, **options) -> dict:
+    """Measure one wire mask (nonzero = wire) into a dict with :data:`COLUMNS` as keys;
+    options as for :func:`analyse_mask`."""
+    return analyse_mask(mask, **options).row
+
+
+def analyse_mask(
     mask,
     *,
     pixel_size_nm: float | None = None,
@@ -52,8 +71,8 @@ def measure_mask(
     criterion: str = "both",
     roi=None,
     crop_bottom: int = 0,
-) -> dict:
-    """Measure one wire mask (nonzero = wire) into a dict with :data:`COLUMNS` as keys.
+) -> MaskAnalysis:
+    """Analyse one wire mask (nonzero = wire): percolation, density, wire statistics.
 
     ``crop_bottom`` rows (an instrument banner) are cut off before anything is
     measured, so the image edges for percolation are those of the cropped
@@ -92,7 +111,7 @@ def measure_mask(
         "mean_width_nm": wires.mean_width_nm,
         "length_per_area_um": dens.length_per_area_um,
     }
-    return row
+    return MaskAnalysis(row, perc, wires, call)
 
 
 def read_mask(path) -> np.ndarray:

@@ -24,8 +24,13 @@ def feature_pca_rgb(encoder, image: np.ndarray, *, stage: int = 2, device: str |
         c, h, w = feats.shape
         flat = feats.reshape(c, -1).T
         flat = flat - flat.mean(0, keepdim=True)
-        _, _, v = torch.pca_lowrank(flat, q=3, center=False)
-        pcs = (flat @ v[:, :3]).T.reshape(3, 1, h, w)
+        # Exact PCA (deterministic, unlike randomised low-rank PCA): the top
+        # three eigenvectors of the C x C covariance, signs fixed so that each
+        # one's largest loading is positive.
+        _, vectors = torch.linalg.eigh(flat.T @ flat)
+        v = vectors[:, -3:].flip(1)
+        v = v * torch.sign(v.gather(0, v.abs().argmax(0, keepdim=True)))
+        pcs = (flat @ v).T.reshape(3, 1, h, w)
         pcs = torch.nn.functional.interpolate(pcs, size=image.shape[-2:], mode="bilinear", align_corners=False)
     rgb = pcs[:, 0].permute(1, 2, 0).cpu().numpy()
     lo, hi = np.percentile(rgb, [1, 99], axis=(0, 1))

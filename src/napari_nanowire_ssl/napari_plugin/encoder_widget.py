@@ -1,4 +1,4 @@
-"""Dock widget "Encoder": choose the encoder the other steps use and look at its features."""
+"""Dock widget "Encoder": choose the encoder every step uses and look at its features."""
 
 from __future__ import annotations
 
@@ -10,20 +10,39 @@ from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
 
 from ..errors import NanowireSSLError
+from ..session import session_for
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-BACKBONES = ("resnet50", "resnet34", "resnet18")
+BACKBONES = ("resnet18", "resnet34", "resnet50")
+
+
+def image_layer_choices(viewer):
+    """Image layers of ``viewer`` (a ComboBox choices callback)."""
+    return [layer for layer in viewer.layers if isinstance(layer, Image)]
+
+
+def check_gray_2d(layer) -> str | None:
+    """Why ``layer`` cannot go into an encoder, or None when it can."""
+    if layer is None:
+        return "No image layer: open an image first (File > Open, or File > Open Sample)"
+    if layer.rgb or layer.ndim != 2:
+        return f"Layer '{layer.name}': needs a 2D grayscale image, got shape {layer.data.shape}"
+    return None
 
 
 class EncoderWidget(Container):
-    """Create (random init), load or import an encoder; show its metadata and features."""
+    """Default, random, loaded or imported encoder; its metadata and a feature picture.
+
+    The chosen encoder becomes the session's active encoder, shared with the
+    other widgets of this viewer.
+    """
 
     def __init__(self, napari_viewer):
         super().__init__(labels=True)
         self.viewer = napari_viewer
-        self.encoder = None
-        self.encoder_source = ""
+        self.session = session_for(napari_viewer)
         self._worker = None
+        self.default_button = PushButton(text="Use default encoder")
         self.backbone = ComboBox(label="backbone", choices=BACKBONES, value="resnet18")
         self.new_button = PushButton(text="New (random weights)")
         self.model_file = FileEdit(label="model file", mode="r",
@@ -31,68 +50,75 @@ class EncoderWidget(Container):
         self.load_button = PushButton(text="Load / import")
         self.device = ComboBox(label="device", choices=DEVICES, value="auto")
         self.status = Label(label="encoder", value="none loaded")
-        self.image = ComboBox(label="image", choices=self._image_layers)
+        self.image = ComboBox(label="image", choices=lambda _: image_layer_choices(self.viewer))
         self.features_button = PushButton(text="Show features")
-        self.extend([self.backbone, self.new_button, self.model_file, self.load_button,
+        self.extend([self.default_button, self.backbone, self.new_button, self.model_file, self.load_button,
                      self.device, self.status, self.image, self.features_button])
+        self.default_button.changed.connect(self.use_default)
         self.new_button.changed.connect(self.new_encoder)
         self.load_button.changed.connect(self.load_encoder)
         self.features_button.changed.connect(self.show_features)
+        self.session.encoder_changed.connect(self._show_encoder)
         for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
             event.connect(lambda _: self.image.reset_choices())
+        if self.session.encoder is not None:
+            self._show_encoder(self.session.encoder, self.session.encoder_source)
 
-    def _image_layers(self, _=None):
-        return [layer for layer in self.viewer.layers if isinstance(layer, Image)]
+    @property
+    def encoder(self):
+        return self.session.encoder
+
+    def _show_encoder(self, encoder, source: str) -> None:
+        self.status.value = f"{encoder.config['backbone']} ({source})"
+        self.backbone.value = encoder.config["backbone"]
 
     def _set_encoder(self, encoder, source: str) -> None:
-        self.encoder, self.encoder_source = encoder, source
-        cfg = encoder.config
-        self.status.value = f"{cfg['backbone']} ({source})"
-        show_info(f"Encoder ready: {cfg['backbone']}, {encoder.embedding_dim}-d features, from {source}")
+        self.session.set_encoder(encoder, source)
+        show_info(f"Encoder ready: {encoder.config['backbone']}, {encoder.embedding_dim}-d features, from {source}")
+
+    def use_default(self) -> None:
+        from ..models.default import load_default_encoder
+
+        try:
+            self._set_encoder(load_default_encoder(), "default")
+        except NanowireSSLError as exc:
+            show_error(str(exc))
 
     def new_encoder(self) -> None:
         from ..models.encoder import Encoder
 
-        self._set_encoder(Encoder(self.backbone.value), "random weights")
+        self._set_encoder(Encoder(self.backbone.value).eval(), "random weights")
 
     def load_encoder(self) -> None:
+        from ..models.importers import import_checkpoint
+
         path = Path(self.model_file.value)
         try:
-            if path.suffix.lower() == ".safetensors":
-                from ..models.modelfile import load_encoder
-
-                encoder = load_encoder(path)
-            else:
-                from ..models.importers import import_checkpoint
-
-                encoder = import_checkpoint(path)
+            encoder = import_checkpoint(path).eval()
         except NanowireSSLError as exc:
             show_error(str(exc))
             return
-        self.backbone.value = encoder.config["backbone"]
         self._set_encoder(encoder, path.name)
 
     def show_features(self) -> None:
         layer = self.image.value
-        if layer is None:
-            show_error("No image layer: open an image first (File > Open, or File > Open Sample)")
+        problem = check_gray_2d(layer)
+        if problem:
+            show_error(problem)
             return
-        if layer.rgb or layer.ndim != 2:
-            show_error(f"Layer '{layer.name}': needs a 2D grayscale image, got shape {layer.data.shape}")
-            return
-        if self.encoder is None:
-            self.new_encoder()
         from ..models.device import select_device
         from ..models.feature_view import feature_pca_rgb
 
         try:
             device = select_device(self.device.value)
+            if self.encoder is None:
+                self.use_default() if _has_default() else self.new_encoder()
         except NanowireSSLError as exc:
             show_error(str(exc))
             return
-        data, name, encoder = layer.data, layer.name, self.encoder
+        data, name, encoder, source = layer.data, layer.name, self.encoder, self.session.encoder_source
 
-        @thread_worker(connect={"returned": lambda rgb: self._add_features(layer, name, rgb),
+        @thread_worker(connect={"returned": lambda rgb: self._add_features(layer, name, rgb, source),
                                 "errored": lambda exc: show_error(f"Features of '{name}': {exc}")})
         def compute():
             return feature_pca_rgb(encoder, data, device=device)
@@ -101,11 +127,17 @@ class EncoderWidget(Container):
         self._worker = compute()
         self._worker.finished.connect(lambda: setattr(self.features_button, "enabled", True))
 
-    def _add_features(self, source_layer, name, rgb) -> None:
+    def _add_features(self, source_layer, name, rgb, encoder_source) -> None:
         layer_name = f"{name} encoder features"
         if layer_name in self.viewer.layers:
             self.viewer.layers[layer_name].data = rgb
         else:
             self.viewer.add_image(rgb, name=layer_name, rgb=True, scale=source_layer.scale[-2:],
                                   translate=source_layer.translate[-2:], opacity=0.7,
-                                  metadata={"encoder": self.encoder_source})
+                                  metadata={"encoder": encoder_source})
+
+
+def _has_default() -> bool:
+    from ..models.default import default_encoder_path
+
+    return default_encoder_path().exists()

@@ -1,0 +1,171 @@
+"""Dock widget "Pretrain encoder": self-supervised pretraining in the background.
+
+Drives the same :class:`~napari_nanowire_ssl.ssl.pretrain.Pretrainer` loop as
+``nanowire-ssl pretrain``, in a napari generator worker: a progress bar, a live
+loss plot, and a Stop that ends after the current step with a checkpoint and a
+usable encoder file. The trained encoder becomes the session's active encoder.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, SpinBox
+from napari.qt.threading import thread_worker
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QPointF, Qt
+from qtpy.QtGui import QPainter, QPen, QPolygonF
+from qtpy.QtWidgets import QWidget
+
+from ..errors import NanowireSSLError
+from ..session import session_for
+from .encoder_widget import BACKBONES, DEVICES, image_layer_choices
+
+OPEN_LAYERS, FOLDER = "open image layers", "folder"
+DEFAULT_OUT = Path.home() / "nanowire-ssl" / "pretrained_encoder.safetensors"
+
+
+class LossPlot(QWidget):
+    """A minimal live line plot of the loss per step (no plotting dependency)."""
+
+    def __init__(self):
+        super().__init__()
+        self.values: list[float] = []
+        self.setMinimumHeight(90)
+
+    def add(self, value: float) -> None:
+        self.values.append(value)
+        self.update()
+
+    def clear(self) -> None:
+        self.values = []
+        self.update()
+
+    def paintEvent(self, event):  # noqa: N802 (Qt name)
+        painter = QPainter(self)
+        painter.fillRect(self.rect(), Qt.GlobalColor.black)
+        if len(self.values) < 2:
+            return
+        lo, hi = min(self.values), max(self.values)
+        span = (hi - lo) or 1.0
+        w, h = self.width() - 8, self.height() - 8
+        points = [QPointF(4 + w * i / (len(self.values) - 1), 4 + h * (hi - v) / span)
+                  for i, v in enumerate(self.values)]
+        painter.setPen(QPen(Qt.GlobalColor.cyan, 1.5))
+        painter.drawPolyline(QPolygonF(points))
+        painter.setPen(Qt.GlobalColor.white)
+        painter.drawText(6, 14, f"loss {self.values[-1]:.4g}")
+
+
+class PretrainWidget(Container):
+    """Choose images, method and size; Start / Stop; the result becomes the active encoder."""
+
+    def __init__(self, napari_viewer):
+        super().__init__(labels=True)
+        self.viewer = napari_viewer
+        self.session = session_for(napari_viewer)
+        self.worker = None
+        self.trainer = None
+        self._stop = threading.Event()
+        self.source = ComboBox(label="images", choices=(OPEN_LAYERS, FOLDER), value=OPEN_LAYERS)
+        self.folder = FileEdit(label="folder", mode="d")
+        self.method = ComboBox(label="method", choices=("barlow", "simclr"), value="barlow")
+        self.backbone = ComboBox(label="backbone", choices=BACKBONES, value="resnet18")
+        self.image_size = SpinBox(label="view size (px)", value=128, min=32, max=1024, step=32)
+        self.epochs = SpinBox(label="epochs", value=10, min=1, max=10000)
+        self.batch_size = SpinBox(label="batch size", value=32, min=2, max=4096)
+        self.device = ComboBox(label="device", choices=DEVICES, value="auto")
+        self.out = FileEdit(label="save as", mode="w", value=DEFAULT_OUT, filter="*.safetensors")
+        self.start_button = PushButton(text="Start")
+        self.stop_button = PushButton(text="Stop", enabled=False)
+        self.status = Label(label="status", value="idle")
+        self.extend([self.source, self.folder, self.method, self.backbone, self.image_size, self.epochs,
+                     self.batch_size, self.device, self.out, self.start_button, self.stop_button, self.status])
+        self.plot = LossPlot()
+        self.native.layout().addWidget(self.plot)
+        self.start_button.changed.connect(self.start)
+        self.stop_button.changed.connect(self.stop)
+        self.native.destroyed.connect(self._stop.set)  # viewer closed: end the worker
+
+    def _images(self):
+        """2D float images to pretrain on, from the open layers or the folder."""
+        if self.source.value == FOLDER:
+            from ..io import list_images, read_image
+
+            images = []
+            for path in list_images([Path(self.folder.value)]):
+                data = read_image(path).data
+                images.extend(data if data.ndim == 3 else [data])
+            return images, f"folder {self.folder.value}"
+        layers = [layer for layer in image_layer_choices(self.viewer) if not layer.rgb]
+        if not layers:
+            raise NanowireSSLError("No grayscale image layer open: open images or choose a folder")
+        images = []
+        for layer in layers:
+            data = layer.data
+            images.extend(list(data) if data.ndim == 3 else [data] if data.ndim == 2 else [])
+        return images, f"{len(layers)} napari layers"
+
+    def start(self) -> None:
+        from ..ssl.pretrain import Pretrainer, PretrainConfig
+
+        try:
+            images, description = self._images()
+            config = PretrainConfig(method=self.method.value, backbone=self.backbone.value,
+                                    image_size=self.image_size.value, epochs=self.epochs.value,
+                                    batch_size=self.batch_size.value)
+            out = Path(self.out.value)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            self.trainer = Pretrainer(images, config, device=self.device.value,
+                                      checkpoint=out.with_name(out.name + ".ckpt"))
+        except (NanowireSSLError, OSError) as exc:
+            show_error(str(exc))
+            return
+        self._stop.clear()
+        self.plot.clear()
+        total = config.epochs * self.trainer.steps_per_epoch
+        self.worker = _train(self.trainer, self._stop, out, description, _progress={"total": total,
+                                                                                      "desc": "Pretraining"})
+        self.worker.yielded.connect(self._on_step)
+        self.worker.returned.connect(self._on_done)
+        self.worker.errored.connect(lambda exc: show_error(f"Pretraining failed: {exc}"))
+        self.worker.finished.connect(self._on_finished)
+        self.start_button.enabled, self.stop_button.enabled = False, True
+        self.status.value = f"starting: {len(images)} images, {total} steps"
+        self.worker.start()
+
+    def stop(self) -> None:
+        """Ask the loop to end after the current step (it then saves)."""
+        self._stop.set()
+        self.status.value = "stopping after this step..."
+
+    def _on_step(self, event) -> None:
+        self.plot.add(event.loss)
+        self.status.value = (f"epoch {event.epoch + 1}/{event.epochs}, step {event.step + 1}/"
+                             f"{event.steps_per_epoch}, {event.images_per_s:.0f} img/s")
+
+    def _on_done(self, path) -> None:
+        encoder = self.trainer.encoder.cpu().eval()
+        self.session.set_encoder(encoder, Path(path).name)
+        self.status.value = f"saved {path}"
+        show_info(f"Pretrained encoder saved to {path}; it is now the active encoder")
+
+    def _on_finished(self) -> None:
+        """Re-enable Start and drop the optimiser state; free cached GPU memory."""
+        self.start_button.enabled, self.stop_button.enabled = True, False
+        self.trainer = None
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+@thread_worker(start_thread=False)
+def _train(trainer, stop: threading.Event, out: Path, description: str):
+    """Generator worker: one yielded event per step; saves when done or stopped."""
+    for event in trainer.steps():
+        yield event
+        if stop.is_set():
+            break
+    return trainer.finish(out, data_description=description)
