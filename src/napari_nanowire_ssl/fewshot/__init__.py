@@ -1,0 +1,1 @@
+"""Few-shot learning on frozen encoder features: image features and the evaluation protocol."""
