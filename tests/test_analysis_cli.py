@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from napari_nanowire_ssl.analysis.measure import COLUMNS, measure_mask, read_mask
+from napari_nanowire_ssl.analysis.wires import AXIAL_STEP
 from napari_nanowire_ssl.cli import main
 from napari_nanowire_ssl.errors import NanowireSSLError
 
@@ -28,14 +29,14 @@ def test_measure_mask_row_has_stable_columns_and_known_values():
     assert row["pixel_density"] == pytest.approx(79 / 1600)
     assert (row["spans_lr"], row["spans_tb"], row["percolates"]) == (True, True, True)
     assert row["n_clusters"] == 1 and row["n_junctions"] == 1 and row["n_end_points"] == 4
-    assert row["total_length_px"] == pytest.approx(78)
+    assert row["total_length_px"] == pytest.approx(78 * AXIAL_STEP)
     assert row["morphology"] == "network"
     assert row["wire_area_um2"] is None and row["total_length_um"] is None
     phys = measure_mask(m, pixel_size_nm=5.0)
     assert tuple(phys) == COLUMNS
     assert phys["region_area_um2"] == pytest.approx((40 * 0.005) ** 2)
-    assert phys["total_length_um"] == pytest.approx(78 * 0.005)
-    assert phys["length_per_area_um"] == pytest.approx(78 * 0.005 / (40 * 0.005) ** 2)
+    assert phys["total_length_um"] == pytest.approx(78 * AXIAL_STEP * 0.005)
+    assert phys["length_per_area_um"] == pytest.approx(78 * AXIAL_STEP * 0.005 / (40 * 0.005) ** 2)
 
 
 def test_crop_bottom_removes_a_banner_before_percolation():
@@ -97,7 +98,7 @@ def test_cli_writes_csv_rows_that_read_back(tmp_path, capsys):
     assert (line_row["spans_lr"], line_row["spans_tb"], line_row["percolates"]) == ("True", "False", "False")
     assert cross_row["percolates"] == "True" and cross_row["morphology"] == "network"
     assert float(line_row["pixel_density"]) == pytest.approx(40 / 1600)
-    assert float(line_row["total_length_um"]) == pytest.approx(39 * 0.002)
+    assert float(line_row["total_length_um"]) == pytest.approx(39 * AXIAL_STEP * 0.002)
     assert float(cross_row["pixel_size_nm"]) == 2.0
 
 

@@ -11,7 +11,7 @@ from skimage.draw import line
 from napari_nanowire_ssl.analysis.density import density, pixel_density
 from napari_nanowire_ssl.analysis.morphology import morphology_call
 from napari_nanowire_ssl.analysis.percolation import percolation
-from napari_nanowire_ssl.analysis.wires import skeleton_length, wire_stats
+from napari_nanowire_ssl.analysis.wires import AXIAL_STEP, CORNER, DIAGONAL_STEP, skeleton_length, wire_stats
 from napari_nanowire_ssl.errors import NanowireSSLError
 
 
@@ -65,24 +65,43 @@ def test_straight_line_length_and_ends():
     m = np.zeros((20, 40), bool)
     m[7, 3:33] = True  # 30 pixels
     s = wire_stats(m)
-    assert s.total_length_px == pytest.approx(29)
+    assert s.total_length_px == pytest.approx(29 * AXIAL_STEP)
     assert s.n_end_points == 2 and s.n_junctions == 0
     assert sorted(map(tuple, s.end_points)) == [(7, 3), (7, 32)]
     assert s.mean_width_px == pytest.approx(1.0)
 
 
-def test_diagonal_line_length_counts_sqrt2_per_step():
+def test_diagonal_line_length_counts_one_diagonal_weight_per_step():
     m = np.eye(25, dtype=bool)
     s = wire_stats(m)
-    assert s.total_length_px == pytest.approx(24 * math.sqrt(2))
+    assert s.total_length_px == pytest.approx(24 * DIAGONAL_STEP)
     assert s.n_end_points == 2
 
 
 def test_staircase_corners_are_not_counted_twice():
     m = np.zeros((5, 6), bool)
     m[1, 1:3] = True
-    m[2, 2:4] = True  # (1,1) (1,2) (2,2) (2,3): three unit steps
-    assert skeleton_length(m) == pytest.approx(3.0)
+    m[2, 2:4] = True  # (1,1) (1,2) (2,2) (2,3): three axial steps, no diagonal
+    assert skeleton_length(m) == pytest.approx(3 * AXIAL_STEP)
+
+
+def test_corner_between_axial_and_diagonal_step_is_corrected():
+    m = np.zeros((5, 6), bool)
+    m[1, 1] = m[1, 2] = m[2, 3] = True  # one axial step, one diagonal step, a corner at (1, 2)
+    assert skeleton_length(m) == pytest.approx(AXIAL_STEP + DIAGONAL_STEP - CORNER)
+
+
+@pytest.mark.parametrize("angle", [0, 10, 22.5, 30, 45, 60, 80, 100, 135, 170])
+def test_digital_line_length_is_within_two_percent_at_any_angle(angle):
+    """The plain 1 / sqrt(2) chain code is 8 % too long at 22.5 degrees."""
+    from skimage.draw import line
+
+    a = math.radians(angle)
+    y0, x0 = round(150 - 100 * math.sin(a)), round(150 - 100 * math.cos(a))
+    y1, x1 = round(150 + 100 * math.sin(a)), round(150 + 100 * math.cos(a))
+    m = np.zeros((301, 301), bool)
+    m[line(y0, x0, y1, x1)] = True
+    assert skeleton_length(m) == pytest.approx(math.hypot(y1 - y0, x1 - x0), rel=0.021)
 
 
 def test_bar_of_width_5_has_width_5_and_centre_line_length():
@@ -93,6 +112,18 @@ def test_bar_of_width_5_has_width_5_and_centre_line_length():
     assert abs(s.mean_width_px - 5.0) < 1.0
     assert 110 <= s.total_length_px <= 120
     assert s.n_end_points == 2 and s.n_junctions == 0
+
+
+def test_spurs_from_a_bumpy_outline_are_pruned_and_short_wires_kept():
+    m = np.zeros((40, 120), bool)
+    m[18:25, 10:110] = True  # a bar 7 px wide
+    m[14:18, 50:53] = True  # a bump on its edge: a spur in the raw skeleton
+    m[33:36, 10:16] = True  # a short separate wire, shorter than twice the pruning length
+    s = wire_stats(m)
+    assert s.n_junctions == 0
+    assert s.n_end_points == 4  # the bar's two ends and the short wire's two
+    assert len(s.cluster_lengths_px) == 2 and min(s.cluster_lengths_px) > 0
+    assert wire_stats(m, prune_px=0).n_junctions == 1  # unpruned: the bump's spur
 
 
 @pytest.mark.parametrize("width", [1, 2, 3, 4, 7])
@@ -109,7 +140,7 @@ def test_plus_sign_has_four_ends_and_one_junction():
     s = wire_stats(m)
     assert s.n_end_points == 4 and s.n_junctions == 1
     assert np.allclose(s.junctions, [[20, 20]])
-    assert s.total_length_px == pytest.approx(60)
+    assert s.total_length_px == pytest.approx(60 * AXIAL_STEP)
 
 
 def test_cluster_lengths_follow_labels():
@@ -118,8 +149,8 @@ def test_cluster_lengths_follow_labels():
     m[20, 2:28] = True  # 25 long
     r = percolation(m)
     s = wire_stats(m, labels=r.labels)
-    assert sorted(s.cluster_lengths_px) == pytest.approx([9, 25])
-    assert s.cluster_lengths_px[r.labels[20, 2] - 1] == pytest.approx(25)
+    assert sorted(s.cluster_lengths_px) == pytest.approx([9 * AXIAL_STEP, 25 * AXIAL_STEP])
+    assert s.cluster_lengths_px[r.labels[20, 2] - 1] == pytest.approx(25 * AXIAL_STEP)
 
 
 def test_labels_of_another_shape_are_refused():

@@ -1,11 +1,14 @@
 """Wire statistics from a mask and its skeleton: length, width, ends, junctions, orientation.
 
 The skeleton (``skimage.morphology.skeletonize``) is read as a graph whose
-edges join neighbouring skeleton pixels: horizontal and vertical steps count 1,
-diagonal steps sqrt(2), and a diagonal step is left out where the two pixels
-are also joined through a common 4-neighbour (otherwise every staircase corner
-would count twice). So a straight line of n pixels is n - 1 long, a diagonal
-one (n - 1) * sqrt(2): lengths run between pixel centres.
+edges join neighbouring skeleton pixels; a diagonal step is left out where the
+two pixels are also joined through a common 4-neighbour (otherwise every
+staircase corner would count twice). Length uses the Vossepoel & Smeulders
+(1982) estimator for digitised curves, 0.980 per axial step + 1.406 per
+diagonal step - 0.091 per corner (a pixel between one axial and one diagonal
+step): the plain 1 / sqrt(2) chain-code length overestimates digital lines by
+up to 8 % (at 22.5 degrees), this one is within about 1 % at any angle. Lengths
+run between pixel centres.
 
 - End points are skeleton pixels with one edge, junction pixels those with
   three or more; touching junction pixels make one junction.
@@ -39,6 +42,8 @@ ORIENTATION_BINS = 18  # histogram bins over [0, 180) degrees
 
 # Neighbour offsets (dy, dx) of the skeleton graph, one of each +/- pair.
 _STEPS = ((0, 1), (1, 0), (1, 1), (1, -1))
+# Vossepoel & Smeulders (1982) length weights: axial step, diagonal step, corner.
+AXIAL_STEP, DIAGONAL_STEP, CORNER = 0.980, 1.406, 0.091
 
 
 @dataclass(frozen=True)
@@ -88,8 +93,8 @@ def _pairs(shape, dy: int, dx: int):
 
 
 def skeleton_edges(skeleton: np.ndarray):
-    """Yield (a, b, edge, length) per step direction: ``edge`` marks edges between
-    ``skeleton[a]`` and ``skeleton[b]`` pixels; ``length`` is 1 or sqrt(2)."""
+    """Yield (a, b, edge, diagonal) per step direction: ``edge`` marks edges between
+    ``skeleton[a]`` and ``skeleton[b]`` pixels."""
     for dy, dx in _STEPS:
         a, b = _pairs(skeleton.shape, dy, dx)
         edge = skeleton[a] & skeleton[b]
@@ -98,27 +103,29 @@ def skeleton_edges(skeleton: np.ndarray):
             c1 = skeleton[dy:, max(0, -dx) : w - max(0, dx)]  # (y + 1, x)
             c2 = skeleton[: h - dy, max(0, dx) : w - max(0, -dx)]  # (y, x + dx)
             edge &= ~(c1 | c2)
-        yield a, b, edge, math.sqrt(2) if dy and dx else 1.0
+        yield a, b, edge, bool(dy and dx)
 
 
 def skeleton_length(skeleton, *, roi=None) -> float:
-    """Length of a skeleton in pixels (edges with both ends inside ``roi`` when given)."""
+    """Length of a skeleton in pixels (the part inside ``roi`` when given)."""
     skeleton = as_mask(skeleton, "skeleton")
     if roi is not None:
         skeleton = skeleton & (np.asarray(roi) != 0)
-    return float(sum(np.count_nonzero(edge) * length for _, _, edge, length in skeleton_edges(skeleton)))
+    return float(_degree_and_weight(skeleton)[1].sum())
 
 
-def _degree_and_weight(shape, edges):
-    """Number of edges at each pixel and the pixel's share of the length (half its edges)."""
-    degree = np.zeros(shape, dtype=np.int16)
-    weight = np.zeros(shape, dtype=np.float64)
-    for a, b, edge, length in edges:
-        degree[a] += edge
-        degree[b] += edge
-        weight[a] += 0.5 * length * edge
-        weight[b] += 0.5 * length * edge
-    return degree, weight
+def _degree_and_weight(skeleton: np.ndarray):
+    """Number of edges at each pixel and the pixel's share of the length: half of
+    each of its edges' weights, less the corner correction at corner pixels."""
+    axial = np.zeros(skeleton.shape, dtype=np.int16)
+    diagonal = np.zeros(skeleton.shape, dtype=np.int16)
+    for a, b, edge, is_diagonal in skeleton_edges(skeleton):
+        count = diagonal if is_diagonal else axial
+        count[a] += edge
+        count[b] += edge
+    weight = 0.5 * (AXIAL_STEP * axial + DIAGONAL_STEP * diagonal)
+    weight -= CORNER * ((axial == 1) & (diagonal == 1))
+    return axial + diagonal, weight
 
 
 def local_orientation(
@@ -149,11 +156,42 @@ def local_orientation(
     return theta
 
 
-def wire_stats(mask, *, labels: np.ndarray | None = None, pixel_size_nm: float | None = None) -> WireStats:
+def prune_spurs(skeleton: np.ndarray, length: int) -> np.ndarray:
+    """Remove side branches of at most ``length`` pixels from a skeleton.
+
+    Wires that touch (bundles, crossings) leave short spurs in the skeleton
+    where their outlines meet; they are not wires, and they would add false
+    end points, junctions and cross-wise orientations. Classic pruning: strip
+    end pixels ``length`` times, then regrow the surviving branch ends along
+    the original skeleton ``length`` times. Components that would vanish
+    entirely (wires shorter than ``2 * length``) are kept whole.
+    """
+    if length <= 0 or not skeleton.any():
+        return skeleton
+    kept = skeleton.copy()
+    for _ in range(length):
+        degree, _ = _degree_and_weight(kept)
+        kept &= degree != 1
+    degree, _ = _degree_and_weight(kept)
+    grown = kept & (degree <= 1)  # branch ends, and lone pixels left of short wires
+    for _ in range(length):
+        grown = ndimage.binary_dilation(grown, structure=np.ones((3, 3), bool)) & skeleton
+    pruned = kept | grown
+    components, n = ndimage.label(skeleton, structure=np.ones((3, 3)))
+    survivors = np.bincount(components[pruned], minlength=n + 1) > 0
+    vanished = ~survivors
+    vanished[0] = False
+    return pruned | vanished[components]
+
+
+def wire_stats(mask, *, labels: np.ndarray | None = None, pixel_size_nm: float | None = None,
+               prune_px: int | None = None) -> WireStats:
     """Skeletonize ``mask`` and measure its wires.
 
     ``labels`` are cluster labels for the per-cluster lengths (e.g.
     ``percolation(mask).labels``); by default 8-connected components.
+    ``prune_px``: skeleton spurs up to this length are removed
+    (:func:`prune_spurs`); by default the median wire width, at least 2 px.
     """
     mask = as_mask(mask)
     if pixel_size_nm is not None:
@@ -165,15 +203,17 @@ def wire_stats(mask, *, labels: np.ndarray | None = None, pixel_size_nm: float |
     else:
         n_clusters = int(labels.max(initial=0))
     skel = skeletonize(mask)
-    edges = list(skeleton_edges(skel))
-    degree, weight = _degree_and_weight(skel.shape, edges)
+    edt = ndimage.distance_transform_edt(mask)
+    if prune_px is None:
+        prune_px = max(2, round(float(np.median(2.0 * edt[skel] - 1.0)))) if skel.any() else 0
+    skel = prune_spurs(skel, prune_px)
+    degree, weight = _degree_and_weight(skel)
 
-    cluster_lengths = np.zeros(n_clusters + 1)
-    for a, _, edge, length in edges:
-        cluster_lengths += length * np.bincount(labels[a][edge], minlength=n_clusters + 1)
+    # A skeleton pixel lies inside its wire, so it takes the wire's cluster label.
+    cluster_lengths = np.bincount(labels[skel], weights=weight[skel], minlength=n_clusters + 1)
     total = float(cluster_lengths.sum())
 
-    widths = 2.0 * ndimage.distance_transform_edt(mask)[skel] - 1.0
+    widths = 2.0 * edt[skel] - 1.0
     end_points = np.argwhere(skel & (degree == 1))
     junction_labels, n_junctions = ndimage.label(skel & (degree >= 3), structure=np.ones((3, 3)))
     junction_pixels = np.argwhere(junction_labels)
