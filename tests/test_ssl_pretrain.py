@@ -151,3 +151,22 @@ def test_cli_pretrain_writes_encoder_and_resumes(tmp_path, capsys):
     assert "2 of 2 epochs" in capsys.readouterr().out
     assert main(["pretrain", str(tmp_path / "missing"), "--out", str(out)]) == 2
     assert "missing: no such file or folder" in capsys.readouterr().err
+
+
+def test_cli_runs_unchanged_under_torchrun(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    data = tmp_path / "images"
+    data.mkdir()
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (96, 96), dtype=np.uint8)).save(data / f"{i}.png")
+    out = tmp_path / "ddp.safetensors"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29518",
+           "-m", "napari_nanowire_ssl.cli", "pretrain", str(data), "--image-size", "32", "--batch-size", "2",
+           "--epochs", "1", "--out", str(out), "--device", "cpu"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("wrote ") == 1  # rank 0 alone reports and writes
+    meta = read_metadata(out)
+    assert meta["training"]["epochs_completed"] == 1 and meta["training"]["data"] == "4 images from 4 files"

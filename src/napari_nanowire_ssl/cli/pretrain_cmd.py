@@ -74,6 +74,10 @@ def run(args) -> int:
     finally:
         bar.close()
     out = trainer.finish(args.out, data_description=f"{len(images)} images from {len(files)} files")
+    if trainer.world_size > 1:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
     if main_rank:
         print(f"wrote {out} and {checkpoint_path(args.out)} "
               f"({trainer.epoch} of {config.epochs} epochs, final loss {trainer.losses[-1]:.4g})")
