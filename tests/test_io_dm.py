@@ -123,7 +123,7 @@ def test_writer_header_matches_the_format_description(tmp_path, version):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(ImageReadError, match=r"nope\.dm3: no such file"):
+    with pytest.raises(ImageReadError, match=r"nope\.dm3: no such DM file"):
         read_dm(tmp_path / "nope.dm3")
 
 
@@ -137,7 +137,7 @@ def test_folder_is_not_a_file(tmp_path):
 def test_empty_file(tmp_path):
     path = tmp_path / "empty.dm4"
     path.write_bytes(b"")
-    with pytest.raises(ImageReadError, match=r"empty\.dm4: the file is empty"):
+    with pytest.raises(ImageReadError, match=r"empty\.dm4: the DM file is empty"):
         read_dm(path)
 
 

@@ -94,7 +94,7 @@ def test_rgb_with_differing_channels_is_refused(tmp_path):
 
 def test_empty_truncated_missing_and_unknown_files(tmp_path, real_data):
     (tmp_path / "empty.tif").write_bytes(b"")
-    with pytest.raises(ImageReadError, match=r"empty\.tif: the file is empty"):
+    with pytest.raises(ImageReadError, match=r"empty\.tif: the image file is empty"):
         read_image(tmp_path / "empty.tif")
     good = (real_data / "sparse_nanowires_sem" / "4.tif").read_bytes()
     (tmp_path / "cut.tif").write_bytes(good[: len(good) // 3])
@@ -107,7 +107,7 @@ def test_empty_truncated_missing_and_unknown_files(tmp_path, real_data):
     (tmp_path / "noise.png").write_bytes(b"not a png at all" * 10)
     with pytest.raises(ImageReadError, match=r"noise\.png: not a readable PNG"):
         read_image(tmp_path / "noise.png")
-    with pytest.raises(ImageReadError, match=r"nope\.tif: no such file"):
+    with pytest.raises(ImageReadError, match=r"nope\.tif: no such image file"):
         read_image(tmp_path / "nope.tif")
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(ImageReadError, match=r"notes\.txt: unsupported file type '\.txt'"):

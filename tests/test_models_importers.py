@@ -199,7 +199,7 @@ def test_bad_checkpoints_give_one_line_errors(torchvision18, tmp_path):
     torch.save(conv1_rgba, tmp_path / "rgba.pth")
     torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7)}, tmp_path / "stem.pth")
     cases = [
-        (import_torchvision_state_dict, "missing.pth", "model file not found", {}),
+        (import_torchvision_state_dict, "missing.pth", "no such model file", {}),
         (import_torchvision_state_dict, "empty.pth", r"is empty \(0 bytes\)", {}),
         (import_torchvision_state_dict, "half.pth", "truncated or not a PyTorch checkpoint", {}),
         (import_torchvision_state_dict, "other.pth", r"not a recognised ResNet checkpoint \(no 'conv1.weight'", {}),

@@ -154,8 +154,8 @@ def _bad_files(saved_path: Path, tmp: Path) -> list[tuple[str, Path, str]]:
         write(path)
         cases.append((name, path, pattern))
 
-    case("missing", "model file not found", lambda p: None)
-    case("empty", r"model file is empty \(0 bytes\)", lambda p: p.write_bytes(b""))
+    case("missing", "no such model file", lambda p: None)
+    case("empty", r"the model file is empty \(0 bytes\)", lambda p: p.write_bytes(b""))
     case("truncated", "truncated or not a safetensors model file", lambda p: p.write_bytes(data[: len(data) // 2]))
     case("random", "truncated or not a safetensors model file", lambda p: p.write_bytes(os.urandom(4096)))
     case(

@@ -15,3 +15,18 @@ class ImageReadError(NanowireSSLError):
 
 class ModelFileError(NanowireSSLError):
     """A model file is corrupt, truncated, of another kind or does not match."""
+
+
+def check_file(path, error: type[NanowireSSLError] = NanowireSSLError, what: str = "file"):
+    """Refuse a missing path, a folder or an empty file with ``error`` naming it;
+    return the path as a :class:`~pathlib.Path`."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.exists():
+        raise error(f"{path}: no such {what}")
+    if path.is_dir():
+        raise error(f"{path}: is a folder, not a {what}")
+    if path.stat().st_size == 0:
+        raise error(f"{path}: the {what} is empty (0 bytes)")
+    return path

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ImageReadError
+from ..errors import ImageReadError, check_file
 from .density import check_pixel_size, density, region
 from .morphology import MorphologyCall, morphology_call
 from .percolation import PercolationResult, as_mask, percolation
@@ -120,13 +120,7 @@ def read_mask(path) -> np.ndarray:
     Colour masks count a pixel as wire when any colour channel is nonzero
     (alpha is ignored). Raises :class:`ImageReadError` naming the file.
     """
-    path = Path(path)
-    if not path.exists():
-        raise ImageReadError(f"{path}: no such file")
-    if path.is_dir():
-        raise ImageReadError(f"{path}: is a folder, not a mask file")
-    if path.stat().st_size == 0:
-        raise ImageReadError(f"{path}: the file is empty (0 bytes)")
+    path = check_file(path, ImageReadError, "mask file")
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
             import tifffile

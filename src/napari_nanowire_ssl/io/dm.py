@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ImageReadError
-from .reader import _short, unit_to_nm
+from ..errors import ImageReadError, check_file
+from .reader import first_line, unit_to_nm
 
 # Header: version (4 bytes), size field (DM3: 4 bytes, DM4: 8), byte order (4).
 # The size field is the file length minus 16 (DM3) or 24 (DM4).
@@ -28,14 +28,8 @@ def read_dm(path: str | Path) -> tuple[np.ndarray, float | None, dict]:
     length (reciprocal units of a diffraction pattern, for instance); the
     units and (y, x) scale are always in the metadata.
     """
-    path = Path(path)
-    if not path.exists():
-        raise ImageReadError(f"{path}: no such file")
-    if path.is_dir():
-        raise ImageReadError(f"{path}: is a folder, not a DM file")
+    path = check_file(path, ImageReadError, "DM file")
     size = path.stat().st_size
-    if size == 0:
-        raise ImageReadError(f"{path}: the file is empty (0 bytes)")
     version, expected_size = _read_header(path, size)
 
     from rsciio.digitalmicrograph import file_reader
@@ -48,7 +42,7 @@ def read_dm(path: str | Path) -> tuple[np.ndarray, float | None, dict]:
                 f"{path}: the DM{version} file is truncated ({size} of {expected_size} bytes)"
             ) from None
         raise ImageReadError(
-            f"{path}: cannot be read as a DM{version} file, corrupt ({type(exc).__name__}: {_short(exc)})"
+            f"{path}: cannot be read as a DM{version} file, corrupt ({type(exc).__name__}: {first_line(exc)})"
         ) from None
     if not images:
         raise ImageReadError(f"{path}: the DM{version} file holds no image (only a thumbnail or nothing)")

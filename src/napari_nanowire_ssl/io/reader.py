@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ImageReadError
+from ..errors import ImageReadError, check_file
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -64,13 +64,7 @@ def unit_to_nm(unit: str) -> float | None:
 
 def read_image(path: str | Path) -> TEMImage:
     """Read one image file; raise :class:`ImageReadError` naming the file on bad input."""
-    path = Path(path)
-    if not path.exists():
-        raise ImageReadError(f"{path}: no such file")
-    if path.is_dir():
-        raise ImageReadError(f"{path}: is a folder, not an image file")
-    if path.stat().st_size == 0:
-        raise ImageReadError(f"{path}: the file is empty (0 bytes)")
+    path = check_file(path, ImageReadError, "image file")
     suffix = path.suffix.lower()
     if suffix in TIFF_SUFFIXES:
         data, pixel_size, meta = _read_tiff(path)
@@ -116,7 +110,7 @@ def _read_tiff(path: Path):
             axes = series.axes
             pixel_size = _tiff_pixel_size(tif)
     except Exception as exc:  # tifffile raises many types for corrupt files
-        raise ImageReadError(f"{path}: cannot be read as TIFF, truncated or corrupt ({_short(exc)})") from None
+        raise ImageReadError(f"{path}: cannot be read as TIFF, truncated or corrupt ({first_line(exc)})") from None
     meta = {"format": "TIFF", "axes": axes, "dtype": str(data.dtype)}
     if "S" in axes:
         if axes.index("S") != len(axes) - 1:
@@ -175,7 +169,7 @@ def _read_pil(path: Path):
     except UnidentifiedImageError:
         raise ImageReadError(f"{path}: not a readable {path.suffix.lstrip('.').upper()} image") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageReadError(f"{path}: cannot be read, truncated or corrupt ({_short(exc)})") from None
+        raise ImageReadError(f"{path}: cannot be read, truncated or corrupt ({first_line(exc)})") from None
     meta = {"format": fmt, "dtype": str(data.dtype)}
     if data.ndim == 3:
         data = _grayscale(data, path, meta)
@@ -213,6 +207,7 @@ def _grayscale(data: np.ndarray, path: Path, meta: dict) -> np.ndarray:
     return rgb.astype(np.float32).mean(axis=-1)
 
 
-def _short(exc: Exception) -> str:
+def first_line(exc: Exception) -> str:
+    """The first line of an exception message (at most 120 characters), for one-line errors."""
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:120]

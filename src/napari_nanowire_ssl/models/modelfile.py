@@ -35,7 +35,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .. import __version__
-from ..errors import ModelFileError, NanowireSSLError
+from ..errors import ModelFileError, NanowireSSLError, check_file
 from .device import select_device
 from .encoder import BACKBONES, Encoder
 
@@ -96,12 +96,7 @@ def save_tensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], m
 
 def check_model_path(path: Path) -> None:
     """Refuse a missing path, a folder or an empty file, naming it."""
-    if not path.exists():
-        raise ModelFileError(f"{path}: model file not found")
-    if path.is_dir():
-        raise ModelFileError(f"{path}: is a folder, not a model file")
-    if path.stat().st_size == 0:
-        raise ModelFileError(f"{path}: model file is empty (0 bytes)")
+    check_file(path, ModelFileError, "model file")
 
 
 def _parse_header(path: Path, raw: Mapping[str, str] | None, kind: str | None) -> dict:
