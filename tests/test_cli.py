@@ -67,3 +67,21 @@ def test_headless_demo_writes_samples_features_and_metrics(tmp_path, capsys):
     mask = np.asarray(Image.open(out / "network_mask.png")) > 0
     assert float(rows["network"]["pixel_density"]) == pytest.approx(mask.mean())
     assert "wrote 4 analysed samples" in capsys.readouterr().out
+
+
+def test_gui_demo_docks_the_widgets_and_saves_a_screenshot(tmp_path):
+    from PIL import Image
+
+    shot = tmp_path / "demo.png"
+    result = subprocess.run([sys.executable, "-m", "napari_nanowire_ssl.cli", "demo", "--screenshot", str(shot)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    width, height = Image.open(shot).size
+    assert width >= 1000 and height >= 600
+
+
+def test_screenshot_without_a_display_is_refused(monkeypatch, capsys, tmp_path):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert main(["demo", "--screenshot", str(tmp_path / "x.png")]) == 2
+    assert "--screenshot needs a display" in capsys.readouterr().err

@@ -13,8 +13,10 @@ import csv
 import os
 from pathlib import Path
 
+from ..errors import NanowireSSLError
+
 PLUGIN = "napari-nanowire-ssl"
-WIDGETS = ("Encoder", "Analyse morphology")
+WIDGETS = ("Encoder", "Pretrain encoder", "Analyse morphology")
 
 
 def register(subparsers) -> None:
@@ -30,23 +32,36 @@ def register(subparsers) -> None:
     p.add_argument("--backbone", default="resnet18", choices=("resnet18", "resnet34", "resnet50"),
                    help="encoder backbone for the feature pictures (default: resnet18)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--screenshot", type=Path, metavar="PNG",
+                   help="open the window, save a screenshot of it to PNG and close (needs a display)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    if args.headless or not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+    has_display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    if args.screenshot and not has_display:
+        raise NanowireSSLError("--screenshot needs a display (run it under xvfb-run)")
+    if args.headless or not has_display:
         return run_headless(args.out, backbone=args.backbone, seed=args.seed)
-    return run_gui()
+    return run_gui(screenshot=args.screenshot)
 
 
-def run_gui() -> int:
+def run_gui(screenshot: Path | None = None) -> int:
+    """napari with the sample and the widgets docked; with ``screenshot``, save and close."""
     import napari
 
     viewer = napari.Viewer(title="napari-nanowire-ssl demo")
     viewer.open_sample(PLUGIN, "network")
     for widget in WIDGETS:
-        viewer.window.add_plugin_dock_widget(PLUGIN, widget)
-    napari.run()
+        viewer.window.add_plugin_dock_widget(PLUGIN, widget, tabify=True)
+    if screenshot is None:
+        napari.run()
+        return 0
+    viewer.window._qt_window.resize(1500, 950)
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
+    viewer.screenshot(str(screenshot), canvas_only=False)
+    viewer.close()
+    print(f"saved {screenshot}")
     return 0
 
 

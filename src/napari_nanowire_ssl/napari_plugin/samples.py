@@ -30,7 +30,8 @@ def _synthetic(morphology: str):
     name = f"synthetic {morphology}"
     return [
         (sample.image, {"name": name, "metadata": meta}, "image"),
-        (sample.mask.astype("uint8"), {"name": f"{name} true mask", "metadata": meta}, "labels"),
+        (sample.mask.astype("uint8"), {"name": f"{name} true mask", "metadata": meta, "opacity": 0.35},
+         "labels"),
     ]
 
 
