@@ -29,9 +29,8 @@ def register(subparsers) -> None:
     )
     p.add_argument("--headless", action="store_true", help="no window: write outputs to --out")
     p.add_argument("--out", type=Path, default=Path("demo-output"), help="output folder (headless)")
-    p.add_argument("--backbone", default="resnet18", choices=("resnet18", "resnet34", "resnet50"),
-                   help="encoder backbone for the feature pictures (default: resnet18)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--encoder", default="default", metavar="FILE|default",
+                   help="encoder for the feature pictures (default: the shipped default encoder)")
     p.add_argument("--screenshot", type=Path, metavar="PNG",
                    help="open the window, save a screenshot of it to PNG and close (needs a display)")
     p.set_defaults(func=run)
@@ -42,7 +41,7 @@ def run(args) -> int:
     if args.screenshot and not has_display:
         raise NanowireSSLError("--screenshot needs a display (run it under xvfb-run)")
     if args.headless or not has_display:
-        return run_headless(args.out, backbone=args.backbone, seed=args.seed)
+        return run_headless(args.out, encoder=args.encoder)
     return run_gui(screenshot=args.screenshot)
 
 
@@ -65,20 +64,19 @@ def run_gui(screenshot: Path | None = None) -> int:
     return 0
 
 
-def run_headless(out: Path, *, backbone: str = "resnet18", seed: int = 0) -> int:
+def run_headless(out: Path, *, encoder: str = "default") -> int:
     """Write every sample, its feature picture and its measurements to ``out``."""
     import numpy as np
-    import torch
     from PIL import Image
 
     from ..analysis.measure import measure_mask
-    from ..models.encoder import Encoder
+    from ..models.default import resolve_encoder
     from ..models.feature_view import feature_pca_rgb
     from ..napari_plugin import samples
 
-    torch.manual_seed(seed)
     out.mkdir(parents=True, exist_ok=True)
-    encoder = Encoder(backbone).eval()
+    encoder_name = encoder
+    encoder = resolve_encoder(encoder)
     rows = []
     for name in ("singular", "dispersed", "network", "bundle", "silver_network"):
         layers = getattr(samples, name)()
@@ -99,7 +97,7 @@ def run_headless(out: Path, *, backbone: str = "resnet18", seed: int = 0) -> int
         writer.writeheader()
         writer.writerows(rows)
     print(f"wrote {len(rows)} analysed samples, 5 images and feature pictures to {out}/ "
-          f"(encoder: {backbone}, random weights)")
+          f"(encoder: {encoder_name}, {encoder.backbone})")
     return 0
 
 
