@@ -65,3 +65,23 @@ def test_no_images_is_reported_and_nothing_starts(make_napari_viewer, monkeypatc
     assert errors == ["No grayscale image layer open: open images or choose a folder"]
     assert widget.worker is None and widget.start_button.enabled
     assert not (tmp_path / "enc.safetensors").exists()
+
+
+def test_folder_source_reads_the_folder(make_napari_viewer, qtbot, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "micrographs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (96, 96), dtype=np.uint8)).save(folder / f"{i}.png")
+    viewer = make_napari_viewer()
+    widget = small_widget(viewer, tmp_path, epochs=1)
+    assert not widget.folder.visible
+    widget.source.value = module.FOLDER
+    widget.folder.value = folder
+    widget.start()
+    with qtbot.waitSignal(widget.worker.finished, timeout=120_000):
+        pass
+    assert read_metadata(tmp_path / "enc.safetensors")["training"]["data"] == f"folder {folder}"

@@ -159,29 +159,47 @@ def local_orientation(
 def prune_spurs(skeleton: np.ndarray, length: int) -> np.ndarray:
     """Remove side branches of at most ``length`` pixels from a skeleton.
 
-    Wires that touch (bundles, crossings) leave short spurs in the skeleton
-    where their outlines meet; they are not wires, and they would add false
-    end points, junctions and cross-wise orientations. Classic pruning: strip
-    end pixels ``length`` times, then regrow the surviving branch ends along
-    the original skeleton ``length`` times. Components that would vanish
-    entirely (wires shorter than ``2 * length``) are kept whole.
+    Wires that touch (bundles, crossings) or have bumpy outlines leave short
+    spurs in the skeleton; they are not wires, and they would add false end
+    points, junctions and cross-wise orientations. Classic pruning: strip end
+    pixels ``length`` times, then regrow the surviving branch ends along the
+    original skeleton ``length`` times. Components that would vanish entirely
+    (wires shorter than about ``2 * length``) are kept whole. It runs on the
+    graph of skeleton pixels, so its cost follows the skeleton, not the image.
     """
     if length <= 0 or not skeleton.any():
         return skeleton
-    kept = skeleton.copy()
+    coords = np.argwhere(skeleton)
+    index = np.full(skeleton.shape, -1, dtype=np.int64)
+    index[tuple(coords.T)] = np.arange(len(coords))
+    pairs = [(index[a][edge], index[b][edge]) for a, b, edge, _ in skeleton_edges(skeleton)]
+    i = np.concatenate([p[0] for p in pairs])
+    j = np.concatenate([p[1] for p in pairs])
+    n = len(coords)
+
+    def degree(alive: np.ndarray) -> np.ndarray:
+        both = alive[i] & alive[j]
+        return np.bincount(i[both], minlength=n) + np.bincount(j[both], minlength=n)
+
+    alive = np.ones(n, bool)
     for _ in range(length):
-        degree, _ = _degree_and_weight(kept)
-        kept &= degree != 1
-    degree, _ = _degree_and_weight(kept)
-    grown = kept & (degree <= 1)  # branch ends, and lone pixels left of short wires
+        alive &= degree(alive) != 1
+    grown = alive & (degree(alive) <= 1)  # branch ends, and lone pixels left of short wires
     for _ in range(length):
-        grown = ndimage.binary_dilation(grown, structure=np.ones((3, 3), bool)) & skeleton
-    pruned = kept | grown
-    components, n = ndimage.label(skeleton, structure=np.ones((3, 3)))
-    survivors = np.bincount(components[pruned], minlength=n + 1) > 0
-    vanished = ~survivors
-    vanished[0] = False
-    return pruned | vanished[components]
+        step = np.zeros(n, bool)
+        step[j[grown[i]]] = True
+        step[i[grown[j]]] = True
+        grown |= step
+    keep = alive | grown
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    _, component = connected_components(coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n)), directed=False)
+    survived = np.bincount(component[keep], minlength=component.max() + 1) > 0
+    keep |= ~survived[component]
+    pruned = np.zeros_like(skeleton, dtype=bool)
+    pruned[tuple(coords[keep].T)] = True
+    return pruned
 
 
 def wire_stats(mask, *, labels: np.ndarray | None = None, pixel_size_nm: float | None = None,

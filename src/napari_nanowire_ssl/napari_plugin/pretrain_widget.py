@@ -84,9 +84,10 @@ class PretrainWidget(Container):
                      self.batch_size, self.device, self.out, self.start_button, self.stop_button, self.status])
         self.plot = LossPlot()
         self.native.layout().addWidget(self.plot)
+        self.folder.visible = False
+        self.source.changed.connect(lambda value: setattr(self.folder, "visible", value == FOLDER))
         self.start_button.changed.connect(self.start)
         self.stop_button.changed.connect(self.stop)
-        self.native.destroyed.connect(self._stop.set)  # viewer closed: end the worker
 
     def _images(self):
         """2D float images to pretrain on, from the open layers or the folder."""
