@@ -8,7 +8,7 @@ import torch
 
 from napari_nanowire_ssl.errors import NanowireSSLError
 from napari_nanowire_ssl.fewshot.evaluation import fewshot_accuracy
-from napari_nanowire_ssl.fewshot.features import image_features, tiles_of
+from napari_nanowire_ssl.fewshot.features import PooledFeatures, image_features, tiles_of
 from napari_nanowire_ssl.models.encoder import Encoder, encode_images
 
 
@@ -32,7 +32,7 @@ def test_features_are_the_mean_tile_embedding():
     from napari_nanowire_ssl.io import normalize
 
     norm = normalize(big)
-    expected = encode_images(encoder, [norm[:, :128], norm[:, 128:]]).mean(0)
+    expected = encode_images(PooledFeatures(encoder), [norm[:, :128], norm[:, 128:]]).mean(0)
     np.testing.assert_allclose(feats[0], expected, rtol=1e-5, atol=1e-6)
     with pytest.raises(NanowireSSLError, match="tiny.png: is 16x16 px"):
         image_features(encoder, [np.zeros((16, 16))], names=["tiny.png"])

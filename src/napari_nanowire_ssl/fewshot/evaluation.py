@@ -1,34 +1,29 @@
 """The paper's few-shot protocol: n labelled images per class, the rest as test set.
 
-For each n and each of R random splits, a linear classifier (standardised
-features, multinomial logistic regression) is trained on n images per class
-and scored on all remaining images; the result is the median accuracy and its
-95 % interval over the splits (Lu et al. 2022, Fig. 2C).
+For each n and each of R random splits, a :class:`~.classify.LinearHead`
+(standardised features, multinomial logistic regression) is trained on n
+images per class and scored on all remaining images; the result is the median
+accuracy and its 95 % interval over the splits (Lu et al. 2022, Fig. 2C).
 """
 
 from __future__ import annotations
 
+import csv
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from ..errors import NanowireSSLError
-
-
-def linear_probe(train_x: np.ndarray, train_y: np.ndarray, *, c: float = 1.0):
-    """Standardised features + multinomial logistic regression (a fitted sklearn pipeline)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
-    return model.fit(train_x, train_y)
+from .classify import LinearHead
 
 
 @dataclass(frozen=True)
 class ShotResult:
     shots: int
     accuracies: np.ndarray  # one per split
+    n_test: int = 0  # test images per split
 
     @property
     def median(self) -> float:
@@ -42,11 +37,11 @@ class ShotResult:
 
 def fewshot_accuracy(features: np.ndarray, labels, shots=(1, 2, 4, 8), *, repeats: int = 20,
                      seed: int = 0) -> list[ShotResult]:
-    """Accuracy of :func:`linear_probe` over random splits, for each number of shots.
+    """Accuracy of a :class:`LinearHead` over random splits, for each number of shots.
 
     Shot counts that leave a class without test images are refused.
     """
-    labels = np.asarray(labels)
+    labels = np.asarray(labels).astype(str)
     classes, counts = np.unique(labels, return_counts=True)
     if len(classes) < 2:
         raise NanowireSSLError("few-shot evaluation needs at least two classes")
@@ -61,7 +56,44 @@ def fewshot_accuracy(features: np.ndarray, labels, shots=(1, 2, 4, 8), *, repeat
         for _ in range(repeats):
             train = np.concatenate([rng.choice(np.flatnonzero(labels == c), n, replace=False) for c in classes])
             test = np.setdiff1d(np.arange(len(labels)), train)
-            model = linear_probe(features[train], labels[train])
-            accuracies.append(float((model.predict(features[test]) == labels[test]).mean()))
-        results.append(ShotResult(n, np.array(accuracies)))
+            head = LinearHead().fit(features[train], labels[train], classes)
+            accuracies.append(float((head.predict(features[test]) == labels[test]).mean()))
+        results.append(ShotResult(n, np.array(accuracies), len(labels) - n * len(classes)))
     return results
+
+
+def write_fewshot_csv(results: list[ShotResult], out_dir: str | os.PathLike) -> tuple[Path, Path]:
+    """Write ``fewshot.csv`` (shots, repeat, accuracy) and ``summary.csv``
+    (shots, median, ci_low, ci_high, n_test) into ``out_dir``; return both paths."""
+    out_dir = Path(out_dir)
+    per_split, summary = out_dir / "fewshot.csv", out_dir / "summary.csv"
+    with per_split.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(("shots", "repeat", "accuracy"))
+        writer.writerows((r.shots, i, f"{a:.6f}") for r in results for i, a in enumerate(r.accuracies))
+    with summary.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(("shots", "median", "ci_low", "ci_high", "n_test"))
+        writer.writerows((r.shots, f"{r.median:.6f}", f"{r.interval[0]:.6f}", f"{r.interval[1]:.6f}", r.n_test)
+                         for r in results)
+    return per_split, summary
+
+
+def plot_fewshot(results: list[ShotResult], path: str | os.PathLike, *, title: str = "") -> Path:
+    """Box plot of accuracy per number of labelled images per class (as the paper's Fig. 2C), as a PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    # A bare Figure on the Agg canvas: no pyplot, so napari's Qt backend is left alone.
+    fig = Figure(figsize=(1.2 + 0.8 * len(results), 3.5))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    ax.boxplot([r.accuracies for r in results], tick_labels=[str(r.shots) for r in results])
+    ax.set_xlabel("labelled images per class")
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0, 1.02)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return Path(path)

@@ -1,4 +1,4 @@
-"""Pooled encoder features of whole micrographs.
+"""Pooled encoder features of whole micrographs, and a cache so they are computed once.
 
 Policy for large images: wires are a few pixels wide, so shrinking a
 1280-px micrograph to the encoder's nominal size would erase them. Instead an
@@ -7,17 +7,75 @@ resolution (centred, at most ``max_tiles`` of them, spread evenly over the
 image) and its feature vector is the mean of the windows' embeddings. Images
 smaller than a tile are embedded whole. The instrument banner, when its height
 is known, should be cropped by the caller.
+
+Pooling: a tile's embedding is the mean and the standard deviation over
+positions of the ``layer3`` and ``layer4`` maps, concatenated
+(2 x (256 + 512) = 1536 values for a ResNet18). The standard deviation keeps
+how unevenly a pattern is spread (a bundle vs dispersed wires), ``layer3``
+keeps finer texture than ``layer4``. Measured on the synthetic four-class set
+(30 per class, 256 px, seed 1234, default encoder, 20 splits), median
+accuracy at 1 / 2 / 4 / 8 shots: layer4 mean 0.82 / 0.85 / 0.87 / 0.93;
+layer3+layer4 mean 0.82 / 0.85 / 0.89 / 0.93; layer4 mean+std
+0.84 / 0.85 / 0.91 / 0.93; this policy 0.84 / 0.87 / 0.91 / 0.94.
+
+Caching: a frozen encoder gives the same features for the same pixels, so
+training a classifier again (other labels, other classes, another split) must
+not encode again. :class:`FeatureCache` keys each image's features by the
+sha256 of its pixels (float32 bytes and shape), the encoder's identity
+(:func:`encoder_identity`), the pooling and the tiling parameters.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import weakref
+from collections import OrderedDict
+from pathlib import Path
+
 import numpy as np
+import torch
+from torch import nn
 
 from ..io.normalize import check_network_input, normalize
 from ..models.encoder import encode_images
 
 DEFAULT_TILE = 256
 DEFAULT_MAX_TILES = 16
+POOLING = "layer3+layer4 mean+std"  # recorded in cache keys and head files
+
+_IDENTITIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def encoder_identity(encoder) -> str:
+    """``tensor_hash`` of the encoder's weights: the ``encoder_hash`` of heads trained on it.
+
+    Computed once per encoder object (hashing a ResNet50 takes a while):
+    weights are assumed frozen once features have been taken from them.
+    """
+    if encoder not in _IDENTITIES:
+        from ..models.modelfile import tensor_hash
+
+        _IDENTITIES[encoder] = tensor_hash(encoder.state_dict())
+    return _IDENTITIES[encoder]
+
+
+class PooledFeatures(nn.Module):
+    """View of an encoder whose ``embed`` is this module's pooling, for :func:`encode_images`."""
+
+    def __init__(self, encoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.training = encoder.training  # encode_images restores this mode on the encoder too
+
+    @property
+    def embedding_dim(self) -> int:
+        return 2 * sum(self.encoder.feature_channels[-2:])
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        # correction=0: a 1 x 1 layer4 map (a 32-px tile) has spread 0, not NaN.
+        maps = [m.float() for m in self.encoder.forward_features(x)[-2:]]
+        return torch.cat([s for m in maps for s in (m.mean(dim=(2, 3)), m.std(dim=(2, 3), correction=0))], dim=1)
 
 
 def tiles_of(image: np.ndarray, tile: int = DEFAULT_TILE, max_tiles: int = DEFAULT_MAX_TILES) -> list[np.ndarray]:
@@ -33,13 +91,80 @@ def tiles_of(image: np.ndarray, tile: int = DEFAULT_TILE, max_tiles: int = DEFAU
     return [image[y:y + tile, x:x + tile] for y, x in corners]
 
 
+class FeatureCache:
+    """Image features by (pixels, encoder, tiling): an in-memory LRU, optionally backed by a folder.
+
+    With ``directory``, every entry is also written there as ``<key>.npy``
+    and read back by later sessions. ``max_items`` bounds the in-memory part.
+    """
+
+    def __init__(self, directory: str | os.PathLike | None = None, *, max_items: int = 4096) -> None:
+        self.directory = None if directory is None else Path(directory)
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        self.max_items = max_items
+        self._memory: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    @staticmethod
+    def key(encoder, image: np.ndarray, *, tile: int, max_tiles: int) -> str:
+        """Hex sha256 of the image's float32 pixels and shape, the encoder identity and the tiling."""
+        pixels = np.ascontiguousarray(image, dtype=np.float32)
+        h = hashlib.sha256()
+        h.update(f"{encoder_identity(encoder)}\0{POOLING}\0{pixels.shape}\0{tile}\0{max_tiles}\0".encode())
+        h.update(pixels.tobytes())
+        return h.hexdigest()
+
+    def get(self, key: str) -> np.ndarray | None:
+        if key in self._memory:
+            self._memory.move_to_end(key)
+            return self._memory[key]
+        if self.directory is not None:
+            path = self.directory / f"{key}.npy"
+            if path.exists():
+                try:
+                    value = np.load(path)
+                except (OSError, ValueError):  # a half-written or foreign file: recompute it
+                    return None
+                self._remember(key, value)
+                return value
+        return None
+
+    def put(self, key: str, value: np.ndarray) -> None:
+        self._remember(key, value)
+        if self.directory is not None:
+            tmp = self.directory / f".{key}.{os.getpid()}.npy"
+            np.save(tmp, value)
+            os.replace(tmp, self.directory / f"{key}.npy")
+
+    def _remember(self, key: str, value: np.ndarray) -> None:
+        self._memory[key] = value
+        self._memory.move_to_end(key)
+        while len(self._memory) > self.max_items:
+            self._memory.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._memory)
+
+
 def image_features(encoder, images, *, tile: int = DEFAULT_TILE, max_tiles: int = DEFAULT_MAX_TILES,
-                   batch_size: int = 16, names=None) -> np.ndarray:
-    """(N, D) float32: each image's mean tile embedding (see the module docstring)."""
+                   batch_size: int = 16, names=None, cache: FeatureCache | None = None) -> np.ndarray:
+    """(N, D) float32: each image's mean pooled tile features (see the module docstring).
+
+    ``images`` may be any iterable (a generator reading files one by one, a
+    tqdm bar); ``names`` (same order) name images in error messages. With a
+    ``cache``, images seen before with this encoder and tiling are not encoded.
+    """
+    pooled = PooledFeatures(encoder)
     out = []
     for i, image in enumerate(images):
         name = names[i] if names is not None else f"image {i}"
         check_network_input(image, name=name)
-        parts = tiles_of(normalize(image, name=name), tile, max_tiles)
-        out.append(encode_images(encoder, parts, batch_size=batch_size).mean(axis=0))
+        key = None if cache is None else cache.key(encoder, image, tile=tile, max_tiles=max_tiles)
+        feature = None if cache is None else cache.get(key)
+        if feature is None:
+            parts = tiles_of(normalize(image, name=name), tile, max_tiles)
+            feature = encode_images(pooled, parts, batch_size=batch_size).mean(axis=0)
+            if cache is not None:
+                cache.put(key, feature)
+        out.append(feature)
     return np.stack(out).astype(np.float32)

@@ -1,0 +1,156 @@
+"""``nanowire-ssl classify``: train a few-shot classifier on labelled folders and classify images.
+
+Runs under ``torchrun --nproc-per-node N``: every process trains the same
+head (the training features are cheap with ``--cache-dir``), process r
+classifies files r, r + N, r + 2N ... into a part file, and process 0 merges
+the parts into ``--out`` in the original file order.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "classify",
+        help="train a linear classifier on a few labelled images and classify others into a CSV",
+        description="Train a linear head on frozen encoder features of DIR/<class>/<images> "
+        "(a 'masks' folder is not a class), or load one with --head, then classify the images of "
+        "--predict. The CSV has columns path,label,prob_<class>... in the head's class order.",
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--train", type=Path, metavar="DIR", help="folder with one sub-folder of images per class")
+    source.add_argument("--head", type=Path, metavar="FILE", help="a head saved with --save-head")
+    p.add_argument("--predict", nargs="+", required=True, metavar="PATHS_OR_DIRS",
+                   help="image files or folders of images (not recursive) to classify")
+    p.add_argument("--out", type=Path, required=True, metavar="preds.csv", help="CSV file to write")
+    p.add_argument("--encoder", default="default", metavar="FILE|default",
+                   help="encoder model file or checkpoint (default: the shipped encoder)")
+    p.add_argument("--save-head", type=Path, metavar="FILE", help="also save the trained head (.safetensors)")
+    p.add_argument("--cache-dir", type=Path, metavar="DIR", help="keep image features here for later runs")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    p.set_defaults(func=run)
+
+
+def load_encoder_for_rank(spec: str, device: str, local_rank: int):
+    """The encoder of ``--encoder`` on the chosen device (under torchrun: this process's GPU)."""
+    import torch
+
+    from ..models.default import resolve_encoder
+    from ..models.device import select_device
+
+    dev = select_device(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", local_rank)
+    return resolve_encoder(spec, device=dev)
+
+
+def encode_files(encoder, files: list[Path], *, cache, tiling: dict, show: bool = True):
+    """Features of image files, read one at a time, with a progress bar over images."""
+    from tqdm import tqdm
+
+    from ..fewshot.classify import read_single_image
+    from ..fewshot.features import image_features
+
+    with tqdm(total=len(files), unit="image", desc="encoding", file=sys.stderr, disable=not show) as bar:
+        def images():
+            for f in files:
+                yield read_single_image(f)
+                bar.update()  # the previous image is encoded when the next one is asked for
+
+        return image_features(encoder, images(), names=[str(f) for f in files], cache=cache, **tiling)
+
+
+def labelled_files(root: Path) -> tuple[list[Path], list[str], list[str]]:
+    """(files, labels, class names) of a folder-per-class dataset; prints which folders are no class."""
+    from ..fewshot.classify import class_folders
+
+    classes, skipped = class_folders(root)
+    for folder in skipped:
+        print(f"note: {folder} is not taken as a class", file=sys.stderr)
+    files = [f for fs in classes.values() for f in fs]
+    labels = [c for c, fs in classes.items() for _ in fs]
+    return files, labels, list(classes)
+
+
+def write_predictions(path: Path, files, probabilities, class_names) -> None:
+    """CSV ``path,label,prob_<class>...``: one row per file, the label is the most probable class."""
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "label", *(f"prob_{c}" for c in class_names)])
+        for f, p in zip(files, probabilities):
+            writer.writerow([str(f), class_names[int(p.argmax())], *(f"{v:.6f}" for v in p)])
+
+
+def part_path(out: Path, rank: int) -> Path:
+    return out.with_name(f".{out.name}.part{rank}")
+
+
+def merge_parts(out: Path, parts: list[Path]) -> None:
+    """Interleave rank r's rows (files r, r + N, ...) back into the original order, then delete the parts."""
+    tables = []
+    for part in parts:
+        with open(part, newline="") as fh:
+            tables.append(list(csv.reader(fh)))
+    header, bodies = tables[0][0], [t[1:] for t in tables]
+    with open(out, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        for k in range(max(len(b) for b in bodies)):
+            writer.writerows(b[k] for b in bodies if k < len(b))
+    for part in parts:
+        part.unlink()
+
+
+def run(args) -> int:
+    from ..errors import NanowireSSLError
+    from ..fewshot.classify import LinearHead
+    from ..fewshot.features import DEFAULT_MAX_TILES, DEFAULT_TILE, FeatureCache, encoder_identity
+    from ..io import list_images
+
+    if args.save_head is not None and args.train is None:
+        raise NanowireSSLError("--save-head: needs --train (the head of --head is saved already)")
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    main_rank = rank == 0
+    predict_files = list_images(args.predict)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    encoder = load_encoder_for_rank(args.encoder, args.device, int(os.environ.get("LOCAL_RANK", 0)))
+    cache = FeatureCache(args.cache_dir)
+    if args.head is not None:
+        head = LinearHead.load(args.head, encoder)
+    else:
+        files, labels, names = labelled_files(args.train)
+        tiling = {"tile": DEFAULT_TILE, "max_tiles": DEFAULT_MAX_TILES}
+        feats = encode_files(encoder, files, cache=cache, tiling=tiling, show=main_rank)
+        head = LinearHead(encoder_hash=encoder_identity(encoder), tiling=tiling).fit(feats, labels, names)
+        train_acc = float((head.predict(feats) == labels).mean())
+        if main_rank:
+            print(f"trained on {len(files)} images of {len(names)} classes ({', '.join(names)}); "
+                  f"training accuracy {train_acc:.2f}")
+            if args.save_head is not None:
+                head.save(args.save_head)
+                print(f"wrote {args.save_head}")
+    mine = predict_files[rank::world]
+    probs = head.predict_proba(encode_files(encoder, mine, cache=cache, tiling=head.tiling, show=main_rank)) \
+        if mine else []
+    if world == 1:
+        write_predictions(args.out, mine, probs, head.class_names)
+    else:
+        import torch.distributed as dist
+
+        started = not dist.is_initialized()
+        if started:
+            dist.init_process_group("gloo")
+        write_predictions(part_path(args.out, rank), mine, probs, head.class_names)
+        dist.barrier()
+        if main_rank:
+            merge_parts(args.out, [part_path(args.out, r) for r in range(world)])
+        if started:
+            dist.destroy_process_group()
+    if main_rank:
+        print(f"classified {len(predict_files)} images into {len(head.class_names)} classes; wrote {args.out}")
+    return 0

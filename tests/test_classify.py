@@ -1,0 +1,203 @@
+"""Few-shot classification core: feature cache, linear head and its model file, anchors, feature map."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_nanowire_ssl.errors import ModelFileError, NanowireSSLError
+from napari_nanowire_ssl.fewshot import features as features_module
+from napari_nanowire_ssl.fewshot.anchors import suggest_anchors
+from napari_nanowire_ssl.fewshot.classify import LinearHead
+from napari_nanowire_ssl.fewshot.embedding import embed_2d
+from napari_nanowire_ssl.fewshot.features import POOLING, FeatureCache, encoder_identity, image_features
+from napari_nanowire_ssl.models.encoder import Encoder
+from napari_nanowire_ssl.models.modelfile import read_metadata, tensor_hash
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: small CPU inferences on a busy 2-core machine are ~50x faster without thread contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def blobs(n_per_class, centres, dim=16, spread=0.3, seed=0):
+    """Gaussian blobs around ``centres`` (class name -> offset along every axis), with their labels."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(list(centres), n_per_class)
+    feats = np.stack([rng.normal(centres[c], spread, dim) for c in labels])
+    return feats.astype(np.float32), labels
+
+
+@pytest.fixture(scope="module")
+def encoders():
+    torch.manual_seed(0)
+    a = Encoder("resnet18").eval()
+    torch.manual_seed(1)
+    return a, Encoder("resnet18").eval()
+
+
+def test_cache_avoids_encoding_again_and_misses_on_other_pixels_or_encoder(encoders, monkeypatch, tmp_path):
+    calls = []
+    real = features_module.encode_images
+    monkeypatch.setattr(features_module, "encode_images", lambda enc, parts, **kw: calls.append(1) or real(enc, parts, **kw))
+    a, b = encoders
+    rng = np.random.default_rng(0)
+    images = [rng.random((64, 64)).astype(np.float32) for _ in range(2)]
+    cache = FeatureCache(tmp_path / "cache")
+    first = image_features(a, images, tile=64, cache=cache)
+    assert len(calls) == 2 and len(list((tmp_path / "cache").glob("*.npy"))) == 2
+    again = image_features(a, images, tile=64, cache=cache)
+    assert len(calls) == 2
+    np.testing.assert_array_equal(again, first)
+    # A new cache over the same folder reads the files: still no encoding.
+    np.testing.assert_array_equal(image_features(a, images, tile=64, cache=FeatureCache(tmp_path / "cache")), first)
+    assert len(calls) == 2
+    changed = images[0].copy()
+    changed[0, 0] += 0.5
+    image_features(a, [changed], tile=64, cache=cache)
+    assert len(calls) == 3
+    other = image_features(b, images[:1], tile=64, cache=cache)
+    assert len(calls) == 4 and not np.allclose(other[0], first[0])
+    image_features(a, images[:1], tile=32, cache=cache)  # other tiling: another key
+    assert len(calls) == 5
+    assert encoder_identity(a) == tensor_hash(a.state_dict()) != encoder_identity(b)
+
+
+def test_cache_lru_keeps_the_most_recent_items():
+    cache = FeatureCache(max_items=2)
+    for k in "abc":
+        cache.put(k, np.array([ord(k)]))
+    assert len(cache) == 2 and cache.get("a") is None and cache.get("c")[0] == ord("c")
+
+
+def test_head_separates_classes_in_the_given_order():
+    names = ["network", "dispersed", "bundle"]
+    feats, labels = blobs(10, {"network": 0.0, "dispersed": 3.0, "bundle": -3.0})
+    head = LinearHead().fit(feats, labels, names)
+    assert head.class_names == names
+    probs = head.predict_proba(feats)
+    assert probs.shape == (30, 3)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-12)
+    assert (head.predict(feats) == labels).all()
+    # Column j is the probability of names[j]: each class's own column wins.
+    assert (np.asarray(names)[probs.argmax(axis=1)] == labels).all()
+    default_order = LinearHead().fit(feats, labels)
+    assert default_order.class_names == sorted(names)
+
+
+def test_binary_head_has_two_columns_matching_scikit_learn():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    feats, labels = blobs(8, {"b": 0.0, "a": 0.6}, spread=1.0)
+    head = LinearHead().fit(feats, labels, ["b", "a"])
+    probs = head.predict_proba(feats)
+    assert probs.shape == (16, 2)
+    scaler = StandardScaler().fit(feats)
+    reference = LogisticRegression(max_iter=2000).fit(scaler.transform(feats), labels)
+    expected = reference.predict_proba(scaler.transform(feats))  # columns in sorted order: a, b
+    np.testing.assert_allclose(probs, expected[:, ::-1], atol=1e-6)
+
+
+def test_head_refuses_bad_training_sets():
+    feats, labels = blobs(3, {"a": 0.0, "b": 1.0})
+    with pytest.raises(NanowireSSLError, match=r"class 'c' has no images"):
+        LinearHead().fit(feats, labels, ["a", "b", "c"])
+    with pytest.raises(NanowireSSLError, match=r"at least two classes, got \['a'\]"):
+        LinearHead().fit(feats[:3], labels[:3])
+    with pytest.raises(NanowireSSLError, match=r"label 'b' is not one of the classes \['a', 'x'\]"):
+        LinearHead().fit(feats, labels, ["a", "x"])
+    with pytest.raises(NanowireSSLError, match="not trained yet"):
+        LinearHead().predict(feats)
+
+
+def test_saved_head_predicts_identically_and_refuses_another_encoder(encoders, tmp_path):
+    a, b = encoders
+    feats, labels = blobs(6, {"x": 0.0, "y": 1.0, "z": 2.0}, dim=512, spread=1.0)
+    head = LinearHead(encoder_hash=encoder_identity(a), tiling={"tile": 128, "max_tiles": 4}).fit(feats, labels)
+    path = tmp_path / "head.safetensors"
+    head.save(path)
+    meta = read_metadata(path, kind="linear_head")
+    assert meta["class_names"] == ["x", "y", "z"] and meta["encoder_hash"] == encoder_identity(a)
+    assert meta["tiling"] == {"tile": 128, "max_tiles": 4} and meta["package_version"] and meta["pooling"] == POOLING
+    loaded = LinearHead.load(path, a)
+    test = np.random.default_rng(5).normal(1.0, 1.0, (7, 512))
+    np.testing.assert_array_equal(loaded.predict_proba(test), head.predict_proba(test))
+    assert loaded.class_names == head.class_names and loaded.tiling == head.tiling
+    with pytest.raises(ModelFileError) as err:
+        LinearHead.load(path, b)
+    assert str(err.value) == (f"{path}: was trained on encoder {encoder_identity(a)[:8]}, "
+                              f"not on the loaded encoder {encoder_identity(b)[:8]}")
+    with pytest.raises(ModelFileError, match="is an encoder file, expected a linear_head"):
+        from napari_nanowire_ssl.models.modelfile import save_encoder
+
+        save_encoder(a, tmp_path / "enc.safetensors")
+        LinearHead.load(tmp_path / "enc.safetensors")
+
+
+def test_training_hundreds_of_images_is_fast():
+    import time
+
+    feats, labels = blobs(100, {"a": 0.0, "b": 0.2, "c": 0.4, "d": 0.6}, dim=512, spread=1.0)
+    t0 = time.perf_counter()
+    LinearHead().fit(feats, labels)
+    assert time.perf_counter() - t0 < 5.0  # typically ~0.2 s; generous for a shared 2-core machine
+
+
+def test_anchors_cover_every_blob_first():
+    rng = np.random.default_rng(0)
+    sizes = {0.0: 20, 10.0: 12, -10.0: 6}
+    feats = np.concatenate([rng.normal(c, 1.0, (n, 5)) for c, n in sizes.items()])
+    blob = np.repeat([0, 1, 2], list(sizes.values()))
+    anchors = suggest_anchors(feats, 3)
+    assert list(blob[anchors]) == [0, 1, 2]  # one per blob, largest blob first
+    for i in anchors:  # each anchor is the member nearest its blob's mean (in standardised space)
+        members = np.flatnonzero(blob == blob[i])
+        from sklearn.preprocessing import StandardScaler
+
+        x = StandardScaler().fit_transform(feats)
+        assert i == members[np.argmin(np.linalg.norm(x[members] - x[members].mean(0), axis=1))]
+    with pytest.raises(NanowireSSLError, match="cannot suggest 40 anchors among 38 images"):
+        suggest_anchors(feats, 40)
+
+
+def test_tsne_keeps_clusters_apart():
+    feats, labels = blobs(15, {"a": 0.0, "b": 2.0, "c": -2.0}, dim=32, spread=1.0)
+    xy = embed_2d(feats, "tsne", seed=0)
+    assert xy.shape == (45, 2)
+    d = np.linalg.norm(xy[:, None] - xy[None], axis=2)
+    np.fill_diagonal(d, np.inf)
+    assert (labels[d.argmin(axis=1)] == labels).mean() > 0.9
+    np.testing.assert_array_equal(embed_2d(feats, "tsne", seed=0), xy)
+    assert embed_2d(feats[:4], "tsne").shape == (4, 2)  # small sets: perplexity shrinks
+
+
+def test_embedding_errors():
+    with pytest.raises(NanowireSSLError, match="unknown embedding method 'pca'"):
+        embed_2d(np.zeros((5, 2)), "pca")
+    try:
+        import umap  # noqa: F401
+    except ImportError:
+        with pytest.raises(NanowireSSLError, match="UMAP is not installed"):
+            embed_2d(np.random.default_rng(0).random((10, 3)), "umap")
+
+
+def test_features_pool_mean_and_spread_of_layer3_and_layer4(encoders):
+    from napari_nanowire_ssl.io import normalize
+
+    a, _ = encoders
+    image = np.random.default_rng(3).random((64, 128)).astype(np.float32)
+    feats = image_features(a, [image], tile=64)
+    norm = normalize(image)
+    with torch.inference_mode():
+        maps = a.forward_features(torch.from_numpy(np.stack([norm[:, :64], norm[:, 64:]])).unsqueeze(1))[-2:]
+    per_tile = torch.cat([s for m in maps for s in (m.mean((2, 3)), m.std((2, 3), correction=0))], 1)
+    assert feats.shape == (1, 2 * (256 + 512))
+    np.testing.assert_allclose(feats[0], per_tile.mean(0).numpy(), rtol=1e-5, atol=1e-6)
+    assert np.isfinite(image_features(a, [image[:32, :32]])).all()  # 1 x 1 layer4 map: spread 0, not NaN
+    assert not a.training  # taking features leaves the encoder's mode alone

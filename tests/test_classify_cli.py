@@ -1,0 +1,155 @@
+"""``nanowire-ssl classify`` and ``nanowire-ssl fewshot`` end to end on small synthetic data."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from napari_nanowire_ssl.cli import main
+from napari_nanowire_ssl.cli.classify_cmd import merge_parts, part_path, write_predictions
+from napari_nanowire_ssl.models.default import default_encoder_path
+from napari_nanowire_ssl.models.encoder import Encoder
+from napari_nanowire_ssl.models.modelfile import save_encoder
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: small CPU inferences on a busy 2-core machine are ~50x faster without thread contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.reader(fh))
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A random resnet18 model file, a second one, and a 4-class synthetic set (4 per class, 96 px)."""
+    root = tmp_path_factory.mktemp("classify")
+    torch.manual_seed(0)
+    save_encoder(Encoder("resnet18"), root / "enc.safetensors")
+    torch.manual_seed(1)
+    save_encoder(Encoder("resnet18"), root / "other.safetensors")
+    assert main(["synth", str(root / "data"), "--per-class", "4", "--size", "96"]) == 0
+    return root
+
+
+def test_fewshot_writes_tables_and_plot(workspace, tmp_path, capsys):
+    out = tmp_path / "eval"
+    code = main(["fewshot", str(workspace / "data"), "--encoder", str(workspace / "enc.safetensors"),
+                 "--shots", "1,2,4", "--repeats", "3", "--out", str(out), "--cache-dir", str(tmp_path / "c")])
+    assert code == 0
+    printed = capsys.readouterr()
+    assert "data/masks is not taken as a class" in printed.err
+    assert "skipping 4 shots: class 'bundle' has only 4 images" in printed.out
+    per_split = rows(out / "fewshot.csv")
+    assert per_split[0] == ["shots", "repeat", "accuracy"] and len(per_split) == 1 + 2 * 3
+    assert all(0 <= float(r[2]) <= 1 for r in per_split[1:])
+    summary = rows(out / "summary.csv")
+    assert summary[0] == ["shots", "median", "ci_low", "ci_high", "n_test"]
+    assert [(r[0], r[4]) for r in summary[1:]] == [("1", "12"), ("2", "8")]  # 16 images - shots x 4 classes
+    assert (out / "fewshot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert Image.open(out / "fewshot.png").size[0] > 100
+    assert len(list((tmp_path / "c").glob("*.npy"))) == 16
+
+
+def test_fewshot_refuses_impossible_shots_and_bad_lists(workspace, tmp_path, capsys):
+    args = ["fewshot", str(workspace / "data"), "--encoder", str(workspace / "enc.safetensors"), "--out", str(tmp_path)]
+    assert main(args + ["--shots", "4,8"]) == 2
+    assert "class 'bundle' has only 4 images; no shot count in 4,8 leaves test images" in capsys.readouterr().err
+    assert main(args + ["--shots", "1,x"]) == 2
+    assert "--shots: expected comma-separated positive integers, got '1,x'" in capsys.readouterr().err
+
+
+def test_classify_trains_saves_and_reloads_the_head(workspace, tmp_path):
+    data, enc = workspace / "data", str(workspace / "enc.safetensors")
+    out, head = tmp_path / "preds.csv", tmp_path / "head.safetensors"
+    targets = [str(data / "network"), str(data / "singular" / "singular_0000.png")]
+    assert main(["classify", "--train", str(data), "--predict", *targets, "--out", str(out),
+                 "--encoder", enc, "--save-head", str(head), "--device", "cpu"]) == 0
+    table = rows(out)
+    classes = ["bundle", "dispersed", "network", "singular"]
+    assert table[0] == ["path", "label"] + [f"prob_{c}" for c in classes]
+    assert [Path(r[0]).name for r in table[1:]] == [f"network_000{i}.png" for i in range(4)] + ["singular_0000.png"]
+    for r in table[1:]:
+        probs = np.array(r[2:], dtype=float)
+        assert abs(probs.sum() - 1) < 1e-4 and r[1] == classes[int(probs.argmax())]
+    # The training images themselves are separable by a linear head on 512-d features.
+    assert [r[1] for r in table[1:]] == ["network"] * 4 + ["singular"]
+    again = tmp_path / "again.csv"
+    assert main(["classify", "--head", str(head), "--predict", *targets, "--out", str(again), "--encoder", enc]) == 0
+    assert rows(again) == table
+
+
+def test_classify_errors(workspace, tmp_path, capsys):
+    data, enc = workspace / "data", str(workspace / "enc.safetensors")
+    head = tmp_path / "head.safetensors"
+    base = ["--predict", str(data / "network"), "--out", str(tmp_path / "p.csv")]
+    assert main(["classify", "--train", str(data), *base, "--encoder", enc, "--save-head", str(head)]) == 0
+    capsys.readouterr()
+    assert main(["classify", "--head", str(head), *base, "--encoder", str(workspace / "other.safetensors")]) == 2
+    assert f"error: {head}: was trained on encoder " in capsys.readouterr().err
+
+    bad = tmp_path / "bad"
+    for name in ("a", "b", "empty"):
+        (bad / name).mkdir(parents=True)
+    for name in ("a", "b"):
+        Image.fromarray((np.random.default_rng(0).random((64, 64)) * 255).astype(np.uint8)).save(bad / name / "x.png")
+    assert main(["classify", "--train", str(bad), *base, "--encoder", enc]) == 2
+    assert f"error: {bad / 'empty'}: class folder holds no image files" in capsys.readouterr().err
+    (bad / "empty").rmdir()
+    (bad / "b" / "broken.png").write_bytes(b"not a png at all")
+    assert main(["classify", "--train", str(bad), *base, "--encoder", enc]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {bad / 'b' / 'broken.png'}: ")
+    assert main(["classify", "--head", str(head), *base, "--encoder", enc, "--save-head", str(head)]) == 2
+    assert "--save-head: needs --train" in capsys.readouterr().err
+
+
+def test_merge_restores_the_original_order(tmp_path):
+    files = [f"img{i}.png" for i in range(7)]
+    probs = np.eye(2)[np.arange(7) % 2]
+    out = tmp_path / "preds.csv"
+    parts = [part_path(out, r) for r in range(3)]
+    for r in range(3):  # rank r classified files r, r + 3, ...
+        write_predictions(parts[r], files[r::3], probs[r::3], ["even", "odd"])
+    merge_parts(out, parts)
+    table = rows(out)
+    assert [r[0] for r in table[1:]] == files and [r[1] for r in table[1:]] == ["even", "odd"] * 3 + ["even"]
+    assert not any(p.exists() for p in parts)
+
+
+@pytest.mark.skipif(not default_encoder_path().exists(), reason="the default encoder is not built yet")
+def test_classify_with_the_default_encoder(workspace, tmp_path):
+    out = tmp_path / "p.csv"
+    data = workspace / "data"
+    assert main(["classify", "--train", str(data), "--predict", str(data / "bundle"), "--out", str(out)]) == 0
+    assert len(rows(out)) == 1 + 4
+
+
+@pytest.mark.slow
+def test_classify_under_torchrun_matches_one_process(workspace, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    data, enc = workspace / "data", str(workspace / "enc.safetensors")
+    args = ["classify", "--train", str(data), "--predict", str(data / "network"), str(data / "bundle"),
+            "--encoder", enc, "--device", "cpu"]
+    assert main(args + ["--out", str(tmp_path / "single.csv")]) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          "-m", "napari_nanowire_ssl.cli", *args, "--out", str(tmp_path / "ddp.csv")],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert rows(tmp_path / "ddp.csv") == rows(tmp_path / "single.csv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp.csv", "single.csv"]  # parts removed
