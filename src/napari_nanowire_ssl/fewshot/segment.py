@@ -1,0 +1,316 @@
+"""Training the segmentation decoder from sparse strokes or full masks.
+
+Labels follow the plugin's convention: 0 = not labelled (ignored), 1 =
+background, 2 = nanowire. :func:`labels_from_mask` turns a full binary mask
+into such labels (every pixel labelled).
+
+Loss, on labelled pixels only: binary cross-entropy on the logits plus a soft
+Dice loss of the nanowire class. Wires are usually the minority, so positives
+get the BCE weight ``n_background / n_nanowire`` of the whole training set,
+clipped to [1, 10]: balanced without letting a few wire strokes dominate.
+
+Data: each image gets a fixed bank of ``crops_per_image`` crop origins,
+centred on randomly chosen labelled pixels (so every crop holds labels).
+A step draws ``batch_size`` (origin, dihedral transform) pairs: the crop is
+flipped / rotated by 90 degrees before the encoder sees it, so augmentation
+is exact. While the encoder is frozen its features are cached per (image,
+origin, transform) in an LRU dictionary bounded by ``cache_mb``; the bank is
+small (by default 8 crops x 8 transforms per image), so after a warm-up most
+steps cost the decoder only. When ``layer4`` trains, the cache holds the
+first four maps and ``layer4`` runs every step.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ..errors import ModelFileError, NanowireSSLError
+from ..io.normalize import check_network_input, normalize
+from ..models.decoder import STRIDE, SegmentationModel, UNetDecoder
+from ..models.device import autocast_context, select_device
+from ..models.encoder import Encoder
+from ..models.modelfile import load_tensors, save_tensors, tensor_hash
+
+UNLABELLED, BACKGROUND, NANOWIRE = 0, 1, 2
+MAX_POS_WEIGHT = 10.0
+RUNNING_LOSS_DECAY = 0.9  # exponential moving average of the loss, for choosing the best state
+
+
+def labels_from_mask(mask: np.ndarray) -> np.ndarray:
+    """Labels from a full binary mask (nonzero = nanowire): uint8 1 = background, 2 = nanowire."""
+    return np.where(np.asarray(mask) != 0, NANOWIRE, BACKGROUND).astype(np.uint8)
+
+
+def check_labels(image: np.ndarray, labels: np.ndarray, *, name: str = "image") -> None:
+    """Refuse labels of another shape, other values, or without both classes painted."""
+    if labels.shape != image.shape:
+        raise NanowireSSLError(f"{name}: labels have shape {labels.shape} but the image has shape {image.shape}")
+    values = np.unique(labels)
+    bad = [int(v) for v in values if v not in (UNLABELLED, BACKGROUND, NANOWIRE)]
+    if bad:
+        raise NanowireSSLError(f"{name}: labels may only be 0 (not labelled), 1 (background) or 2 (nanowire), "
+                               f"found {bad[:5]}")
+
+
+def _check_classes(labels: list[np.ndarray]) -> None:
+    wire = any((lab == NANOWIRE).any() for lab in labels)
+    background = any((lab == BACKGROUND).any() for lab in labels)
+    if not wire and not background:
+        raise NanowireSSLError("no strokes: paint nanowire (2) and background (1) pixels first")
+    if not background:
+        raise NanowireSSLError("only nanowire pixels (label 2) are painted: paint some background (label 1) too")
+    if not wire:
+        raise NanowireSSLError("only background pixels (label 1) are painted: paint some nanowire (label 2) too")
+
+
+def dihedral(a: np.ndarray, t: int) -> np.ndarray:
+    """Transform ``t`` in 0..7 of the square's symmetry group on the last two axes:
+    ``t % 4`` quarter turns, then a left-right flip when ``t >= 4``."""
+    a = np.rot90(a, t % 4, axes=(-2, -1))
+    return np.ascontiguousarray(a[..., ::-1] if t >= 4 else a)
+
+
+def masked_loss(logits: torch.Tensor, labels: torch.Tensor, pos_weight: float) -> torch.Tensor:
+    """Weighted BCE + soft Dice (nanowire class) over pixels with labels 1 or 2; see the module docstring."""
+    logits = logits.float().reshape(-1)
+    labels = labels.reshape(-1)
+    valid = labels != UNLABELLED
+    logits, target = logits[valid], (labels[valid] == NANOWIRE).float()
+    bce = F.binary_cross_entropy_with_logits(
+        logits, target, pos_weight=torch.tensor(pos_weight, device=logits.device)
+    )
+    p = torch.sigmoid(logits)
+    dice = 1 - (2 * (p * target).sum() + 1) / (p.sum() + target.sum() + 1)
+    return bce + dice
+
+
+@dataclass(frozen=True)
+class SegmentEvent:
+    """Progress after one optimisation step."""
+
+    step: int  # 0-based within the current call to steps()
+    n_steps: int
+    loss: float
+    seconds: float  # wall time of this step
+
+    @property
+    def fraction(self) -> float:
+        return (self.step + 1) / self.n_steps
+
+
+class SegmentationTrainer:
+    """Trains a :class:`UNetDecoder` on a frozen encoder; see the module docstring.
+
+    ``images``: 2D arrays (any intensity range: each is normalised with
+    :func:`~napari_nanowire_ssl.io.normalize.normalize`); ``labels``: integer
+    arrays of the same shapes. ``decoder`` continues training an existing
+    decoder (its ``width`` wins). Images smaller than ``crop`` are
+    reflection-padded, the padding unlabelled.
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        images: list[np.ndarray],
+        labels: list[np.ndarray],
+        *,
+        width: int = 32,
+        crop: int = 256,
+        batch_size: int = 4,
+        lr: float = 1e-3,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        decoder: UNetDecoder | None = None,
+        unfreeze_last_stage: bool = False,
+        crops_per_image: int = 8,
+        cache_mb: float = 1024,
+    ):
+        if len(images) != len(labels):
+            raise NanowireSSLError(f"got {len(images)} images but {len(labels)} label arrays")
+        if not images:
+            raise NanowireSSLError("no images to train on")
+        if crop < STRIDE or crop % STRIDE:
+            raise NanowireSSLError(f"crop must be a positive multiple of {STRIDE} px, got {crop}")
+        if batch_size < 1:
+            raise NanowireSSLError(f"batch size must be at least 1, got {batch_size}")
+        self.images, self.labels = [], []
+        for i, (image, lab) in enumerate(zip(images, labels)):
+            image, lab = np.asarray(image), np.asarray(lab)
+            name = f"image {i}"
+            if image.ndim != 2:
+                raise NanowireSSLError(f"{name}: expected a 2D grayscale image, got shape {image.shape}")
+            check_network_input(image, name=name)
+            check_labels(image, lab, name=name)
+            self.images.append(normalize(image, name=name))
+            self.labels.append(lab.astype(np.uint8))
+        _check_classes(self.labels)
+        self.device = select_device(device)
+        self.encoder_hash = tensor_hash(encoder.state_dict())
+        torch.manual_seed(seed)
+        decoder = decoder if decoder is not None else UNetDecoder(encoder.feature_channels, width=width)
+        self.model = SegmentationModel(encoder, decoder, unfreeze_last_stage=unfreeze_last_stage).to(self.device)
+        self.crop, self.batch_size = crop, batch_size
+        n_wire = sum(int((lab == NANOWIRE).sum()) for lab in self.labels)
+        n_background = sum(int((lab == BACKGROUND).sum()) for lab in self.labels)
+        self.pos_weight = float(np.clip(n_background / max(n_wire, 1), 1.0, MAX_POS_WEIGHT))
+        self.rng = np.random.default_rng(seed)
+        self.bank = [(i, origin) for i in range(len(self.images)) for origin in self._origins(i, crops_per_image)]
+        self.cache: OrderedDict[tuple, list[torch.Tensor]] = OrderedDict()
+        self.cache_bytes, self.max_cache_bytes = 0, int(cache_mb * 2**20)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(params, lr=lr)
+        self.losses: list[float] = []
+        self.running_loss: float | None = None
+        self.best_loss = float("inf")
+        self._best: dict[str, torch.Tensor] | None = None
+
+    def _origins(self, i: int, n: int) -> list[tuple[int, int]]:
+        """``n`` crop origins (in the padded image) centred on labelled pixels of image ``i``."""
+        lab = self.labels[i]
+        ys, xs = np.nonzero(lab)
+        if ys.size == 0:
+            return []
+        h, w = lab.shape
+        picks = self.rng.choice(ys.size, size=n, replace=ys.size < n)
+        hp, wp = max(h, self.crop), max(w, self.crop)
+        return sorted({(int(np.clip(ys[k] - self.crop // 2, 0, hp - self.crop)),
+                        int(np.clip(xs[k] - self.crop // 2, 0, wp - self.crop))) for k in picks})
+
+    def _crop(self, i: int, origin: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        image, lab = self.images[i], self.labels[i]
+        ph, pw = max(0, self.crop - image.shape[0]), max(0, self.crop - image.shape[1])
+        if ph or pw:
+            image = np.pad(image, ((0, ph), (0, pw)), mode="reflect")
+            lab = np.pad(lab, ((0, ph), (0, pw)))
+        y, x = origin
+        return image[y:y + self.crop, x:x + self.crop], lab[y:y + self.crop, x:x + self.crop]
+
+    @torch.no_grad()
+    def _features(self, keys: list[tuple]) -> list[torch.Tensor]:
+        """Encoder maps for a batch of (image, origin, transform) keys, batched per level."""
+        for k in keys:  # mark hits as recent first, so storing the misses cannot evict them
+            if k in self.cache:
+                self.cache.move_to_end(k)
+        missing = list(dict.fromkeys(k for k in keys if k not in self.cache))  # a batch may repeat a key
+        if missing:
+            crops = np.stack([dihedral(self._crop(i, o)[0], t) for i, o, t in missing])
+            x = torch.from_numpy(crops).unsqueeze(1).to(self.device)
+            with autocast_context(self.device):
+                maps = self.model.encoder.forward_features(x)
+            if self.model.unfreeze_last_stage:
+                maps = maps[:4]
+            for j, key in enumerate(missing):
+                self._remember(key, [m[j].float().clone() for m in maps])
+        return [torch.stack([self.cache[k][level] for k in keys]) for level in range(len(self.cache[keys[0]]))]
+
+    def _remember(self, key: tuple, maps: list[torch.Tensor]) -> None:
+        self.cache[key] = maps
+        self.cache_bytes += sum(m.numel() * m.element_size() for m in maps)
+        while self.cache_bytes > self.max_cache_bytes and len(self.cache) > self.batch_size:
+            _, old = self.cache.popitem(last=False)
+            self.cache_bytes -= sum(m.numel() * m.element_size() for m in old)
+
+    def train_step(self) -> float:
+        """One optimisation step on ``batch_size`` random (crop, transform) pairs; returns the loss."""
+        picks = self.rng.integers(len(self.bank), size=self.batch_size)
+        transforms = self.rng.integers(8, size=self.batch_size)
+        keys = [(*self.bank[p], int(t)) for p, t in zip(picks, transforms)]
+        labels = np.stack([dihedral(self._crop(i, o)[1], t) for i, o, t in keys])
+        labels = torch.from_numpy(labels).to(self.device)
+        features = self._features(keys)
+        self.model.train()
+        with autocast_context(self.device):
+            logits = self.model.decode(features, (self.crop, self.crop))
+        loss = masked_loss(logits, labels, self.pos_weight)
+        if not torch.isfinite(loss):
+            raise NanowireSSLError(f"training diverged: loss is {loss.item()}; lower the learning rate")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def steps(self, n_steps: int):
+        """Generator of :class:`SegmentEvent`, one per step, for ``n_steps`` steps.
+
+        Leaving the loop early is safe; :meth:`restore_best` then gives the
+        best model so far. Calling again continues training.
+        """
+        if n_steps < 1:
+            raise NanowireSSLError(f"number of steps must be at least 1, got {n_steps}")
+        for step in range(n_steps):
+            t0 = time.perf_counter()
+            loss = self.train_step()
+            self.losses.append(loss)
+            self._track_best(loss)
+            yield SegmentEvent(step, n_steps, loss, time.perf_counter() - t0)
+
+    def _track_best(self, loss: float) -> None:
+        """Keep a copy of the trainable tensors when the running loss reaches a new low."""
+        if self.running_loss is None:
+            self.running_loss = loss
+        else:
+            self.running_loss = RUNNING_LOSS_DECAY * self.running_loss + (1 - RUNNING_LOSS_DECAY) * loss
+        if self.running_loss < self.best_loss:
+            self.best_loss = self.running_loss
+            self._best = {k: v.detach().clone() for k, v in self.model.trainable_state().items()}
+
+    def best_state(self) -> dict[str, torch.Tensor]:
+        """Trainable tensors at the lowest running loss so far (the current ones before any step)."""
+        if self._best is None:
+            return {k: v.detach().clone() for k, v in self.model.trainable_state().items()}
+        return self._best
+
+    def restore_best(self) -> SegmentationModel:
+        """Load :meth:`best_state` into :attr:`model` (in eval mode) and return it."""
+        self.model.load_state_dict(self.best_state(), strict=False)
+        return self.model.eval()
+
+
+def save_decoder(model: SegmentationModel, path: str | Path, *, encoder_hash: str, training: dict | None = None) -> str:
+    """Write the trained part of ``model`` as a ``decoder`` model file; return its content hash.
+
+    ``encoder_hash`` is :func:`tensor_hash` of the encoder's state dict the
+    decoder was trained on (:attr:`SegmentationTrainer.encoder_hash`);
+    :func:`load_decoder` refuses any other encoder.
+    """
+    metadata = {
+        "kind": "decoder",
+        **model.decoder.config,
+        "backbone": model.encoder.backbone,
+        "unfreeze_last_stage": model.unfreeze_last_stage,
+        "encoder_hash": encoder_hash,
+        "training": training or {},
+    }
+    return save_tensors(path, model.trainable_state(), metadata)
+
+
+def load_decoder(path: str | Path, encoder: Encoder) -> SegmentationModel:
+    """Rebuild the :class:`SegmentationModel` of a decoder file on ``encoder`` (in eval mode).
+
+    Refuses, in one line, an encoder other than the one the decoder was trained on.
+    """
+    tensors, meta = load_tensors(path, kind="decoder")
+    missing = [k for k in ("encoder_channels", "width", "max_width", "encoder_hash") if k not in meta]
+    if missing:
+        raise ModelFileError(f"{path}: metadata lacks {', '.join(missing)}: file corrupt or edited")
+    if tensor_hash(encoder.state_dict()) != meta["encoder_hash"]:
+        raise ModelFileError(
+            f"{path}: this decoder was trained on another encoder ({meta.get('backbone', '?')}, hash "
+            f"{meta['encoder_hash'][:12]}); load the encoder it was trained with"
+        )
+    decoder = UNetDecoder(meta["encoder_channels"], width=meta["width"], max_width=meta["max_width"])
+    model = SegmentationModel(encoder, decoder, unfreeze_last_stage=bool(meta.get("unfreeze_last_stage", False)))
+    model = model.to(next(encoder.parameters()).device)
+    expected = model.trainable_state()
+    if set(tensors) != set(expected) or any(tensors[k].shape != expected[k].shape for k in expected):
+        raise ModelFileError(f"{path}: tensors do not match the decoder its metadata describes: file corrupt or edited")
+    model.load_state_dict(tensors, strict=False)
+    return model.eval()
+

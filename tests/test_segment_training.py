@@ -1,0 +1,194 @@
+"""Training the decoder from strokes or masks: loss, augmentation, caching, model files, errors."""
+
+import numpy as np
+import pytest
+import torch
+
+from napari_nanowire_ssl.errors import ModelFileError, NanowireSSLError
+from napari_nanowire_ssl.fewshot.metrics import dice
+from napari_nanowire_ssl.fewshot.segment import (
+    MAX_POS_WEIGHT,
+    SegmentationTrainer,
+    dihedral,
+    labels_from_mask,
+    load_decoder,
+    masked_loss,
+    save_decoder,
+)
+from napari_nanowire_ssl.fewshot.tiling import predict_tiled
+from napari_nanowire_ssl.models.encoder import Encoder
+from napari_nanowire_ssl.models.modelfile import read_metadata, tensor_hash
+from napari_nanowire_ssl.synth import generate
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    torch.manual_seed(0)
+    return Encoder("resnet18").eval()
+
+
+@pytest.fixture(scope="module")
+def samples():
+    return [generate(m, size=128, seed=s) for s, m in enumerate(["network", "dispersed", "network"])]
+
+
+def make_trainer(encoder, samples, **kw):
+    kw = {"width": 8, "crop": 64, "crops_per_image": 4, **kw}
+    return SegmentationTrainer(encoder, [s.image for s in samples], [labels_from_mask(s.mask) for s in samples], **kw)
+
+
+@pytest.fixture(scope="module")
+def trained(encoder, samples):
+    trainer = make_trainer(encoder, samples[:2], width=16, crop=128, lr=3e-3)
+    events = list(trainer.steps(60))
+    return trainer, events
+
+
+def test_labels_from_mask():
+    assert labels_from_mask(np.array([[0, 3], [255, 0]])).tolist() == [[1, 2], [2, 1]]
+
+
+def test_loss_ignores_unlabelled_pixels_and_weights_wires():
+    labels = torch.tensor([[2, 1, 0, 0]])
+    logits = torch.tensor([[1.0, -1.0, 5.0, -5.0]])
+    other = torch.tensor([[1.0, -1.0, -9.0, 9.0]])  # differs on unlabelled pixels only
+    assert masked_loss(logits, labels, 1.0) == masked_loss(other, labels, 1.0)
+    assert masked_loss(logits, labels, 1.0) != masked_loss(torch.tensor([[0.0, -1.0, 5.0, -5.0]]), labels, 1.0)
+    # pos_weight scales the wire term of the BCE only: wrong wire -> more loss when weighted.
+    wrong_wire = torch.tensor([[-3.0, -3.0, 0.0, 0.0]])
+    assert masked_loss(wrong_wire, labels, 5.0) > masked_loss(wrong_wire, labels, 1.0)
+
+
+def test_positive_weight_is_the_clipped_class_ratio(encoder, samples):
+    trainer = make_trainer(encoder, samples[:1])
+    mask = samples[0].mask
+    assert trainer.pos_weight == pytest.approx(np.clip((~mask).sum() / mask.sum(), 1, MAX_POS_WEIGHT))
+    sparse = np.zeros(mask.shape, np.uint8)
+    sparse[0, :50], sparse[mask.nonzero()[0][0], mask.nonzero()[1][0]] = 1, 2
+    assert SegmentationTrainer(encoder, [samples[0].image], [sparse], crop=64).pos_weight == MAX_POS_WEIGHT
+
+
+def test_dihedral_gives_eight_distinct_exact_transforms():
+    a = np.arange(12).reshape(3, 4)
+    variants = [dihedral(a, t) for t in range(8)]
+    assert len({v.tobytes() + bytes(v.shape) for v in variants}) == 8
+    assert np.array_equal(dihedral(a, 1), np.rot90(a)) and np.array_equal(dihedral(a, 4), a[:, ::-1])
+
+
+def test_crops_contain_labels_and_features_are_cached_exactly(encoder, samples):
+    labels = np.zeros((128, 128), np.uint8)
+    labels[100:110, 100:104], labels[120:124, 90:120] = 2, 1  # strokes in one corner only
+    trainer = SegmentationTrainer(encoder, [samples[0].image], [labels], width=8, crop=64, crops_per_image=3)
+    for i, origin in trainer.bank:
+        assert trainer._crop(i, origin)[1].any()
+    calls = []
+    original = trainer.model.encoder.forward_features
+    trainer.model.encoder.forward_features = lambda x: calls.append(len(x)) or original(x)
+    try:
+        list(trainer.steps(20))
+    finally:
+        del trainer.model.encoder.forward_features
+    assert sum(calls) <= len(trainer.bank) * 8 < 20 * trainer.batch_size  # every variant encoded at most once
+    (i, origin, t), maps = next(iter(trainer.cache.items()))
+    crop = torch.from_numpy(dihedral(trainer._crop(i, origin)[0], t))[None, None]
+    with torch.no_grad():
+        direct = encoder.forward_features(crop)
+    assert all(torch.allclose(m, d[0], atol=1e-5) for m, d in zip(maps, direct))
+
+
+def test_training_learns_to_segment_held_out_images(trained, samples):
+    trainer, events = trained
+    assert [e.step for e in events] == list(range(60)) and all(e.n_steps == 60 for e in events)
+    assert np.mean([e.loss for e in events[-10:]]) < 0.7 * np.mean([e.loss for e in events[:10]])
+    prob = predict_tiled(trainer.restore_best(), samples[2].image, tile=128)
+    assert dice(prob, samples[2].mask) > 0.75
+
+
+def test_best_state_is_the_lowest_running_loss(encoder, samples):
+    trainer = make_trainer(encoder, samples[:1], lr=0.05)  # a high rate: the loss jumps about
+    running, states = [], []
+    for _ in trainer.steps(12):
+        running.append(trainer.running_loss)
+        states.append({k: v.clone() for k, v in trainer.model.trainable_state().items()})
+    best = int(np.argmin(running))
+    assert trainer.best_loss == running[best]
+    assert all(torch.equal(v, states[best][k]) for k, v in trainer.best_state().items())
+    model = trainer.restore_best()
+    assert all(torch.equal(v, states[best][k]) for k, v in model.trainable_state().items())
+
+
+def test_stopping_early_and_continuing(trained, encoder, samples):
+    trainer = make_trainer(encoder, samples[:1])
+    for event in trainer.steps(100):
+        if event.step == 2:
+            break
+    assert len(trainer.losses) == 3
+    list(trainer.steps(2))
+    assert len(trainer.losses) == 5
+    decoder = trained[0].model.decoder
+    before = {k: v.clone() for k, v in decoder.state_dict().items()}
+    again = make_trainer(encoder, samples[:1], decoder=decoder, width=32)
+    assert again.model.decoder is decoder and decoder.width == 16
+    list(again.steps(2))
+    assert not torch.equal(decoder.head.weight, before["head.weight"])
+
+
+def test_decoder_file_round_trip_and_encoder_check(trained, encoder, samples, tmp_path):
+    trainer, _ = trained
+    path = tmp_path / "decoder.safetensors"
+    save_decoder(trainer.model, path, encoder_hash=trainer.encoder_hash, training={"steps": 60})
+    meta = read_metadata(path, kind="decoder")
+    assert meta["width"] == 16 and meta["encoder_hash"] == tensor_hash(encoder.state_dict())
+    assert meta["training"] == {"steps": 60}
+    loaded = load_decoder(path, encoder)
+    x = torch.from_numpy(samples[2].image)[None, None]
+    assert torch.allclose(loaded.predict_proba(x), trainer.model.predict_proba(x), atol=1e-6)
+    torch.manual_seed(1)
+    with pytest.raises(ModelFileError, match="trained on another encoder") as info:
+        load_decoder(path, Encoder("resnet18"))
+    assert "\n" not in str(info.value)
+
+
+def test_unfrozen_layer4_is_saved_with_the_decoder(encoder, samples, tmp_path):
+    trainer = make_trainer(encoder, samples[:1], unfreeze_last_stage=True)
+    list(trainer.steps(2))
+    assert trainer.encoder_hash == tensor_hash(encoder.state_dict())
+    path = tmp_path / "decoder.safetensors"
+    save_decoder(trainer.model, path, encoder_hash=trainer.encoder_hash, training={})
+    loaded = load_decoder(path, encoder)
+    assert loaded.unfreeze_last_stage
+    assert torch.equal(loaded.encoder.layer4[1].conv2.weight, trainer.model.encoder.layer4[1].conv2.weight)
+    assert not torch.equal(loaded.encoder.layer4[1].conv2.weight, encoder.layer4[1].conv2.weight)
+
+
+def test_user_errors(encoder, samples):
+    image = samples[0].image
+    wire_only = np.where(samples[0].mask, 2, 0)
+    cases = [
+        ([image], [np.zeros(image.shape, np.uint8)], {}, "no strokes: paint nanowire"),
+        ([image], [wire_only], {}, r"only nanowire pixels \(label 2\) are painted"),
+        ([image], [np.ones((128, 64), np.uint8)], {}, r"\(128, 64\) but the image has shape \(128, 128\)"),
+        ([image[:20]], [labels_from_mask(samples[0].mask[:20])], {}, "20x128 px"),
+        ([image], [labels_from_mask(samples[0].mask) * 2], {}, "found \\[4\\]"),
+        ([image], [labels_from_mask(samples[0].mask)], {"crop": 100}, "multiple of 32"),
+    ]
+    for images, labels, kw, message in cases:
+        with pytest.raises(NanowireSSLError, match=message) as info:
+            SegmentationTrainer(encoder, images, labels, **kw)
+        assert "\n" not in str(info.value)
+
+
+def test_small_images_are_padded_with_unlabelled_pixels(encoder):
+    sample = generate("network", size=64, seed=3)
+    image, mask = sample.image[:48, :40], sample.mask[:48, :40]
+    trainer = SegmentationTrainer(encoder, [image], [labels_from_mask(mask)], width=8, crop=64)
+    crop, labels = trainer._crop(*trainer.bank[0])
+    assert crop.shape == labels.shape == (64, 64)
+    assert (labels[48:] == 0).all() and (labels[:, 40:] == 0).all() and (labels[:48, :40] > 0).all()
+    assert np.isfinite(next(trainer.steps(1)).loss)
+
+
+def test_feature_cache_is_bounded(encoder, samples):
+    trainer = make_trainer(encoder, samples[:2], cache_mb=0.01)  # room for less than one batch
+    losses = [e.loss for e in trainer.steps(4)]
+    assert len(trainer.cache) == trainer.batch_size and all(np.isfinite(losses))
