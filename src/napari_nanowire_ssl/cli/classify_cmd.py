@@ -9,9 +9,12 @@ the parts into ``--out`` in the original file order.
 from __future__ import annotations
 
 import csv
-import os
 import sys
 from pathlib import Path
+
+from .distributed import load_encoder_for_rank, process_group, ranks
+
+__all__ = ["load_encoder_for_rank"]  # re-exported: fewshot_cmd takes it from here
 
 
 def register(subparsers) -> None:
@@ -34,19 +37,6 @@ def register(subparsers) -> None:
     p.add_argument("--cache-dir", type=Path, metavar="DIR", help="keep image features here for later runs")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     p.set_defaults(func=run)
-
-
-def load_encoder_for_rank(spec: str, device: str, local_rank: int):
-    """The encoder of ``--encoder`` on the chosen device (under torchrun: this process's GPU)."""
-    import torch
-
-    from ..models.default import resolve_encoder
-    from ..models.device import select_device
-
-    dev = select_device(device)
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", local_rank)
-    return resolve_encoder(spec, device=dev)
 
 
 def encode_files(encoder, files: list[Path], *, cache, tiling: dict, show: bool = True):
@@ -114,11 +104,11 @@ def run(args) -> int:
 
     if args.save_head is not None and args.train is None:
         raise NanowireSSLError("--save-head: needs --train (the head of --head is saved already)")
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    main_rank = rank == 0
+    me = ranks()
+    rank, world, main_rank = me.rank, me.world, me.main
     predict_files = list_images(args.predict)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    encoder = load_encoder_for_rank(args.encoder, args.device, int(os.environ.get("LOCAL_RANK", 0)))
+    encoder = load_encoder_for_rank(args.encoder, args.device, me.local_rank)
     cache = FeatureCache(args.cache_dir)
     if args.head is not None:
         head = LinearHead.load(args.head, encoder)
@@ -134,23 +124,17 @@ def run(args) -> int:
             if args.save_head is not None:
                 head.save(args.save_head)
                 print(f"wrote {args.save_head}")
-    mine = predict_files[rank::world]
+    mine = me.shard(predict_files)
     probs = head.predict_proba(encode_files(encoder, mine, cache=cache, tiling=head.tiling, show=main_rank)) \
         if mine else []
     if world == 1:
         write_predictions(args.out, mine, probs, head.class_names)
     else:
-        import torch.distributed as dist
-
-        started = not dist.is_initialized()
-        if started:
-            dist.init_process_group("gloo")
-        write_predictions(part_path(args.out, rank), mine, probs, head.class_names)
-        dist.barrier()
-        if main_rank:
-            merge_parts(args.out, [part_path(args.out, r) for r in range(world)])
-        if started:
-            dist.destroy_process_group()
+        with process_group(world) as dist:
+            write_predictions(part_path(args.out, rank), mine, probs, head.class_names)
+            dist.barrier()
+            if main_rank:
+                merge_parts(args.out, [part_path(args.out, r) for r in range(world)])
     if main_rank:
         print(f"classified {len(predict_files)} images into {len(head.class_names)} classes; wrote {args.out}")
     return 0

@@ -1,0 +1,179 @@
+"""``nanowire-ssl segment`` end to end on tiny synthetic data with a random encoder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from PIL import Image
+
+from napari_nanowire_ssl.cli import main
+from napari_nanowire_ssl.cli.segment_cmd import read_labels
+from napari_nanowire_ssl.models.encoder import Encoder
+from napari_nanowire_ssl.models.modelfile import save_encoder
+from napari_nanowire_ssl.synth import generate
+
+FAST = ["--epochs", "2", "--steps-per-epoch", "3", "--device", "cpu", "--tile", "96"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: small CPU runs on a busy shared machine are much faster without contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    lo, hi = float(image.min()), float(image.max())
+    return np.round(255 * (image - lo) / max(hi - lo, 1e-6)).astype(np.uint8)
+
+
+def write_pair(root: Path, stem: str, sample, mask: np.ndarray | None = None) -> None:
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    Image.fromarray(to_uint8(sample.image)).save(root / "images" / f"{stem}.png")
+    mask = (sample.mask.astype(np.uint8) * 255) if mask is None else mask
+    Image.fromarray(mask).save(root / "masks" / f"{stem}.png")
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    """Random resnet18 encoders, a 2-image train folder, and inputs to predict (PNG, TIFF, a TIFF stack)."""
+    root = tmp_path_factory.mktemp("segment")
+    torch.manual_seed(0)
+    save_encoder(Encoder("resnet18"), root / "enc.safetensors")
+    torch.manual_seed(1)
+    save_encoder(Encoder("resnet18"), root / "other.safetensors")
+    write_pair(root / "train", "a", generate("network", size=96, seed=1))
+    write_pair(root / "train", "b", generate("dispersed", size=96, seed=2))
+    pred = root / "pred"
+    pred.mkdir()
+    Image.fromarray(to_uint8(generate("network", size=96, seed=3).image)).save(pred / "p1.png")
+    tifffile.imwrite(pred / "p2.tif", generate("dispersed", size=(96, 128), seed=4).image)
+    stack = np.stack([generate("network", size=64, seed=s).image for s in (5, 6, 7)])
+    tifffile.imwrite(pred / "p3.tif", stack, photometric="minisblack")
+    return root
+
+
+def segment(ws, *extra) -> int:
+    return main(["segment", "--encoder", str(ws / "enc.safetensors"), *FAST, *map(str, extra)])
+
+
+def test_trains_and_writes_binary_masks(ws, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert segment(ws, "--train", ws / "train", "--predict", ws / "pred", "--out", out,
+                   "--save-decoder", tmp_path / "dec.safetensors") == 0
+    printed = capsys.readouterr().out
+    assert "trained on 2 images (0 as scribbles; 100.0% of pixels labelled), 6 steps" in printed
+    assert "segmented 3 images" in printed
+    shapes = {"p1": (96, 96), "p2": (96, 128), "p3": (3, 64, 64)}
+    for stem, shape in shapes.items():
+        mask = tifffile.imread(out / f"{stem}.tif")
+        assert mask.dtype == np.uint8 and mask.shape == shape
+        assert set(np.unique(mask).tolist()) <= {0, 1}
+    with tifffile.TiffFile(out / "p3.tif") as tif:
+        assert len(tif.pages) == 3
+    # The saved decoder alone reproduces the same masks.
+    again = tmp_path / "again"
+    assert segment(ws, "--decoder", tmp_path / "dec.safetensors", "--predict", ws / "pred" / "p1.png",
+                   ws / "pred" / "p3.tif", "--out", again) == 0
+    for stem in ("p1", "p3"):
+        np.testing.assert_array_equal(tifffile.imread(again / f"{stem}.tif"), tifffile.imread(out / f"{stem}.tif"))
+    # Continuing training from it runs too.
+    assert segment(ws, "--decoder", tmp_path / "dec.safetensors", "--train", ws / "train",
+                   "--predict", ws / "pred" / "p1.png", "--out", tmp_path / "more") == 0
+    assert (tmp_path / "more" / "p1.tif").exists()
+
+
+def test_same_seed_same_masks(ws, tmp_path):
+    for name in ("x", "y"):
+        assert segment(ws, "--train", ws / "train", "--predict", ws / "pred" / "p1.png",
+                       "--out", tmp_path / name, "--seed", "3") == 0
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "x" / "p1.tif"), tifffile.imread(tmp_path / "y" / "p1.tif"))
+
+
+def test_scribble_masks_are_accepted(ws, tmp_path, capsys):
+    sample = generate("network", size=96, seed=8)
+    scribble = np.zeros((96, 96), np.uint8)
+    ys, xs = np.nonzero(sample.mask)
+    scribble[ys[::7], xs[::7]] = 2
+    scribble[:4, :] = np.where(sample.mask[:4, :], 0, 1)
+    write_pair(tmp_path / "train", "s", sample, scribble)
+    labels, is_scribble = read_labels(tmp_path / "train" / "masks" / "s.png")
+    assert is_scribble and (labels == 0).sum() > 0.8 * labels.size
+    assert segment(ws, "--train", tmp_path / "train", "--predict", ws / "pred" / "p1.png", "--out", tmp_path / "o") == 0
+    assert "(1 as scribbles;" in capsys.readouterr().out
+    assert tifffile.imread(tmp_path / "o" / "p1.tif").shape == (96, 96)
+
+
+def test_mask_conventions(tmp_path):
+    """0/1 and 0/255 masks, and {0, 2} masks, are full masks: nonzero = nanowire."""
+    for name, values in {"01": (0, 1), "0255": (0, 255), "02": (0, 2)}.items():
+        mask = np.zeros((8, 8), np.uint8)
+        mask[2:4] = values[1]
+        Image.fromarray(mask).save(tmp_path / f"{name}.png")
+        labels, is_scribble = read_labels(tmp_path / f"{name}.png")
+        assert not is_scribble and labels[2:4].min() == 2 and labels[4:].max() == 1
+
+
+@pytest.mark.parametrize("case, message", [
+    ("no_mask", "b.png: has no mask"),
+    ("no_image", "c.png: has no image"),
+    ("shape", "a.png: mask has shape (64, 64) but its image a.png has shape (96, 96)"),
+    ("unreadable", "a.png"),
+    ("empty", "nothing to train on"),
+    ("no_masks_dir", "masks/ is missing"),
+])
+def test_training_folder_errors(ws, tmp_path, capsys, case, message):
+    train = tmp_path / "train"
+    a, b = generate("network", size=96, seed=1), generate("dispersed", size=96, seed=2)
+    if case == "empty":
+        (train / "images").mkdir(parents=True)
+        (train / "masks").mkdir()
+    elif case == "no_masks_dir":
+        (train / "images").mkdir(parents=True)
+    else:
+        write_pair(train, "a", a)
+        write_pair(train, "b", b)
+    if case == "no_mask":
+        (train / "masks" / "b.png").unlink()
+    elif case == "no_image":
+        Image.fromarray(np.zeros((96, 96), np.uint8)).save(train / "masks" / "c.png")
+    elif case == "shape":
+        Image.fromarray(np.zeros((64, 64), np.uint8)).save(train / "masks" / "a.png")
+    elif case == "unreadable":
+        (train / "masks" / "a.png").write_bytes(b"not a png at all")
+    code = segment(ws, "--train", train, "--predict", ws / "pred" / "p1.png", "--out", tmp_path / "o")
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and message in lines[0], err
+
+
+def test_decoder_of_another_encoder_is_refused(ws, tmp_path, capsys):
+    dec = tmp_path / "dec.safetensors"
+    assert segment(ws, "--train", ws / "train", "--predict", ws / "pred" / "p1.png", "--out", tmp_path / "o",
+                   "--save-decoder", dec) == 0
+    capsys.readouterr()
+    code = main(["segment", "--encoder", str(ws / "other.safetensors"), "--decoder", str(dec), *FAST,
+                 "--predict", str(ws / "pred" / "p1.png"), "--out", str(tmp_path / "o2")])
+    err = capsys.readouterr().err
+    assert code == 2 and "dec.safetensors: this decoder was trained on another encoder" in err
+
+
+def test_option_errors(ws, tmp_path, capsys):
+    assert segment(ws, "--predict", ws / "pred", "--out", tmp_path / "o") == 2
+    assert "give --train DIR" in capsys.readouterr().err
+    assert segment(ws, "--train", ws / "train", "--predict", ws / "pred" / "nope.png", "--out", tmp_path / "o") == 2
+    assert "nope.png: no such file or folder" in capsys.readouterr().err
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    Image.fromarray(np.zeros((96, 96), np.uint8)).save(twin / "p1.png")
+    assert segment(ws, "--train", ws / "train", "--predict", ws / "pred" / "p1.png", twin / "p1.png",
+                   "--out", tmp_path / "o") == 2
+    assert "both would be written to" in capsys.readouterr().err
