@@ -44,10 +44,10 @@ def test_real_sample_carries_pixel_size_and_attribution(make_napari_viewer):
 
 def test_widgets_dock(make_napari_viewer):
     viewer = make_napari_viewer()
-    for name in ("Encoder", "Analyse morphology"):
+    for name in ("Encoder", "Pretrain encoder", "Classify morphology", "Segment nanowires", "Analyse morphology"):
         dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
         assert widget is not None
-    assert len(viewer.window.dock_widgets) >= 2
+    assert len(viewer.window.dock_widgets) >= 5
 
 
 def test_encoder_widget_shows_features_in_a_worker(make_napari_viewer, qtbot):

@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT
 
 PLUGIN = "napari-nanowire-ssl"
-WIDGETS = {"Encoder", "Pretrain encoder", "Analyse morphology"}
+WIDGETS = {"Encoder", "Pretrain encoder", "Classify morphology", "Segment nanowires", "Analyse morphology"}
 SAMPLES = {"singular", "dispersed", "network", "bundle", "silver_network"}
 
 

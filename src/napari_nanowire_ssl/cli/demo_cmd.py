@@ -16,7 +16,7 @@ from pathlib import Path
 from ..errors import NanowireSSLError
 
 PLUGIN = "napari-nanowire-ssl"
-WIDGETS = ("Encoder", "Pretrain encoder", "Analyse morphology")
+WIDGETS = ("Encoder", "Pretrain encoder", "Classify morphology", "Segment nanowires", "Analyse morphology")
 
 
 def register(subparsers) -> None:

@@ -1,0 +1,405 @@
+"""Dock widget "Segment nanowires": train a decoder from a few strokes, predict masks.
+
+Scribbles are a Labels layer with the plugin's convention (0 = not labelled,
+1 = background, 2 = nanowire). Training runs
+:class:`~..fewshot.segment.SegmentationTrainer` in a generator worker with a
+live loss and a preview of the probability map; Stop keeps the best state.
+Predictions (:func:`~..fewshot.tiling.segment_image`) never touch the
+scribbles: they go to the layers ``<image> nanowire probability`` and
+``<image> nanowires`` (1 = nanowire), which the widget owns (marked in their
+metadata) and updates in place. Training again continues from the current
+decoder.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
+from napari.layers import Image, Labels
+from napari.qt.threading import thread_worker
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QObject, Signal
+
+from ..errors import NanowireSSLError
+from ..fewshot.segment import SegmentationTrainer, check_labels, load_decoder, save_decoder
+from ..fewshot.tiling import predict_tiled, segment_image
+from ..models.decoder import STRIDE
+from ..session import session_for
+from .encoder_widget import DEVICES, check_gray_2d
+
+OUTPUT_OF = "nanowire_ssl_segmentation_of"  # output layer metadata: name of the image
+OUTPUT_KIND = "nanowire_ssl_segmentation"  # "probability" or "nanowires"
+KIND_NAMES = {"probability": "nanowire probability", "nanowires": "nanowires"}
+HELP = "Scribbles: paint 2 = nanowire, 1 = background, 0 = leave unlabelled"
+NO_MODEL = "No trained decoder: paint scribbles and press Train, or load a decoder"
+PROGRESS_MAX = 1000
+CROP = 256  # training crop (px); smaller images use one crop of their own size
+
+
+def image_data(layer) -> np.ndarray:
+    """The pixels of an image or labels layer (the full resolution of a multiscale one)."""
+    return np.asarray(layer.data[0] if layer.multiscale else layer.data)
+
+
+def shape_text(shape) -> str:
+    return "x".join(str(n) for n in shape)
+
+
+class _TileProgress(QObject):
+    """Progress of a prediction, emitted in the worker thread and delivered in the GUI thread."""
+
+    advanced = Signal(float)
+
+
+class SegmentWidget(Container):
+    """Scribble, train, predict the open images or a folder, save / load the decoder."""
+
+    def __init__(self, napari_viewer):
+        super().__init__(labels=False)
+        self.viewer = napari_viewer
+        self.session = session_for(napari_viewer)
+        self.model = None  # the current SegmentationModel
+        self.encoder_hash = ""  # hash of the encoder the model was trained on
+        self.trainer = None
+        self.worker = None
+        self._stop = threading.Event()
+        self._tiles = _TileProgress()
+        self._tiles.advanced.connect(self._set_progress)
+
+        self.help = Label(value=HELP)
+        self.image = ComboBox(label="image", choices=self._image_layers, tooltip="2D grayscale image to segment")
+        self.scribbles = ComboBox(label="scribbles", choices=self._scribble_layers,
+                                  tooltip="Labels layer of strokes: 2 = nanowire, 1 = background, 0 = unlabelled")
+        self.new_scribbles_button = PushButton(text="New scribble layer")
+        self.n_steps = SpinBox(label="steps", value=200, min=1, max=100_000)
+        self.batch_size = SpinBox(label="batch size", value=4, min=1, max=256)
+        self.preview_every = SpinBox(label="preview every (steps, 0 = off)", value=20, min=0, max=100_000)
+        self.device = ComboBox(label="device", choices=DEVICES, value="auto")
+        self.train_button = PushButton(text="Train")
+        self.stop_button = PushButton(text="Stop", enabled=False)
+        self.progress = ProgressBar(value=0, min=0, max=PROGRESS_MAX)
+        self.status = Label(value="Choose an image and its scribbles, then Train")
+        self.predict_button = PushButton(text="Predict")
+        self.predict_all_button = PushButton(text="Predict all")
+        self.input_folder = FileEdit(label="input folder", mode="d")
+        self.output_folder = FileEdit(label="output folder", mode="d")
+        self.predict_folder_button = PushButton(text="Predict folder")
+        self.decoder_file = FileEdit(label="decoder file", mode="w", filter="Model files (*.safetensors)")
+        self.save_button = PushButton(text="Save decoder")
+        self.load_button = PushButton(text="Load decoder")
+        for label in (self.help, self.status):
+            label.native.setWordWrap(True)
+        self.extend([
+            self.help,
+            Container(widgets=[self.image, self.scribbles]),
+            self.new_scribbles_button,
+            Container(widgets=[self.n_steps, self.batch_size, self.preview_every, self.device]),
+            Container(widgets=[self.train_button, self.stop_button], layout="horizontal", labels=False),
+            self.progress, self.status,
+            Container(widgets=[self.predict_button, self.predict_all_button], layout="horizontal", labels=False),
+            Container(widgets=[self.input_folder, self.output_folder]),
+            self.predict_folder_button,
+            Container(widgets=[self.decoder_file]),
+            Container(widgets=[self.save_button, self.load_button], layout="horizontal", labels=False),
+        ])
+        self.new_scribbles_button.changed.connect(self.new_scribble_layer)
+        self.train_button.changed.connect(self.train)
+        self.stop_button.changed.connect(self.stop)
+        self.predict_button.changed.connect(self.predict)
+        self.predict_all_button.changed.connect(self.predict_all)
+        self.predict_folder_button.changed.connect(self.predict_folder)
+        self.save_button.changed.connect(self.save)
+        self.load_button.changed.connect(self.load)
+        self.session.encoder_changed.connect(self._encoder_changed)
+        for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
+            event.connect(self._layers_changed)
+
+    # --- layers ---------------------------------------------------------------------------
+
+    def _image_layers(self, _=None) -> list:
+        return [layer for layer in self.viewer.layers if isinstance(layer, Image) and OUTPUT_OF not in layer.metadata]
+
+    def _scribble_layers(self, _=None) -> list:
+        return [layer for layer in self.viewer.layers if isinstance(layer, Labels) and OUTPUT_OF not in layer.metadata]
+
+    def _layers_changed(self, _=None) -> None:
+        self.image.reset_choices()
+        self.scribbles.reset_choices()
+
+    def new_scribble_layer(self) -> None:
+        """Add an empty Labels layer ``<image> scribbles`` with the nanowire brush (2) selected."""
+        layer = self.image.value
+        problem = check_gray_2d(layer)
+        if problem:
+            show_error(problem)
+            return
+        scribbles = self.viewer.add_labels(np.zeros(image_data(layer).shape, np.uint8), name=f"{layer.name} scribbles",
+                                           scale=layer.scale, translate=layer.translate)
+        scribbles.selected_label = 2
+        scribbles.brush_size = 5
+        scribbles.mode = "paint"
+        self.scribbles.value = scribbles
+        self.status.value = HELP
+
+    def _show(self, layer, prob: np.ndarray, mask: np.ndarray | None = None) -> None:
+        """Update (or add) the probability and mask layers of image ``layer``."""
+        if layer not in self.viewer.layers:  # removed while a worker ran
+            return
+        self._output(layer, "probability", prob, colormap="magma", opacity=0.5, contrast_limits=(0.0, 1.0))
+        if mask is not None:
+            self._output(layer, "nanowires", mask, opacity=0.6)
+
+    def _output(self, source, kind: str, data: np.ndarray, **properties):
+        for layer in self.viewer.layers:
+            if layer.metadata.get(OUTPUT_OF) == source.name and layer.metadata.get(OUTPUT_KIND) == kind:
+                layer.data = data
+                layer.scale, layer.translate = source.scale, source.translate
+                return layer
+        add = self.viewer.add_image if kind == "probability" else self.viewer.add_labels
+        return add(data, name=f"{source.name} {KIND_NAMES[kind]}", scale=source.scale, translate=source.translate,
+                   metadata={OUTPUT_OF: source.name, OUTPUT_KIND: kind}, **properties)
+
+    # --- encoder and model ----------------------------------------------------------------
+
+    def _encoder(self):
+        """The session's active encoder; the shipped default one if none is active yet."""
+        if self.session.encoder is None:
+            from ..models.default import load_default_encoder
+
+            self.session.set_encoder(load_default_encoder(), "default")
+        return self.session.encoder
+
+    def _encoder_changed(self, encoder, source: str) -> None:
+        if self.model is not None and self.model.encoder is not encoder:
+            self.model, self.encoder_hash = None, ""
+            self.status.value = f"Encoder changed ({source}): train again or load a decoder trained on it"
+
+    def _checked_image(self, layer) -> np.ndarray:
+        problem = check_gray_2d(layer)
+        if problem:
+            raise NanowireSSLError(problem)
+        return image_data(layer)
+
+    # --- training -------------------------------------------------------------------------
+
+    def train(self) -> None:
+        """Train on the chosen image and scribbles (continuing from the current decoder)."""
+        try:
+            layer, scribbles = self.image.value, self.scribbles.value
+            image = self._checked_image(layer)
+            if scribbles is None:
+                raise NanowireSSLError("No scribble layer: press 'New scribble layer' and paint 2 = nanowire, "
+                                       "1 = background")
+            labels = image_data(scribbles)
+            if labels.shape != image.shape:
+                raise NanowireSSLError(f"Layer '{scribbles.name}' is {shape_text(labels.shape)} but image "
+                                       f"'{layer.name}' is {shape_text(image.shape)}")
+            check_labels(image, labels, name=f"Layer '{scribbles.name}'")
+            encoder = self._encoder()
+            decoder = self.model.decoder if self.model is not None else None
+            crop = min(CROP, -(-max(image.shape) // STRIDE) * STRIDE)  # no padding work on small images
+            self.trainer = SegmentationTrainer(encoder, [image], [labels.copy()], decoder=decoder, crop=crop,
+                                               batch_size=self.batch_size.value, device=self.device.value)
+        except NanowireSSLError as exc:
+            show_error(str(exc))
+            return
+        worker = _train(self.trainer, image, self.n_steps.value, self.preview_every.value, self._stop)
+        worker.yielded.connect(lambda item: self._on_step(layer, *item))
+        worker.returned.connect(lambda result: self._on_trained(layer, result))
+        self._start(worker, f"training on '{layer.name}'…")
+
+    def _on_step(self, layer, event, prob) -> None:
+        if prob is not None:
+            self._show(layer, prob)
+            return
+        self._set_progress(event.fraction)
+        self.status.value = f"step {event.step + 1}/{event.n_steps}, loss {event.loss:.4f}"
+
+    def _on_trained(self, layer, result) -> None:
+        trainer = self.trainer
+        self.model, self.encoder_hash = trainer.model, trainer.encoder_hash
+        steps = len(trainer.losses)
+        if result is None:
+            self.status.value = f"stopped after {steps} steps; the best state is kept (best loss " \
+                                f"{trainer.best_loss:.4f}); press Predict to see it"
+            return
+        self._show(layer, *result)
+        self.status.value = f"trained {steps} steps (best loss {trainer.best_loss:.4f}); '{layer.name}' predicted"
+
+    # --- prediction -----------------------------------------------------------------------
+
+    def predict(self) -> None:
+        """Predict the chosen image."""
+        try:
+            self._predict_layers([self.image.value])
+        except NanowireSSLError as exc:
+            show_error(str(exc))
+
+    def predict_all(self) -> None:
+        """Predict every open 2D grayscale image."""
+        layers = [layer for layer in self._image_layers() if check_gray_2d(layer) is None]
+        if not layers:
+            show_error("No 2D grayscale image layer open: open images first")
+            return
+        self._predict_layers(layers)
+
+    def _predict_layers(self, layers) -> None:
+        if self.model is None:
+            raise NanowireSSLError(NO_MODEL)
+        jobs = [(layer, self._checked_image(layer)) for layer in layers]
+
+        @thread_worker(start_thread=False)
+        def run():
+            for i, (layer, image) in enumerate(jobs):
+                result = segment_image(self.model, image, should_stop=self._stop.is_set,
+                                       progress=lambda done, total: self._tiles.advanced.emit((i + done / total) / len(jobs)))
+                if result is None:
+                    return i
+                yield layer, *result
+            return len(jobs)
+
+        worker = run()
+        worker.yielded.connect(lambda item: self._show(*item))
+        worker.returned.connect(lambda n: setattr(self.status, "value", f"predicted {n} of {len(jobs)} image(s)"))
+        self._start(worker, f"predicting {len(jobs)} image(s)…")
+
+    def predict_folder(self) -> None:
+        """Write ``<stem>.tif`` (uint8, 1 = nanowire) in the output folder for every image of the input folder."""
+        from ..io import list_images
+
+        src, dst = Path(self.input_folder.value), Path(self.output_folder.value)
+        try:
+            if self.model is None:
+                raise NanowireSSLError(NO_MODEL)
+            if not str(self.input_folder.value) or not src.is_dir():
+                raise NanowireSSLError(f"{src}: choose an existing input folder")
+            if not str(self.output_folder.value) or str(dst) == ".":
+                raise NanowireSSLError("Choose an output folder")
+            if dst.resolve() == src.resolve():
+                raise NanowireSSLError("The output folder must differ from the input folder (masks would "
+                                       "overwrite images of the same name)")
+            files = list_images([src])
+        except NanowireSSLError as exc:
+            show_error(str(exc))
+            return
+
+        @thread_worker(start_thread=False)
+        def run():
+            import tifffile
+
+            from ..io import read_image
+
+            dst.mkdir(parents=True, exist_ok=True)
+            written, failed = 0, []
+            for i, path in enumerate(files):
+                try:
+                    result = segment_image(self.model, read_image(path).data, should_stop=self._stop.is_set,
+                                           progress=lambda d, t: self._tiles.advanced.emit((i + d / t) / len(files)))
+                except NanowireSSLError as exc:
+                    failed.append(str(exc))
+                    continue
+                if result is None:
+                    break
+                tifffile.imwrite(dst / f"{path.stem}.tif", result[1])
+                written += 1
+            return written, failed
+
+        worker = run()
+        worker.returned.connect(lambda result: self._folder_done(dst, len(files), *result))
+        self._start(worker, f"predicting {len(files)} file(s)…")
+
+    def _folder_done(self, dst: Path, total: int, written: int, failed: list[str]) -> None:
+        self.status.value = f"wrote {written} of {total} mask(s) to {dst}"
+        if failed:
+            show_error(f"{len(failed)} file(s) could not be segmented: {failed[0]}")
+
+    # --- workers --------------------------------------------------------------------------
+
+    def _start(self, worker, status: str) -> None:
+        self.worker = worker
+        self._stop.clear()
+        worker.errored.connect(lambda exc: show_error(f"Failed: {exc}"))
+        worker.finished.connect(self._on_finished)
+        self._set_busy(True)
+        self._set_progress(0.0)
+        self.status.value = status
+        worker.start()
+
+    def stop(self) -> None:
+        """Ask the running worker to stop (training keeps its best state)."""
+        self._stop.set()
+        self.status.value = "stopping…"
+
+    def _set_progress(self, fraction: float) -> None:
+        self.progress.value = int(round(fraction * PROGRESS_MAX))
+
+    def _set_busy(self, busy: bool) -> None:
+        for button in (self.train_button, self.predict_button, self.predict_all_button, self.predict_folder_button,
+                       self.load_button, self.save_button):
+            button.enabled = not busy
+        self.stop_button.enabled = busy
+
+    def _on_finished(self) -> None:
+        """Re-enable the buttons, drop the optimiser state, free cached GPU memory."""
+        self._set_busy(False)
+        self.trainer = None
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    # --- decoder files --------------------------------------------------------------------
+
+    def _decoder_path(self) -> Path:
+        path = Path(self.decoder_file.value)
+        if not str(self.decoder_file.value) or str(path) == "." or path.is_dir():
+            raise NanowireSSLError("Choose a decoder file first (the 'decoder file' field)")
+        return path
+
+    def save(self) -> None:
+        """Write the current decoder to the decoder file."""
+        try:
+            if self.model is None:
+                raise NanowireSSLError(NO_MODEL)
+            path = self._decoder_path()
+            save_decoder(self.model, path, encoder_hash=self.encoder_hash)
+        except (NanowireSSLError, OSError) as exc:
+            show_error(str(exc))
+            return
+        show_info(f"Decoder saved to {path}")
+
+    def load(self) -> None:
+        """Load a decoder trained on the active encoder (another encoder's is refused)."""
+        from ..models.modelfile import tensor_hash
+
+        try:
+            path = self._decoder_path()
+            encoder = self._encoder()
+            model = load_decoder(path, encoder)
+        except (NanowireSSLError, OSError) as exc:
+            show_error(str(exc))
+            return
+        self.model, self.encoder_hash = model, tensor_hash(encoder.state_dict())
+        self.status.value = f"decoder loaded from {path.name}"
+        show_info(f"Decoder loaded from {path}")
+
+
+@thread_worker(start_thread=False)
+def _train(trainer, image: np.ndarray, n_steps: int, preview_every: int, stop: threading.Event):
+    """Generator worker: yields ``(event, None)`` per step and ``(None, probability)`` every
+    ``preview_every`` steps; returns ``(probability, mask)`` of the best model, None when stopped."""
+    for event in trainer.steps(n_steps):
+        yield event, None
+        if stop.is_set():
+            break
+        if preview_every and (event.step + 1) % preview_every == 0 and event.step + 1 < n_steps:
+            prob = predict_tiled(trainer.model, image, should_stop=stop.is_set)
+            if prob is not None:
+                yield None, prob
+    model = trainer.restore_best()
+    if stop.is_set():
+        return None
+    return segment_image(model, image, should_stop=stop.is_set)
