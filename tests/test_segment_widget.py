@@ -218,7 +218,8 @@ def test_ui_stays_responsive_during_training(make_napari_viewer, qtbot, errors):
     The project's target is < 100 ms. The bound asserted here is looser because
     this test runs on a loaded 2-core CPU machine shared with other jobs, where
     torch's compute threads compete with the GUI thread for the cores; the
-    measured stall there was about XX ms.
+    measured stall there was 154-391 ms while a second test suite ran alongside
+    (the 100 ms target is not met yet on such a machine).
     """
     viewer, widget, sample = make_widget(make_napari_viewer, size=256)
     viewer.add_labels(strokes(sample.mask), name="strokes")
