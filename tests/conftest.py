@@ -17,3 +17,15 @@ def real_data() -> Path:
     if not (REAL_DATA / "manifest.csv").exists():
         pytest.skip(f"real images not found at {REAL_DATA} (set NANOWIRE_SSL_REAL_DATA)")
     return REAL_DATA
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a test module: small CPU inferences on a busy 2-core
+    machine run many times faster without thread contention."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

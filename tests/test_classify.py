@@ -16,13 +16,7 @@ from napari_nanowire_ssl.models.encoder import Encoder
 from napari_nanowire_ssl.models.modelfile import read_metadata, tensor_hash
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: small CPU inferences on a busy 2-core machine are ~50x faster without thread contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def blobs(n_per_class, centres, dim=16, spread=0.3, seed=0):

@@ -19,13 +19,7 @@ from napari_nanowire_ssl.synth import generate
 FAST = ["--epochs", "2", "--steps-per-epoch", "3", "--device", "cpu", "--tile", "96"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: small CPU runs on a busy shared machine are much faster without contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
