@@ -14,8 +14,6 @@ from pathlib import Path
 
 from .distributed import load_encoder_for_rank, process_group, ranks
 
-__all__ = ["load_encoder_for_rank"]  # re-exported: fewshot_cmd takes it from here
-
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(

@@ -49,7 +49,8 @@ def run(args) -> int:
 
     from ..fewshot.evaluation import fewshot_accuracy, plot_fewshot, write_fewshot_csv
     from ..fewshot.features import DEFAULT_MAX_TILES, DEFAULT_TILE, FeatureCache
-    from .classify_cmd import encode_files, labelled_files, load_encoder_for_rank
+    from .classify_cmd import encode_files, labelled_files
+    from .distributed import load_encoder_for_rank
 
     shots = parse_shots(args.shots)
     if args.repeats < 1:
