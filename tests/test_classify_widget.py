@@ -118,7 +118,7 @@ def test_tag_train_predict_and_train_again_without_encoding(make_napari_viewer, 
         row = rows[layer.name]
         assert (row["tag"] or "") == layer.metadata.get(TAG_KEY, "")  # empty cells read back as None
         assert row["prediction"] == prediction["label"]
-        assert float(row["probability"]) == pytest.approx(probabilities[prediction["label"]], abs=0.006)
+        assert float(row["p"]) == pytest.approx(probabilities[prediction["label"]], abs=0.006)
     assert widget.status.value.startswith("Trained on 8 tagged image(s) of 4 classes; classified 12 image(s)")
 
     # Training again (one class fewer, other tags) reuses the cached features.
@@ -192,6 +192,7 @@ def test_feature_map_points_update_in_place_and_show_the_clicked_image(make_napa
     np.testing.assert_allclose(points.face_color[i, :3], [0.84, 0.15, 0.16], atol=0.01)  # bundle's colour
     anchor = int(np.argmax(features["anchor"].to_numpy()))
     assert points.size[anchor] > points.size[i]
+    assert points.symbol[i] == "square" and points.symbol[anchor] == "disc"  # tagged vs not
     # The map sits to the right of the images.
     assert points.extent.world[0][1] > 128
 

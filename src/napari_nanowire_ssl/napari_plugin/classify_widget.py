@@ -20,7 +20,7 @@ from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, Pus
 from napari.layers import Image
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtWidgets import QAbstractItemView
+from qtpy.QtWidgets import QAbstractItemView, QSizePolicy, QStyledItemDelegate
 
 from ..errors import NanowireSSLError
 from ..fewshot.anchors import suggest_anchors
@@ -38,7 +38,7 @@ MAP_NAME = "feature map"
 UNTAGGED = "(untagged)"
 DEFAULT_CLASSES = "singular, dispersed, network, bundle"
 NO_IMAGES = "No grayscale image layer open: open images first (File > Open, or File > Open Sample)"
-TABLE_COLUMNS = ("layer", "tag", "prediction", "probability", "anchor")
+TABLE_COLUMNS = ("layer", "tag", "prediction", "p", "anchor")  # p: probability of the prediction
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
 UNTAGGED_COLOUR = "#9a9a9a"
 MAP_SIZE = 100.0  # the map's coordinates span 0..MAP_SIZE; the layer's scale fits it beside the images
@@ -85,18 +85,23 @@ class ClassifyWidget(Container):
         self.map_button = PushButton(text="Feature map",
                                      tooltip="A t-SNE map of the images' features, as a Points layer; "
                                      "click a point to see its image")
+        self.legend = Label(visible=False)
         self.status = Label(value="Tag images of at least two classes, then press Train")
         self.table = Table(value={"data": [], "index": [], "columns": TABLE_COLUMNS})
         self.table.native.verticalHeader().setVisible(False)
         self.table.native.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        # Show the cells as formatted here (magicgui's delegate re-formats numbers).
+        self.table.native.setItemDelegate(QStyledItemDelegate(self.table.native))
         self.csv_file = FileEdit(label="CSV file", mode="w", filter="CSV files (*.csv)")
         self.export_button = PushButton(text="Export CSV")
-        for label in (self.counts, self.status):
+        for label in (self.counts, self.legend, self.status):
             label.native.setWordWrap(True)
+            label.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.classes.native.setCursorPosition(0)
         self.extend([Container(widgets=[self.classes, self.layer, self.tag_class]), self.tag_button, self.counts,
                      Container(widgets=[self.train_button, self.anchors_button, self.map_button],
                                layout="horizontal", labels=False),
-                     self.status, self.table, Container(widgets=[self.csv_file]), self.export_button])
+                     self.legend, self.status, self.table, Container(widgets=[self.csv_file]), self.export_button])
         self.classes.changed.connect(self._classes_changed)
         self.tag_button.changed.connect(self.tag)
         self.train_button.changed.connect(self.train)
@@ -160,7 +165,10 @@ class ClassifyWidget(Container):
                          f"{prediction['probabilities'][prediction['label']]:.2f}" if prediction else "",
                          str(layer.metadata.get(ANCHOR_KEY, ""))])
         self.table.value = {"data": rows, "index": list(range(len(rows))), "columns": TABLE_COLUMNS}
-        self.table.native.resizeColumnsToContents()
+        table = self.table.native
+        table.resizeColumnsToContents()
+        table.setMinimumWidth(table.horizontalHeader().length() + 2 * table.frameWidth()
+                              + table.verticalScrollBar().sizeHint().width())
         points = self._map_layer()
         if points is not None:
             self._mark_map(points)
@@ -309,11 +317,11 @@ class ClassifyWidget(Container):
             points.scale, points.translate, points.features = scale, translate, names
         self._mark_map(points)
         points.mode = "select"
-        self.status.value = (f"Feature map of {len(alive)} images beside the images: colour = class (tag, else "
-                             "prediction), larger with a white border = anchor; click a point to see its image")
+        self.status.value = (f"Feature map of {len(alive)} images, drawn beside them: click a point to see "
+                             "its image")
 
     def _mark_map(self, points) -> None:
-        """Colour the map by class (tag, else prediction) and enlarge the suggested anchors."""
+        """Colour the map by class (tag, else prediction), tagged images as squares, anchors larger and ringed."""
         classes, layers = parse_classes(self.classes.value), list(points.features["layer"])
         metadata = [self.viewer.layers[n].metadata if n in self.viewer.layers else {} for n in layers]
         names = [m.get(TAG_KEY) or (m.get(PREDICTION_KEY) or {}).get("label") or UNTAGGED for m in metadata]
@@ -322,7 +330,12 @@ class ClassifyWidget(Container):
         points.face_color = [class_colour(n, classes) for n in names]
         points.border_color = ["white" if a else "black" for a in anchors]
         points.border_width = 0.2
+        points.symbol = ["square" if m.get(TAG_KEY) else "disc" for m in metadata]
         points.size = np.where(anchors > 0, 7.0, 4.5)
+        self.legend.value = "Feature map: " + " ".join(
+            f'<span style="color:{class_colour(c, classes)}">●</span>&nbsp;{c}' for c in [*classes, UNTAGGED]
+        ) + " &nbsp;■ tagged &nbsp;◯ anchor (white ring)"
+        self.legend.visible = True
 
     def _show_selected(self, *_) -> None:
         """Make the image of the (last) selected map point the visible, active layer."""
