@@ -92,6 +92,7 @@ def test_train_predicts_into_own_layers_and_continues_from_the_decoder(make_napa
     assert prob.colormap.name == "magma" and prob.opacity == 0.5
     assert mask.data.dtype == np.uint8 and set(np.unique(mask.data)) <= {0, 1}
     np.testing.assert_array_equal(scribbles.data, painted)
+    assert viewer.layers.selection.active is scribbles  # the brush layer stays selected
     assert widget.progress.value == module.PROGRESS_MAX and widget.status.value.startswith("trained 6 steps")
     # Outputs are not offered as inputs.
     assert widget.image.choices == (viewer.layers["wires"],) and widget.scribbles.choices == (scribbles,)
@@ -233,4 +234,4 @@ def test_ui_stays_responsive_during_training(make_napari_viewer, qtbot, errors):
     assert errors == [] and len(ticks) > 20
     stall_ms = 1000 * max(np.diff(ticks))
     print(f"longest event-loop stall during training: {stall_ms:.0f} ms over {len(ticks)} ticks")
-    assert stall_ms < 500
+    assert stall_ms < 750

@@ -148,9 +148,12 @@ class SegmentWidget(Container):
         """Update (or add) the probability and mask layers of image ``layer``."""
         if layer not in self.viewer.layers:  # removed while a worker ran
             return
+        active = self.viewer.layers.selection.active  # adding a layer selects it: keep the user's brush layer
         self._output(layer, "probability", prob, colormap="magma", opacity=0.5, contrast_limits=(0.0, 1.0))
         if mask is not None:
             self._output(layer, "nanowires", mask, opacity=0.6)
+        if active is not None:
+            self.viewer.layers.selection.active = active
 
     def _output(self, source, kind: str, data: np.ndarray, **properties):
         for layer in self.viewer.layers:
@@ -255,7 +258,7 @@ class SegmentWidget(Container):
         def run():
             for i, (layer, image) in enumerate(jobs):
                 result = segment_image(self.model, image, should_stop=self._stop.is_set,
-                                       progress=lambda done, total: self._tiles.advanced.emit((i + done / total) / len(jobs)))
+                                       progress=lambda d, t: self._tiles.advanced.emit((i + d / t) / len(jobs)))
                 if result is None:
                     return i
                 yield layer, *result
