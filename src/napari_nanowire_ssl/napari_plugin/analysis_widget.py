@@ -16,15 +16,15 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox, Table
+from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
 from napari.layers import Labels
 from napari.qt.threading import thread_worker
 from napari.utils.colormaps import DirectLabelColormap
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtWidgets import QAbstractItemView, QStyledItemDelegate
 
 from ..analysis import COLUMNS, analyse_mask
 from ..errors import NanowireSSLError
+from .tables import results_table
 
 METRICS_KEY = "nanowire_ssl_metrics"  # source layer metadata: measure_mask's row
 ANALYSED_KEY = "nanowire_ssl_analysed"  # fingerprint of the mask and options behind it
@@ -179,11 +179,7 @@ class AnalysisWidget(Container):
         self.analyse_all_button = PushButton(text="Analyse all")
         self.status = Label(value="Choose a Labels layer and press Analyse")
         self.status.native.setWordWrap(True)
-        self.table = Table(value={"data": [], "index": [], "columns": TABLE_COLUMNS})
-        self.table.native.verticalHeader().setVisible(False)
-        self.table.native.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        # Show the cells as formatted here (magicgui's delegate re-formats numbers: 0.03 -> 3.000e-02).
-        self.table.native.setItemDelegate(QStyledItemDelegate(self.table.native))
+        self.table = results_table(TABLE_COLUMNS)
         self.csv_file = FileEdit(label="CSV file", mode="w", filter="CSV files (*.csv)")
         self.export_button = PushButton(text="Export CSV")
         # Options get a label column; the table and status use the full width.

@@ -16,11 +16,11 @@ import csv
 from pathlib import Path
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, PushButton, Table
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, PushButton
 from napari.layers import Image
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtWidgets import QAbstractItemView, QSizePolicy, QStyledItemDelegate
+from qtpy.QtWidgets import QSizePolicy
 
 from ..errors import NanowireSSLError
 from ..fewshot.anchors import suggest_anchors
@@ -29,6 +29,7 @@ from ..fewshot.embedding import embed_2d
 from ..fewshot.features import FeatureCache, encoder_identity, image_features
 from ..session import session_for
 from .encoder_widget import check_gray_2d
+from .tables import results_table
 
 TAG_KEY = "nanowire_ssl_class"
 PREDICTION_KEY = "nanowire_ssl_prediction"
@@ -87,11 +88,7 @@ class ClassifyWidget(Container):
                                      "click a point to see its image")
         self.legend = Label(visible=False)
         self.status = Label(value="Tag images of at least two classes, then press Train")
-        self.table = Table(value={"data": [], "index": [], "columns": TABLE_COLUMNS})
-        self.table.native.verticalHeader().setVisible(False)
-        self.table.native.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        # Show the cells as formatted here (magicgui's delegate re-formats numbers).
-        self.table.native.setItemDelegate(QStyledItemDelegate(self.table.native))
+        self.table = results_table(TABLE_COLUMNS)
         self.csv_file = FileEdit(label="CSV file", mode="w", filter="CSV files (*.csv)")
         self.export_button = PushButton(text="Export CSV")
         for label in (self.counts, self.legend, self.status):
