@@ -99,41 +99,51 @@ class LinearHead:
         """The most probable class name of each feature vector."""
         return np.asarray(self.class_names)[self.predict_proba(features).argmax(axis=1)]
 
-    def save(self, path: str | os.PathLike) -> str:
-        """Write a ``linear_head`` model file (float64 arrays, no pickle); return its content hash."""
-        from ..models.modelfile import save_tensors
-
+    def state(self) -> tuple[dict, dict]:
+        """``(tensors, metadata)`` of a ``linear_head`` model file (float64 arrays; also embedded in bundles)."""
         self._check_fitted()
         tensors = {name: torch.from_numpy(np.ascontiguousarray(getattr(self, name), dtype=np.float64))
                    for name in ("mean", "scale", "coef", "intercept")}
         metadata = {"kind": "linear_head", "class_names": self.class_names, "encoder_hash": self.encoder_hash or "",
                     "tiling": self.tiling, "pooling": POOLING, "c": self.c}
-        return save_tensors(path, tensors, metadata)
+        return tensors, metadata
+
+    def save(self, path: str | os.PathLike) -> str:
+        """Write a ``linear_head`` model file (no pickle); return its content hash."""
+        from ..models.modelfile import save_tensors
+
+        return save_tensors(path, *self.state())
 
     @classmethod
-    def load(cls, path: str | os.PathLike, encoder=None) -> LinearHead:
-        """Read a head saved by :meth:`save`; with ``encoder``, refuse one trained on other weights."""
-        from ..models.modelfile import load_tensors
-
-        tensors, meta = load_tensors(path, kind="linear_head")
+    def from_state(cls, tensors: dict, meta: dict, *, source: str, encoder=None) -> LinearHead:
+        """The head of :meth:`state` output read back from ``source``; with ``encoder``,
+        refuse one trained on other weights."""
         missing = [k for k in ("mean", "scale", "coef", "intercept") if k not in tensors]
         missing += [k for k in ("class_names", "encoder_hash", "tiling") if k not in meta]
         if missing:
-            raise ModelFileError(f"{path}: linear head lacks {', '.join(missing)}: file corrupt or edited")
+            raise ModelFileError(f"{source}: linear head lacks {', '.join(missing)}: file corrupt or edited")
         if meta.get("pooling") != POOLING:
-            raise ModelFileError(f"{path}: was trained on {meta.get('pooling')!r} features; "
+            raise ModelFileError(f"{source}: was trained on {meta.get('pooling')!r} features; "
                                  f"this version computes {POOLING!r} features, train the head again")
         if encoder is not None and meta["encoder_hash"] != encoder_identity(encoder):
-            raise ModelFileError(f"{path}: was trained on encoder {meta['encoder_hash'][:8] or '(unknown)'}, "
+            raise ModelFileError(f"{source}: was trained on encoder {meta['encoder_hash'][:8] or '(unknown)'}, "
                                  f"not on the loaded encoder {encoder_identity(encoder)[:8]}")
         head = cls(c=float(meta.get("c", 1.0)), encoder_hash=meta["encoder_hash"] or None, tiling=meta["tiling"])
         head.class_names = list(meta["class_names"])
         head.mean, head.scale, head.coef, head.intercept = (
             tensors[k].numpy() for k in ("mean", "scale", "coef", "intercept"))
         if head.coef.shape[0] != len(head.class_names):
-            raise ModelFileError(f"{path}: {head.coef.shape[0]} coefficient rows for "
+            raise ModelFileError(f"{source}: {head.coef.shape[0]} coefficient rows for "
                                  f"{len(head.class_names)} classes: file corrupt or edited")
         return head
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, encoder=None) -> LinearHead:
+        """Read a head saved by :meth:`save` (see :meth:`from_state`)."""
+        from ..models.modelfile import load_tensors
+
+        tensors, meta = load_tensors(path, kind="linear_head")
+        return cls.from_state(tensors, meta, source=str(path), encoder=encoder)
 
 
 def class_folders(root: str | os.PathLike) -> tuple[dict[str, list[Path]], list[Path]]:

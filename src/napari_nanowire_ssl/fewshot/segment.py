@@ -273,13 +273,8 @@ class SegmentationTrainer:
         return self.model.eval()
 
 
-def save_decoder(model: SegmentationModel, path: str | Path, *, encoder_hash: str, training: dict | None = None) -> str:
-    """Write the trained part of ``model`` as a ``decoder`` model file; return its content hash.
-
-    ``encoder_hash`` is :func:`tensor_hash` of the encoder's state dict the
-    decoder was trained on (:attr:`SegmentationTrainer.encoder_hash`);
-    :func:`load_decoder` refuses any other encoder.
-    """
+def decoder_state(model: SegmentationModel, *, encoder_hash: str, training: dict | None = None) -> tuple[dict, dict]:
+    """``(tensors, metadata)`` of a ``decoder`` model file (also embedded in bundles)."""
     metadata = {
         "kind": "decoder",
         **model.decoder.config,
@@ -288,21 +283,35 @@ def save_decoder(model: SegmentationModel, path: str | Path, *, encoder_hash: st
         "encoder_hash": encoder_hash,
         "training": training or {},
     }
-    return save_tensors(path, model.trainable_state(), metadata)
+    return model.trainable_state(), metadata
 
 
-def load_decoder(path: str | Path, encoder: Encoder) -> SegmentationModel:
-    """Rebuild the :class:`SegmentationModel` of a decoder file on ``encoder`` (in eval mode).
+def save_decoder(model: SegmentationModel, path: str | Path, *, encoder_hash: str, training: dict | None = None) -> str:
+    """Write the trained part of ``model`` as a ``decoder`` model file; return its content hash.
 
-    Refuses, in one line, an encoder other than the one the decoder was trained on.
+    ``encoder_hash`` is :func:`tensor_hash` of the encoder's state dict the
+    decoder was trained on (:attr:`SegmentationTrainer.encoder_hash`);
+    :func:`load_decoder` refuses any other encoder.
     """
-    tensors, meta = load_tensors(path, kind="decoder")
+    return save_tensors(path, *decoder_state(model, encoder_hash=encoder_hash, training=training))
+
+
+def decoder_from_state(tensors: dict, meta: dict, encoder: Encoder, *, source: str) -> SegmentationModel:
+    """Rebuild the :class:`SegmentationModel` of :func:`decoder_state` output on ``encoder`` (in eval mode).
+
+    Refuses, in one line naming ``source``, an encoder other than the one the
+    decoder was trained on (another backbone is named as such).
+    """
     missing = [k for k in ("encoder_channels", "width", "max_width", "encoder_hash") if k not in meta]
     if missing:
-        raise ModelFileError(f"{path}: metadata lacks {', '.join(missing)}: file corrupt or edited")
+        raise ModelFileError(f"{source}: metadata lacks {', '.join(missing)}: file corrupt or edited")
+    trained_on = meta.get("backbone", "?")
+    if trained_on != encoder.backbone:
+        raise ModelFileError(f"{source}: this decoder was trained on a {trained_on} encoder but the active encoder "
+                             f"is a {encoder.backbone}; load the encoder it was trained with")
     if tensor_hash(encoder.state_dict()) != meta["encoder_hash"]:
         raise ModelFileError(
-            f"{path}: this decoder was trained on another encoder ({meta.get('backbone', '?')}, hash "
+            f"{source}: this decoder was trained on another encoder ({trained_on}, hash "
             f"{meta['encoder_hash'][:12]}); load the encoder it was trained with"
         )
     decoder = UNetDecoder(meta["encoder_channels"], width=meta["width"], max_width=meta["max_width"])
@@ -310,7 +319,13 @@ def load_decoder(path: str | Path, encoder: Encoder) -> SegmentationModel:
     model = model.to(next(encoder.parameters()).device)
     expected = model.trainable_state()
     if set(tensors) != set(expected) or any(tensors[k].shape != expected[k].shape for k in expected):
-        raise ModelFileError(f"{path}: tensors do not match the decoder its metadata describes: file corrupt or edited")
+        raise ModelFileError(f"{source}: tensors do not match the decoder its metadata describes: "
+                             "file corrupt or edited")
     model.load_state_dict(tensors, strict=False)
     return model.eval()
 
+
+def load_decoder(path: str | Path, encoder: Encoder) -> SegmentationModel:
+    """Rebuild the :class:`SegmentationModel` of a decoder file on ``encoder`` (see :func:`decoder_from_state`)."""
+    tensors, meta = load_tensors(path, kind="decoder")
+    return decoder_from_state(tensors, meta, encoder, source=str(path))

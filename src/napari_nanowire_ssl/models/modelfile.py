@@ -163,16 +163,8 @@ def load_tensors(path: str | os.PathLike, *, kind: str | None = None) -> tuple[d
     return tensors, meta
 
 
-def save_encoder(
-    encoder: Encoder, path: str | os.PathLike, *, training: dict | None = None, dtype: str = "float32"
-) -> str:
-    """Save ``encoder`` as an ``encoder`` model file; return its content hash.
-
-    ``training`` describes how the weights were obtained (method, data,
-    epochs ...); by default ``encoder.training_info``. ``dtype="float16"``
-    halves the file (used for the shipped default encoder); loading always
-    gives float32 weights.
-    """
+def encoder_state(encoder: Encoder, *, training: dict | None = None, dtype: str = "float32") -> tuple[dict, dict]:
+    """``(tensors, metadata)`` of an ``encoder`` model file (also embedded in bundles)."""
     if dtype not in ("float32", "float16"):
         raise NanowireSSLError(f"model files store float32 or float16 weights, not {dtype!r}")
     state = {
@@ -188,23 +180,40 @@ def save_encoder(
         "training": encoder.training_info if training is None else training,
         "weights_dtype": dtype,
     }
-    return save_tensors(path, state, metadata)
+    return state, metadata
+
+
+def save_encoder(
+    encoder: Encoder, path: str | os.PathLike, *, training: dict | None = None, dtype: str = "float32"
+) -> str:
+    """Save ``encoder`` as an ``encoder`` model file; return its content hash.
+
+    ``training`` describes how the weights were obtained (method, data,
+    epochs ...); by default ``encoder.training_info``. ``dtype="float16"``
+    halves the file (used for the shipped default encoder); loading always
+    gives float32 weights.
+    """
+    return save_tensors(path, *encoder_state(encoder, training=training, dtype=dtype))
+
+
+def encoder_from_state(tensors: dict, meta: dict, *, source: str, device: str | torch.device = "cpu") -> Encoder:
+    """Rebuild the encoder of :func:`encoder_state` output read back from ``source`` (a file), in eval mode."""
+    missing = [k for k in ("backbone", "norm_mean", "norm_std", "input_size") if k not in meta]
+    if missing:
+        raise ModelFileError(f"{source}: metadata lacks {', '.join(missing)}: file corrupt or edited")
+    if meta["backbone"] not in BACKBONES:
+        raise ModelFileError(
+            f"{source}: backbone {meta['backbone']!r} is not supported (supported: {', '.join(BACKBONES)})"
+        )
+    if meta.get("in_channels", 1) != 1:
+        raise ModelFileError(f"{source}: has {meta['in_channels']} input channels; encoders here take 1 (grayscale)")
+    encoder = Encoder(meta["backbone"], mean=meta["norm_mean"], std=meta["norm_std"], input_size=meta["input_size"])
+    encoder.load_checked_state_dict(tensors, source=str(source))
+    encoder.training_info = meta.get("training", {})
+    return encoder.to(select_device(device)).eval()
 
 
 def load_encoder(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> Encoder:
     """Load an encoder model file onto ``device`` (see :func:`select_device`), in eval mode."""
-    path = Path(path)
     tensors, meta = load_tensors(path, kind="encoder")
-    missing = [k for k in ("backbone", "norm_mean", "norm_std", "input_size") if k not in meta]
-    if missing:
-        raise ModelFileError(f"{path}: metadata lacks {', '.join(missing)}: file corrupt or edited")
-    if meta["backbone"] not in BACKBONES:
-        raise ModelFileError(
-            f"{path}: backbone {meta['backbone']!r} is not supported (supported: {', '.join(BACKBONES)})"
-        )
-    if meta.get("in_channels", 1) != 1:
-        raise ModelFileError(f"{path}: has {meta['in_channels']} input channels; encoders here take 1 (grayscale)")
-    encoder = Encoder(meta["backbone"], mean=meta["norm_mean"], std=meta["norm_std"], input_size=meta["input_size"])
-    encoder.load_checked_state_dict(tensors, source=str(path))
-    encoder.training_info = meta.get("training", {})
-    return encoder.to(select_device(device)).eval()
+    return encoder_from_state(tensors, meta, source=str(path), device=device)
