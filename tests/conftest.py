@@ -29,3 +29,9 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def private_settings(tmp_path_factory, monkeypatch):
+    """Every test reads and writes its own settings file, never the user's."""
+    monkeypatch.setenv("NANOWIRE_SSL_CONFIG_DIR", str(tmp_path_factory.mktemp("config")))
