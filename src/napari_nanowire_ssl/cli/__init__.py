@@ -17,7 +17,7 @@ from .. import __version__
 from ..errors import NanowireSSLError
 
 # Subcommand modules, in the order of the workflow.
-SUBCOMMANDS = ("synth", "info", "pretrain", "classify", "fewshot", "segment", "analyze", "demo")
+SUBCOMMANDS = ("synth", "info", "pretrain", "classify", "fewshot", "segment", "analyze", "pairvae", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

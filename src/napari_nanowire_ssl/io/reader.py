@@ -84,14 +84,14 @@ def read_image(path: str | Path) -> TEMImage:
     return TEMImage(np.ascontiguousarray(data, dtype=np.float32), pixel_size, path, meta)
 
 
-def list_images(paths, *, what: str = "image") -> list[Path]:
-    """Expand files and folders (non-recursive, sorted) into image files."""
+def list_images(paths, *, what: str = "image", suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
+    """Expand files and folders (non-recursive, sorted) into files with one of ``suffixes``."""
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(f for f in p.iterdir() if f.suffix.lower() in suffixes)
             if not found:
-                raise ImageReadError(f"{p}: folder holds no {what} files ({', '.join(IMAGE_SUFFIXES)})")
+                raise ImageReadError(f"{p}: folder holds no {what} files ({', '.join(suffixes)})")
             files.extend(found)
         elif p.exists():
             files.append(p)

@@ -41,7 +41,7 @@ from .encoder import BACKBONES, Encoder
 
 FORMAT = "napari-nanowire-ssl"
 FORMAT_VERSION = "1"
-KINDS = ("encoder", "linear_head", "decoder", "bundle")
+KINDS = ("encoder", "linear_head", "decoder", "bundle", "pairvae")
 _RESERVED = ("format", "format_version", "package_version", "content_hash", "json_keys")
 
 

@@ -165,11 +165,11 @@ def generate_morphology(
 def sem_image(density: np.ndarray, rng: np.random.Generator | int | None = None) -> np.ndarray:
     """A plausible SEM rendering of a morphology: float32 in [0, 1].
 
-    Block A bright (as a stained or etched phase), a 0.8-px Gaussian probe
+    Block A bright (as a stained or etched phase), a 0.5-px Gaussian probe
     blur and additive Gaussian noise (std 0.06); :func:`.data.binarize`
     (Otsu) recovers the morphology from it.
     """
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    image = 0.25 + 0.5 * ndimage.gaussian_filter(density.astype(np.float64), 0.8)
+    image = 0.25 + 0.5 * ndimage.gaussian_filter(density.astype(np.float64), 0.5)
     image += rng.normal(0, 0.06, density.shape)
     return np.clip(image, 0, 1).astype(np.float32)
