@@ -133,10 +133,46 @@ def predict_tiled(
     return out[0] if image.ndim == 2 else out
 
 
-def segment_image(model: nn.Module, image: np.ndarray, *, threshold: float = 0.5, **kwargs):
+MIN_FALLBACK_TILE = 128  # smallest tile tried after a GPU out-of-memory error
+
+
+def segment_image(model: nn.Module, image: np.ndarray, *, threshold: float = 0.5,
+                  on_fallback: Callable[[str], None] | None = None, **kwargs):
     """``(probability float32, mask uint8 with 1 = nanowire)`` via :func:`predict_tiled`
-    (same keyword options); ``None`` when stopped."""
-    prob = predict_tiled(model, image, **kwargs)
+    (same keyword options); ``None`` when stopped.
+
+    Out of memory, it tries again with half the batch, then half the tile
+    (down to 128 px), then on the CPU (the model stays there), telling
+    ``on_fallback`` each time in a line for the user; out of memory on the
+    CPU with the smallest tiles, it stops with a one-line error.
+    """
+    tile, batch_size = kwargs.pop("tile", 512), kwargs.pop("batch_size", 4)
+    overlap = kwargs.pop("overlap", 64)
+    while True:
+        try:
+            prob = predict_tiled(model, image, tile=tile, batch_size=batch_size, overlap=min(overlap, tile // 2),
+                                 **kwargs)
+            break
+        except torch.OutOfMemoryError:
+            device = next(model.parameters()).device
+            where = {"cuda": "GPU", "mps": "GPU (MPS)"}.get(device.type, device.type.upper())
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            if batch_size > 1:
+                batch_size //= 2
+                message = f"Out of {where} memory: continuing with {batch_size} tile(s) per batch"
+            elif tile // 2 >= MIN_FALLBACK_TILE and (tile // 2) % STRIDE == 0:
+                tile //= 2
+                message = f"Out of {where} memory: continuing with {tile} px tiles"
+            elif device.type != "cpu":
+                model.to("cpu")
+                kwargs.pop("device", None)
+                message = f"Out of {where} memory even with {tile} px tiles: continuing on the CPU"
+            else:
+                raise NanowireSSLError(f"out of memory predicting a {'x'.join(map(str, np.shape(image)))} image "
+                                       f"even with {tile} px tiles; close other programs") from None
+            if on_fallback is not None:
+                on_fallback(message)
     if prob is None:
         return None
     return prob, (prob > threshold).astype(np.uint8)
