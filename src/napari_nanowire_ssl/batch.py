@@ -73,8 +73,12 @@ def overlay_rgb(image: np.ndarray, mask: np.ndarray, percolating: np.ndarray) ->
 
 
 def analyse_image(bundle: Bundle, image: np.ndarray, *, pixel_size_nm: float | None = None,
-                  should_stop: Callable[[], bool] | None = None) -> dict | None:
+                  should_stop: Callable[[], bool] | None = None,
+                  on_fallback: Callable[[str], None] | None = None) -> dict | None:
     """Classify and/or segment + measure one 2D image with ``bundle``.
+
+    ``on_fallback`` hears of smaller tiles or the CPU after running out of
+    GPU memory (see :func:`~.fewshot.tiling.segment_image`).
 
     Returns ``{"row": ..., "mask": ..., "percolating": ...}`` (mask entries
     only with a decoder), or None when stopped.
@@ -94,7 +98,7 @@ def analyse_image(bundle: Bundle, image: np.ndarray, *, pixel_size_nm: float | N
         options = bundle.options
         tile = options["tile"]
         out = segment_image(bundle.decoder, image, tile=tile, overlap=min(64, tile // 4),
-                            threshold=options["threshold"], should_stop=should_stop)
+                            threshold=options["threshold"], should_stop=should_stop, on_fallback=on_fallback)
         if out is None:
             return None
         mask = out[1]
@@ -116,8 +120,8 @@ def output_stems(files: list[Path]) -> None:
 
 
 def process_files(bundle: Bundle, files: list[Path], out_dir: Path, *, csv_name: str = RESULTS_CSV,
-                  pixel_size_nm: float | None = None,
-                  should_stop: Callable[[], bool] | None = None) -> Iterator[BatchEvent]:
+                  pixel_size_nm: float | None = None, should_stop: Callable[[], bool] | None = None,
+                  on_fallback: Callable[[str], None] | None = None) -> Iterator[BatchEvent]:
     """Generator over ``files``: see the module docstring. Returns when done or stopped.
 
     ``pixel_size_nm`` overrides every file's own calibration (None: each file's, if any).
@@ -145,7 +149,7 @@ def process_files(bundle: Bundle, files: list[Path], out_dir: Path, *, csv_name:
             try:
                 image = read_image(path)
                 result = analyse_image(bundle, image.data, pixel_size_nm=pixel_size_nm or image.pixel_size_nm,
-                                       should_stop=stop)
+                                       should_stop=stop, on_fallback=on_fallback)
                 if result is None:
                     return
                 row.update(result["row"])

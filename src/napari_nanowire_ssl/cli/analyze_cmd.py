@@ -3,39 +3,63 @@
 The default link distance is 0 (plain 8-connectivity: wires must touch);
 ``--link-distance 2`` reproduces the paper's DBSCAN clustering (eps = 2 px),
 which also joins wires separated by a one-pixel gap.
+
+With ``--bundle FILE`` (a model bundle saved in napari) the inputs are
+images instead: each is segmented by the bundle's decoder and classified by
+its classifier (:func:`..batch.process_files`, the loop the GUI's batch run
+uses), the masks and overlays go to ``masks/`` and ``overlays/`` beside the
+CSV, and the analysis options default to the bundle's.
 """
 
 from __future__ import annotations
 
 import argparse
 
+OPTION_DEFAULTS = {"connectivity": 8, "link_distance": 0.0, "criterion": "both"}
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "analyze",
-        help="measure percolation, density and wire statistics of masks into a CSV",
+        help="measure percolation, density and wire statistics of masks (or, with --bundle, of images) into a CSV",
         description="Measure wire masks (nonzero = wire): percolation, pixel density, "
         "skeleton length, width, end points, junctions, orientation order. "
-        "One CSV row per mask.",
+        "One CSV row per mask. With --bundle, segment and classify images first.",
     )
     p.add_argument("inputs", nargs="+", metavar="MASKS_OR_DIRS",
-                   help="mask files, or folders of them (not recursive; .png .tif .tiff .jpg .jpeg .bmp)")
+                   help="mask files, or folders of them (not recursive; .png .tif .tiff .jpg .jpeg .bmp); "
+                   "with --bundle: image files or folders")
     p.add_argument("--out", required=True, metavar="metrics.csv", help="CSV file to write")
+    p.add_argument("--bundle", metavar="FILE",
+                   help="a model bundle saved in napari: segment (and classify) the input images with it, "
+                   "writing masks/ and overlays/ beside the CSV")
     p.add_argument("--pixel-size", type=float, default=None, metavar="NM",
-                   help="pixel size in nm, adds physical columns (um, nm)")
-    p.add_argument("--connectivity", type=int, choices=(4, 8), default=8,
-                   help="pixel connectivity of wire clusters (default 8)")
-    p.add_argument("--link-distance", type=float, default=0.0, metavar="D",
-                   help="also link wire pixels at most D px apart (default 0; the paper's DBSCAN uses 2)")
-    p.add_argument("--criterion", choices=("both", "any", "lr", "tb"), default="both",
+                   help="pixel size in nm, adds physical columns (um, nm); with --bundle it overrides the "
+                   "files' own calibration")
+    p.add_argument("--connectivity", type=int, choices=(4, 8), default=None,
+                   help="pixel connectivity of wire clusters (default 8, or the bundle's)")
+    p.add_argument("--link-distance", type=float, default=None, metavar="D",
+                   help="also link wire pixels at most D px apart (default 0, or the bundle's; the paper's "
+                   "DBSCAN uses 2)")
+    p.add_argument("--criterion", choices=("both", "any", "lr", "tb"), default=None,
                    help="percolation: one cluster spans both directions (default, paper), "
                    "either, left-right or top-bottom")
     p.add_argument("--crop-bottom", type=int, default=0, metavar="ROWS",
-                   help="leave out this many bottom rows (instrument banner)")
+                   help="leave out this many bottom rows (instrument banner); masks only")
+    p.add_argument("--device", default="auto", help="with --bundle: auto, cpu, cuda, cuda:N or mps (default auto)")
     p.set_defaults(func=run)
 
 
+def explicit_options(args: argparse.Namespace) -> dict:
+    """The analysis options given on the command line (not left at None)."""
+    return {k: getattr(args, k) for k in OPTION_DEFAULTS if getattr(args, k) is not None}
+
+
 def run(args: argparse.Namespace) -> int:
+    return run_bundle(args) if args.bundle is not None else run_masks(args)
+
+
+def run_masks(args: argparse.Namespace) -> int:
     import csv
     from pathlib import Path
 
@@ -44,17 +68,12 @@ def run(args: argparse.Namespace) -> int:
     from ..io.reader import list_images
 
     files = list_images(args.inputs, what="mask")
+    options = {**OPTION_DEFAULTS, **explicit_options(args)}
     rows = []
     for path in files:
         try:
-            row = measure_mask(
-                read_mask(path),
-                pixel_size_nm=args.pixel_size,
-                connectivity=args.connectivity,
-                link_distance=args.link_distance,
-                criterion=args.criterion,
-                crop_bottom=args.crop_bottom,
-            )
+            row = measure_mask(read_mask(path), pixel_size_nm=args.pixel_size, crop_bottom=args.crop_bottom,
+                               **options)
         except NanowireSSLError as exc:
             message = str(exc)
             raise type(exc)(message if str(path) in message else f"{path}: {message}") from None
@@ -67,6 +86,42 @@ def run(args: argparse.Namespace) -> int:
         writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
     n_perc = sum(r["percolates"] for r in rows)
     mean_density = sum(r["pixel_density"] for r in rows) / len(rows)
-    print(f"{len(rows)} mask(s) measured, {n_perc} percolate ({args.criterion}), "
+    print(f"{len(rows)} mask(s) measured, {n_perc} percolate ({options['criterion']}), "
           f"mean pixel density {mean_density:.3f}; wrote {out}")
     return 0
+
+
+def run_bundle(args: argparse.Namespace) -> int:
+    import sys
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from ..batch import process_files
+    from ..bundle import check_options, load_bundle
+    from ..errors import NanowireSSLError
+    from ..io.reader import list_images
+
+    if args.crop_bottom:
+        raise NanowireSSLError("--crop-bottom: not available with --bundle (it applies to masks)")
+    files = list_images(args.inputs)
+    bundle = load_bundle(args.bundle, device=args.device)
+    bundle.options = check_options({**bundle.options, **explicit_options(args)}, source="options")
+    out = Path(args.out)
+    rows = []
+    with tqdm(total=len(files), unit="image", desc="analysing", file=sys.stderr) as bar:
+        for event in process_files(bundle, files, out.parent, csv_name=out.name, pixel_size_nm=args.pixel_size):
+            rows.append(event.row)
+            bar.update()
+    failed = [row["error"] for row in rows if row["error"]]
+    for message in failed:
+        print(f"warning: {message}", file=sys.stderr)
+    done = [row for row in rows if not row["error"]]
+    summary = [f"{len(done)} image(s) processed with {bundle.describe()}"]
+    if bundle.decoder is not None and done:
+        summary.append(f"{sum(bool(r['percolates']) for r in done)} percolate")
+    if bundle.head is not None and done:
+        labels = [r["label"] for r in done]
+        summary.append(", ".join(f"{labels.count(c)} {c}" for c in bundle.head.class_names))
+    print(f"{'; '.join(summary)}; wrote {out}" + (f" ({len(failed)} failed)" if failed else ""))
+    return 1 if failed and not done else 0

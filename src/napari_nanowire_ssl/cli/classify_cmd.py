@@ -12,7 +12,7 @@ import csv
 import sys
 from pathlib import Path
 
-from .distributed import load_encoder_for_rank, process_group, ranks
+from .distributed import bundle_parts, load_encoder_for_rank, process_group, ranks
 
 
 def register(subparsers) -> None:
@@ -26,11 +26,13 @@ def register(subparsers) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--train", type=Path, metavar="DIR", help="folder with one sub-folder of images per class")
     source.add_argument("--head", type=Path, metavar="FILE", help="a head saved with --save-head")
+    source.add_argument("--bundle", type=Path, metavar="FILE",
+                        help="a model bundle saved in napari (its encoder and classifier)")
     p.add_argument("--predict", nargs="+", required=True, metavar="PATHS_OR_DIRS",
                    help="image files or folders of images (not recursive) to classify")
     p.add_argument("--out", type=Path, required=True, metavar="preds.csv", help="CSV file to write")
-    p.add_argument("--encoder", default="default", metavar="FILE|default",
-                   help="encoder model file or checkpoint (default: the shipped encoder)")
+    p.add_argument("--encoder", metavar="FILE|default",
+                   help="encoder model file or checkpoint (default: the shipped encoder; a bundle brings its own)")
     p.add_argument("--save-head", type=Path, metavar="FILE", help="also save the trained head (.safetensors)")
     p.add_argument("--cache-dir", type=Path, metavar="DIR", help="keep image features here for later runs")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
@@ -106,11 +108,14 @@ def run(args) -> int:
     rank, world, main_rank = me.rank, me.world, me.main
     predict_files = list_images(args.predict)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    encoder = load_encoder_for_rank(args.encoder, args.device, me.local_rank)
     cache = FeatureCache(args.cache_dir)
-    if args.head is not None:
+    if args.bundle is not None:
+        encoder, head = bundle_parts(args, me.local_rank, "head")
+    elif args.head is not None:
+        encoder = load_encoder_for_rank(args.encoder or "default", args.device, me.local_rank)
         head = LinearHead.load(args.head, encoder)
     else:
+        encoder = load_encoder_for_rank(args.encoder or "default", args.device, me.local_rank)
         files, labels, names = labelled_files(args.train)
         tiling = {"tile": DEFAULT_TILE, "max_tiles": DEFAULT_MAX_TILES}
         feats = encode_files(encoder, files, cache=cache, tiling=tiling, show=main_rank)

@@ -35,17 +35,40 @@ def ranks() -> Ranks:
                  int(os.environ.get("LOCAL_RANK", 0)))
 
 
-def load_encoder_for_rank(spec: str, device: str, local_rank: int):
-    """The encoder of ``--encoder`` on the chosen device (under torchrun: this process's GPU)."""
+def rank_device(device: str, local_rank: int):
+    """The torch device of ``--device`` for this process (under torchrun: its own GPU)."""
     import torch
 
-    from ..models.default import resolve_encoder
     from ..models.device import select_device
 
     dev = select_device(device)
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", local_rank)
-    return resolve_encoder(spec, device=dev)
+    return dev
+
+
+def load_encoder_for_rank(spec: str, device: str, local_rank: int):
+    """The encoder of ``--encoder`` on the chosen device (under torchrun: this process's GPU)."""
+    from ..models.default import resolve_encoder
+
+    return resolve_encoder(spec, device=rank_device(device, local_rank))
+
+
+def bundle_parts(args, local_rank: int, part: str):
+    """``(encoder, head or decoder)`` of ``--bundle`` on this process's device; ``--encoder`` is refused
+    (a bundle's parts only fit its own encoder) and so is a bundle without the ``part`` needed."""
+    from ..bundle import load_bundle
+    from ..errors import NanowireSSLError
+
+    if args.encoder is not None:
+        raise NanowireSSLError("--encoder: not with --bundle (the bundle brings the encoder its parts were "
+                               "trained on)")
+    bundle = load_bundle(args.bundle, device=rank_device(args.device, local_rank))
+    found = bundle.head if part == "head" else bundle.decoder
+    if found is None:
+        what = "classifier" if part == "head" else "segmentation decoder"
+        raise NanowireSSLError(f"{args.bundle}: this bundle holds no {what} ({bundle.describe()})")
+    return bundle.encoder, found
 
 
 @contextlib.contextmanager

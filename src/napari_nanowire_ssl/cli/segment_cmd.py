@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from ..errors import NanowireSSLError
-from .distributed import load_encoder_for_rank, process_group, ranks
+from .distributed import bundle_parts, load_encoder_for_rank, process_group, ranks
 
 SCRIBBLE_VALUES = {0, 1, 2}
 
@@ -45,13 +45,16 @@ def register(subparsers) -> None:
         "OUT_DIR/<stem>.tif (uint8, 1 = nanowire) for every image of --predict.",
     )
     p.add_argument("--train", type=Path, metavar="DIR", help="folder with images/ and masks/ sub-folders")
-    p.add_argument("--decoder", type=Path, metavar="FILE",
-                   help="a decoder saved with --save-decoder: used as is, or trained further with --train")
+    trained = p.add_mutually_exclusive_group()
+    trained.add_argument("--decoder", type=Path, metavar="FILE",
+                         help="a decoder saved with --save-decoder: used as is, or trained further with --train")
+    trained.add_argument("--bundle", type=Path, metavar="FILE",
+                         help="a model bundle saved in napari (its encoder and decoder), like --decoder")
     p.add_argument("--predict", nargs="+", required=True, metavar="PATHS_OR_DIRS",
                    help="image files or folders of images (not recursive) to segment")
     p.add_argument("--out", type=Path, required=True, metavar="OUT_DIR", help="folder for the masks (created)")
-    p.add_argument("--encoder", default="default", metavar="FILE|default",
-                   help="encoder model file or checkpoint (default: the shipped encoder)")
+    p.add_argument("--encoder", metavar="FILE|default",
+                   help="encoder model file or checkpoint (default: the shipped encoder; a bundle brings its own)")
     p.add_argument("--save-decoder", type=Path, metavar="FILE", help="also save the trained decoder (.safetensors)")
     p.add_argument("--epochs", type=int, default=4, metavar="N", help="training epochs (default 4)")
     p.add_argument("--steps-per-epoch", type=int, default=50, metavar="K",
@@ -217,10 +220,11 @@ def run(args) -> int:
     from ..fewshot.tiling import segment_image
     from ..io import list_images, read_image
 
-    if args.train is None and args.decoder is None:
-        raise NanowireSSLError("give --train DIR (masks to learn from) or --decoder FILE (a trained decoder)")
+    if args.train is None and args.decoder is None and args.bundle is None:
+        raise NanowireSSLError("give --train DIR (masks to learn from), --decoder FILE or --bundle FILE "
+                               "(a trained decoder)")
     if args.save_decoder is not None and args.train is None:
-        raise NanowireSSLError("--save-decoder: needs --train (the decoder of --decoder is saved already)")
+        raise NanowireSSLError("--save-decoder: needs --train (a loaded decoder is saved already)")
     if args.epochs < 1 or args.steps_per_epoch < 1:
         raise NanowireSSLError("--epochs and --steps-per-epoch must be at least 1")
     if args.tile < 32 or args.tile % 32:
@@ -228,9 +232,12 @@ def run(args) -> int:
     me = ranks()
     predict_files = list_images(args.predict)
     outputs = output_paths(predict_files, args.out)
-    encoder = load_encoder_for_rank(args.encoder, args.device, me.local_rank)
+    if args.bundle is not None:
+        encoder, model = bundle_parts(args, me.local_rank, "decoder")
+    else:
+        encoder = load_encoder_for_rank(args.encoder or "default", args.device, me.local_rank)
+        model = load_decoder(args.decoder, encoder) if args.decoder is not None else None
     encoder_hash = encoder_identity(encoder)
-    model = load_decoder(args.decoder, encoder) if args.decoder is not None else None
     if args.train is not None:
         model, summary = train(encoder, args, model, show=me.main)
         if me.main:
@@ -239,7 +246,7 @@ def run(args) -> int:
                 args.save_decoder.parent.mkdir(parents=True, exist_ok=True)
                 save_decoder(model, args.save_decoder, encoder_hash=encoder_hash, training={
                     "data": str(args.train), "steps": args.epochs * args.steps_per_epoch, "seed": args.seed,
-                    "continued_from": str(args.decoder) if args.decoder is not None else None})
+                    "continued_from": str(args.decoder or args.bundle or "") or None})
                 print(f"wrote {args.save_decoder}")
     args.out.mkdir(parents=True, exist_ok=True)
     with process_group(me.world) as dist:
