@@ -250,3 +250,18 @@ def test_cli_rejects_bad_arguments(cli, tmp_path, argv, message):
     status, _, err = cli("synth", tmp_path / "out", *argv)
     assert status == 2 and message in err and err.startswith("error: ")
     assert not (tmp_path / "out" / "truth.csv").exists()
+
+
+def test_brush_clicks_land_inside_wires_and_well_away_from_them():
+    from napari_nanowire_ssl.synth.strokes import brush_clicks
+
+    mask = np.zeros((64, 64), bool)
+    mask[20:30, :] = True  # one horizontal wire, 10 px wide
+    clicks = brush_clicks(mask, n=6, seed=1)
+    assert clicks == brush_clicks(mask, n=6, seed=1) and len(clicks) == 12
+    assert [c[2] for c in clicks] == [2] * 6 + [1] * 6
+    assert all(22 <= y <= 27 for y, _, label in clicks if label == 2)  # >= 3 px inside the wire
+    gap = ndimage.distance_transform_edt(~mask)
+    assert all(gap[y, x] >= 8 for y, x, label in clicks if label == 1)
+    with pytest.raises(ValueError, match="only 0 pixels qualify for label 2"):
+        brush_clicks(np.zeros((16, 16), bool), n=1)
