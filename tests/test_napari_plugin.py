@@ -80,7 +80,8 @@ def test_encoder_widget_refuses_bad_layers_without_touching_them(make_napari_vie
     viewer.add_image(rgb, name="photo", rgb=True)
     widget.image.value = viewer.layers["photo"]
     widget.show_features()
-    assert errors[-1] == "Layer 'photo': needs a 2D grayscale image, got shape (64, 64, 3)"
+    assert errors[-1] == ("Layer 'photo' is a colour (RGB) image: the models take grayscale micrographs; "
+                          "convert it to grayscale (for example with Fiji) and open it again")
     assert len(viewer.layers) == 1 and (viewer.layers["photo"].data == 0).all()
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import re
-
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +16,6 @@ from qtpy.QtCore import QTimer
 from napari_nanowire_ssl.fewshot.segment import labels_from_mask
 from napari_nanowire_ssl.models.decoder import SegmentationModel, UNetDecoder
 from napari_nanowire_ssl.models.encoder import Encoder
-from napari_nanowire_ssl.models.modelfile import tensor_hash
 from napari_nanowire_ssl.napari_plugin import segment_widget as module
 from napari_nanowire_ssl.napari_plugin.segment_widget import SegmentWidget
 from napari_nanowire_ssl.session import session_for
@@ -46,8 +46,7 @@ def make_widget(make_napari_viewer, size=128, seed=1):
 def random_model(widget):
     """An untrained decoder on the session's encoder (predictions only need a model)."""
     encoder = widget.session.encoder
-    widget.model = SegmentationModel(encoder, UNetDecoder(encoder.feature_channels, width=16)).eval()
-    widget.encoder_hash = tensor_hash(encoder.state_dict())
+    widget.session.set_decoder(SegmentationModel(encoder, UNetDecoder(encoder.feature_channels, width=16)).eval())
 
 
 def run_and_wait(qtbot, widget, action):
@@ -142,7 +141,7 @@ def test_save_and_load_decoder_round_trip(make_napari_viewer, errors, tmp_path):
     state = {k: v.clone() for k, v in widget.model.trainable_state().items()}
     widget.decoder_file.value = tmp_path / "decoder.safetensors"
     widget.save()
-    widget.model = None
+    widget.session.set_decoder(None)
     widget.load()
     assert errors == []
     loaded = widget.model.trainable_state()
@@ -155,7 +154,7 @@ def test_save_and_load_decoder_round_trip(make_napari_viewer, errors, tmp_path):
     assert "this decoder was trained on another encoder (resnet18" in errors[0]
 
 
-def test_predict_folder_writes_masks(make_napari_viewer, qtbot, errors, tmp_path):
+def test_predict_folder_writes_masks_overlays_and_measurements(make_napari_viewer, qtbot, errors, tmp_path):
     viewer, widget, sample = make_widget(make_napari_viewer)
     src, dst = tmp_path / "in", tmp_path / "out"
     src.mkdir()
@@ -164,15 +163,19 @@ def test_predict_folder_writes_masks(make_napari_viewer, qtbot, errors, tmp_path
     random_model(widget)
     widget.input_folder.value, widget.output_folder.value = src, src
     widget.predict_folder()
-    assert errors == ["The output folder must differ from the input folder (masks would overwrite images of "
-                      "the same name)"]
+    assert errors == ["The output folder must differ from the input folder"]
     widget.output_folder.value = dst
     run_and_wait(qtbot, widget, widget.predict_folder)
-    assert len(errors) == 1 and sorted(p.name for p in dst.iterdir()) == ["a.tif", "b.tif"]
-    for name, shape in (("a.tif", (128, 128)), ("b.tif", (96, 96))):
-        mask = tifffile.imread(dst / name)
+    assert len(errors) == 1 and sorted(p.name for p in (dst / "masks").iterdir()) == ["a.tif", "b.tif"]
+    with open(dst / "results.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [Path(row["path"]).name for row in rows] == ["a.tif", "b.tif"]
+    for row, name, shape in zip(rows, ("a", "b"), ((128, 128), (96, 96))):
+        mask = tifffile.imread(dst / "masks" / f"{name}.tif")
         assert mask.shape == shape and mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 1}
-    assert widget.status.value == f"wrote 2 of 2 mask(s) to {dst}"
+        assert float(row["pixel_density"]) == pytest.approx(mask.mean())
+        assert (dst / "overlays" / f"{name}.png").exists()
+    assert widget.status.value == f"wrote 2 of 2 mask(s) to {dst / 'masks'}"
 
 
 def test_errors_change_nothing(make_napari_viewer, errors):
@@ -195,10 +198,13 @@ def test_errors_change_nothing(make_napari_viewer, errors):
     sample = generate("network", size=128, seed=1)
     rgb = viewer.add_image(np.zeros((128, 128, 3), np.uint8), name="rgb", rgb=True)
     widget.image.value = rgb
-    check("Layer 'rgb': needs a 2D grayscale image, got shape (128, 128, 3)")
+    check("Layer 'rgb' is a colour (RGB) image: the models take grayscale micrographs; convert it to grayscale "
+          "(for example with Fiji) and open it again")
     widget.image.value = viewer.add_image(np.stack([sample.image] * 3), name="stack")
-    check("Layer 'stack': needs a 2D grayscale image, got shape (3, 128, 128)")
-    check("Layer 'stack': needs a 2D grayscale image, got shape (3, 128, 128)", widget.new_scribble_layer)
+    stack = ("Layer 'stack' is a stack (3x128x128), but a single 2D image is needed here: split the stack "
+             "(right-click the layer > Split Stack) and choose one image")
+    check(stack)
+    check(stack, widget.new_scribble_layer)
     widget.image.value = viewer.add_image(sample.image, name="y")
     check("No scribble layer: press 'New scribble layer' and paint 2 = nanowire, 1 = background")
     widget.scribbles.value = viewer.add_labels(np.zeros((64, 96), np.uint8), name="x")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,9 @@ from napari.utils.notifications import show_error, show_info
 
 from ..analysis import COLUMNS, analyse_mask
 from ..errors import NanowireSSLError
+from ..session import session_for
 from .tables import results_table
+from .workers import track
 
 METRICS_KEY = "nanowire_ssl_metrics"  # source layer metadata: measure_mask's row
 ANALYSED_KEY = "nanowire_ssl_analysed"  # fingerprint of the mask and options behind it
@@ -191,11 +194,25 @@ class AnalysisWidget(Container):
         self.analyse_all_button.changed.connect(self.analyse_all)
         self.export_button.changed.connect(self.export_csv)
         self.layer.changed.connect(self._read_pixel_size)
+        self.session = session_for(napari_viewer)
+        self._show_options(self.session.options)
+        for option in (self.connectivity, self.link_distance, self.criterion):
+            option.changed.connect(self._options_changed)
+        self.session.options_changed.connect(self._show_options)
         for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
             event.connect(self._layers_changed)
         self._read_pixel_size(self.layer.value)
 
     # --- layers and options -------------------------------------------------------------
+
+    def _options_changed(self, _=None) -> None:
+        """Share the analysis options with the session (bundles and batch runs use them)."""
+        self.session.set_options(connectivity=self.connectivity.value, link_distance=self.link_distance.value,
+                                 criterion=self.criterion.value)
+
+    def _show_options(self, options: dict) -> None:
+        self.connectivity.value, self.link_distance.value = options["connectivity"], options["link_distance"]
+        self.criterion.value = options["criterion"]
 
     def _mask_layers(self, _=None) -> list:
         """Labels layers that are not this widget's overlays."""
@@ -310,7 +327,7 @@ class AnalysisWidget(Container):
         if not jobs:
             return
 
-        @thread_worker
+        @thread_worker(start_thread=False)
         def run():
             for job in jobs:
                 try:
@@ -320,6 +337,7 @@ class AnalysisWidget(Container):
                 yield job, result
 
         self._worker = run()
+        track(self.viewer, self._worker, threading.Event(), f"Analysing {len(jobs)} layer(s)", len(jobs))
         self._worker.yielded.connect(lambda item: self._show_result(*item))
         self._worker.errored.connect(lambda exc: show_error(str(exc)))
         if then is not None:

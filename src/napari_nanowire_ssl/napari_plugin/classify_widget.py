@@ -13,6 +13,7 @@ a Points layer in its own abstract 2D space, drawn to the right of the images
 from __future__ import annotations
 
 import csv
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ from ..fewshot.features import FeatureCache, encoder_identity, image_features
 from ..session import session_for
 from .encoder_widget import check_gray_2d
 from .tables import results_table
+from .workers import track
 
 TAG_KEY = "nanowire_ssl_class"
 PREDICTION_KEY = "nanowire_ssl_prediction"
@@ -68,7 +70,6 @@ class ClassifyWidget(Container):
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.cache = FeatureCache()
-        self.head: LinearHead | None = None
         self._worker = None
         self.classes = LineEdit(label="classes", value=DEFAULT_CLASSES,
                                 tooltip="Class names, separated by commas")
@@ -81,6 +82,9 @@ class ClassifyWidget(Container):
         self.train_button = PushButton(text="Train",
                                        tooltip="Train a linear classifier on the tagged images and classify "
                                        "every open image")
+        self.classify_button = PushButton(text="Classify",
+                                          tooltip="Classify every open image with the current classifier "
+                                          "(trained here or loaded from a bundle), without training again")
         self.anchors_button = PushButton(text="Suggest anchors",
                                          tooltip="Which untagged images to tag first (one per class)")
         self.map_button = PushButton(text="Feature map",
@@ -96,16 +100,18 @@ class ClassifyWidget(Container):
             label.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.classes.native.setCursorPosition(0)
         self.extend([Container(widgets=[self.classes, self.layer, self.tag_class]), self.tag_button, self.counts,
-                     Container(widgets=[self.train_button, self.anchors_button, self.map_button],
+                     Container(widgets=[self.train_button, self.classify_button, self.anchors_button,
+                                        self.map_button],
                                layout="horizontal", labels=False),
                      self.legend, self.status, self.table, Container(widgets=[self.csv_file]), self.export_button])
         self.classes.changed.connect(self._classes_changed)
         self.tag_button.changed.connect(self.tag)
         self.train_button.changed.connect(self.train)
+        self.classify_button.changed.connect(self.classify)
         self.anchors_button.changed.connect(self.suggest)
         self.map_button.changed.connect(self.feature_map)
         self.export_button.changed.connect(self.export_csv)
-        self.session.encoder_changed.connect(self._encoder_changed)
+        self.session.head_changed.connect(self._head_changed)
         for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
             event.connect(self._layers_changed)
         self.viewer.mouse_drag_callbacks.append(self._on_click)
@@ -128,10 +134,18 @@ class ClassifyWidget(Container):
         self.layer.reset_choices()
         self._refresh()
 
-    def _encoder_changed(self, *_) -> None:
-        if self.head is not None:
-            self.head = None
+    @property
+    def head(self) -> LinearHead | None:
+        """The session's classifier (shared with the bundle and batch step)."""
+        return self.session.head
+
+    def _head_changed(self, head) -> None:
+        if head is None:
             self.status.value = "The encoder changed: press Train again"
+            return
+        missing = [c for c in head.class_names if c not in parse_classes(self.classes.value)]
+        if missing:
+            self.classes.value = ", ".join([*parse_classes(self.classes.value), *missing])
 
     def tag(self) -> None:
         """Tag the chosen layer with the chosen class (or remove its tag)."""
@@ -172,30 +186,23 @@ class ClassifyWidget(Container):
 
     # --- the worker ---------------------------------------------------------------------------
 
-    def _encoder(self):
-        """The session's encoder, loading the default one (shared with the session) when there is none."""
-        if self.session.encoder is None:
-            from ..models.default import load_default_encoder
-
-            self.session.set_encoder(load_default_encoder(), "default")
-        return self.session.encoder
-
     def _run(self, layers, compute, done, what: str) -> None:
         """Encode ``layers`` and call ``compute(features, encoder)`` in a worker, then
         ``done(layers, result)`` (layers removed meanwhile are skipped by ``done``)."""
         try:
-            encoder = self._encoder()
+            encoder = self.session.active_encoder()
         except NanowireSSLError as exc:
             show_error(str(exc))
             return
         images, names, cache = [image_data(layer) for layer in layers], [layer.name for layer in layers], self.cache
 
-        @thread_worker
+        @thread_worker(start_thread=False)
         def work():
             features = image_features(encoder, images, names=[f"Layer '{n}'" for n in names], cache=cache)
             return compute(features, encoder)
 
         self._worker = work()
+        track(self.viewer, self._worker, threading.Event(), what)
         self._worker.returned.connect(lambda result: done(layers, result))
         self._worker.errored.connect(lambda exc: show_error(f"{what} failed: {exc}"))
         self._worker.finished.connect(lambda: self._set_busy(False))
@@ -204,7 +211,7 @@ class ClassifyWidget(Container):
         self._worker.start()
 
     def _set_busy(self, busy: bool) -> None:
-        for button in (self.train_button, self.anchors_button, self.map_button, self.export_button,
+        for button in (self.train_button, self.classify_button, self.anchors_button, self.map_button, self.export_button,
                        self.tag_button):
             button.enabled = not busy
 
@@ -236,7 +243,22 @@ class ClassifyWidget(Container):
 
         self._run(layers, compute, self._trained, "Training")
 
-    def _trained(self, layers, result) -> None:
+    def classify(self) -> None:
+        """Classify every open grayscale image with the session's classifier."""
+        layers = self._image_layers()
+        if not layers:
+            show_error(NO_IMAGES)
+            return
+        head = self.head
+        if head is None:
+            show_error("No classifier yet: tag images and press Train, or load a bundle")
+            return
+        self._run(layers, lambda features, _: (head, head.predict_proba(features)), self._classified,
+                  "Classifying")
+
+    def _classified(self, layers, result) -> list:
+        """Store each layer's prediction by ``result = (head, probabilities)`` in its metadata;
+        return the layers still open."""
         head, probabilities = result
         alive = [layer for layer in layers if layer in self.viewer.layers]
         for layer, p in zip(layers, probabilities):
@@ -244,13 +266,19 @@ class ClassifyWidget(Container):
                 layer.metadata[PREDICTION_KEY] = {
                     "label": head.class_names[int(p.argmax())],
                     "probabilities": {c: float(v) for c, v in zip(head.class_names, p)}}
-        self.head = self.session.head = head
+        self.status.value = f"Classified {len(alive)} image(s) into {', '.join(head.class_names)}"
+        self._refresh()
+        return alive
+
+    def _trained(self, layers, result) -> None:
+        self.session.set_head(result[0])
+        alive = self._classified(layers, result)
+        head = result[0]
         missing = [c for c in parse_classes(self.classes.value) if c not in head.class_names]
         n_tagged = sum(TAG_KEY in layer.metadata for layer in alive)
         self.status.value = (f"Trained on {n_tagged} tagged image(s) of {len(head.class_names)} classes; "
                              f"classified {len(alive)} image(s)"
                              + (f". Not trained (no tagged image): {', '.join(missing)}" if missing else ""))
-        self._refresh()
 
     # --- anchors ----------------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton
@@ -11,6 +12,7 @@ from napari.utils.notifications import show_error, show_info
 
 from ..errors import NanowireSSLError
 from ..session import session_for
+from .workers import track
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 BACKBONES = ("resnet18", "resnet34", "resnet50")
@@ -21,12 +23,31 @@ def image_layer_choices(viewer):
     return [layer for layer in viewer.layers if isinstance(layer, Image)]
 
 
+def device_choices(current: str) -> list[str]:
+    """The device menu, with ``current`` (such as ``cuda:1`` from the settings) in it."""
+    return list(dict.fromkeys([*DEVICES, current]))
+
+
+def device_combo(session) -> ComboBox:
+    """A device menu bound both ways to the session's persistent settings."""
+    combo = ComboBox(label="device", choices=device_choices(session.settings.device), value=session.settings.device,
+                     tooltip="auto = CUDA GPU, then Apple MPS, then CPU; kept for the next session")
+    combo.changed.connect(lambda value: session.update_settings(device=value))
+    session.settings_changed.connect(lambda settings: setattr(combo, "value", settings.device))
+    return combo
+
+
 def check_gray_2d(layer) -> str | None:
-    """Why ``layer`` cannot go into an encoder, or None when it can."""
+    """Why ``layer`` cannot go into an encoder (in words a user understands), or None when it can."""
     if layer is None:
         return "No image layer: open an image first (File > Open, or File > Open Sample)"
-    if layer.rgb or layer.ndim != 2:
-        return f"Layer '{layer.name}': needs a 2D grayscale image, got shape {layer.data.shape}"
+    if layer.rgb:
+        return (f"Layer '{layer.name}' is a colour (RGB) image: the models take grayscale micrographs; "
+                "convert it to grayscale (for example with Fiji) and open it again")
+    if layer.ndim != 2:
+        shape = "x".join(str(n) for n in layer.data.shape)
+        return (f"Layer '{layer.name}' is a stack ({shape}), but a single 2D image is needed here: "
+                "split the stack (right-click the layer > Split Stack) and choose one image")
     return None
 
 
@@ -48,7 +69,7 @@ class EncoderWidget(Container):
         self.model_file = FileEdit(label="model file", mode="r",
                                    filter="Model files (*.safetensors *.pth *.pt *.tar)")
         self.load_button = PushButton(text="Load / import")
-        self.device = ComboBox(label="device", choices=DEVICES, value="auto")
+        self.device = device_combo(self.session)
         self.status = Label(label="encoder", value="none loaded")
         self.image = ComboBox(label="image", choices=lambda _: image_layer_choices(self.viewer))
         self.features_button = PushButton(text="Show features")
@@ -81,6 +102,7 @@ class EncoderWidget(Container):
 
         try:
             self._set_encoder(load_default_encoder(), "default")
+            self.session.update_settings(encoder="default")
         except NanowireSSLError as exc:
             show_error(str(exc))
 
@@ -99,6 +121,7 @@ class EncoderWidget(Container):
             show_error(str(exc))
             return
         self._set_encoder(encoder, path.name)
+        self.session.update_settings(encoder=str(path.resolve()))  # the encoder to start with next time
 
     def show_features(self) -> None:
         layer = self.image.value
@@ -111,20 +134,22 @@ class EncoderWidget(Container):
 
         try:
             device = select_device(self.device.value)
-            if self.encoder is None:
-                self.use_default() if _has_default() else self.new_encoder()
+            self.session.active_encoder()
         except NanowireSSLError as exc:
             show_error(str(exc))
             return
         data, name, encoder, source = layer.data, layer.name, self.encoder, self.session.encoder_source
 
-        @thread_worker(connect={"returned": lambda rgb: self._add_features(layer, name, rgb, source),
-                                "errored": lambda exc: show_error(f"Features of '{name}': {exc}")})
+        @thread_worker(start_thread=False)
         def compute():
             return feature_pca_rgb(encoder, data, device=device)
 
         self.features_button.enabled = False
         self._worker = compute()
+        self._worker.returned.connect(lambda rgb: self._add_features(layer, name, rgb, source))
+        self._worker.errored.connect(lambda exc: show_error(f"Features of '{name}': {exc}"))
+        track(self.viewer, self._worker, threading.Event(), f"Encoder features of '{name}'")
+        self._worker.start()
         self._worker.finished.connect(lambda: setattr(self.features_button, "enabled", True))
 
     def _add_features(self, source_layer, name, rgb, encoder_source) -> None:
@@ -136,8 +161,3 @@ class EncoderWidget(Container):
                                   translate=source_layer.translate[-2:], opacity=0.7,
                                   metadata={"encoder": encoder_source})
 
-
-def _has_default() -> bool:
-    from ..models.default import default_encoder_path
-
-    return default_encoder_path().exists()

@@ -20,7 +20,8 @@ from qtpy.QtWidgets import QWidget
 
 from ..errors import NanowireSSLError
 from ..session import session_for
-from .encoder_widget import BACKBONES, DEVICES, image_layer_choices
+from .encoder_widget import BACKBONES, device_combo, image_layer_choices
+from .workers import track
 
 OPEN_LAYERS, FOLDER = "open image layers", "folder"
 DEFAULT_OUT = Path.home() / "nanowire-ssl" / "pretrained_encoder.safetensors"
@@ -75,7 +76,7 @@ class PretrainWidget(Container):
         self.image_size = SpinBox(label="view size (px)", value=128, min=32, max=1024, step=32)
         self.epochs = SpinBox(label="epochs", value=10, min=1, max=10000)
         self.batch_size = SpinBox(label="batch size", value=32, min=2, max=4096)
-        self.device = ComboBox(label="device", choices=DEVICES, value="auto")
+        self.device = device_combo(self.session)
         self.out = FileEdit(label="save as", mode="w", value=DEFAULT_OUT, filter="*.safetensors")
         self.start_button = PushButton(text="Start")
         self.stop_button = PushButton(text="Stop", enabled=False)
@@ -126,8 +127,8 @@ class PretrainWidget(Container):
         self._stop.clear()
         self.plot.clear()
         total = config.epochs * self.trainer.steps_per_epoch
-        self.worker = _train(self.trainer, self._stop, out, description, _progress={"total": total,
-                                                                                      "desc": "Pretraining"})
+        self.worker = _train(self.trainer, self._stop, out, description)
+        track(self.viewer, self.worker, self._stop, "Pretraining", total)
         self.worker.yielded.connect(self._on_step)
         self.worker.returned.connect(self._on_done)
         self.worker.errored.connect(lambda exc: show_error(f"Pretraining failed: {exc}"))

@@ -20,15 +20,18 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
 from napari.layers import Image, Labels
 from napari.qt.threading import thread_worker
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QObject, Signal
 
 from ..errors import NanowireSSLError
+from ..fewshot.features import encoder_identity
 from ..fewshot.segment import SegmentationTrainer, check_labels, load_decoder, save_decoder
 from ..fewshot.tiling import predict_tiled, segment_image
 from ..models.decoder import STRIDE
 from ..session import session_for
-from .encoder_widget import DEVICES, check_gray_2d
+from .batch_widget import batch_worker, folder_job
+from .encoder_widget import check_gray_2d, device_combo
+from .workers import track
 
 OUTPUT_OF = "nanowire_ssl_segmentation_of"  # output layer metadata: name of the image
 OUTPUT_KIND = "nanowire_ssl_segmentation"  # "probability" or "nanowires"
@@ -61,8 +64,6 @@ class SegmentWidget(Container):
         super().__init__(labels=False)
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
-        self.model = None  # the current SegmentationModel
-        self.encoder_hash = ""  # hash of the encoder the model was trained on
         self.trainer = None
         self.worker = None
         self._stop = threading.Event()
@@ -75,9 +76,9 @@ class SegmentWidget(Container):
                                   tooltip="Labels layer of strokes: 2 = nanowire, 1 = background, 0 = unlabelled")
         self.new_scribbles_button = PushButton(text="New scribble layer")
         self.n_steps = SpinBox(label="steps", value=200, min=1, max=100_000)
-        self.batch_size = SpinBox(label="batch size", value=4, min=1, max=256)
+        self.batch_size = SpinBox(label="batch size", value=self.session.settings.batch_size, min=1, max=256)
         self.preview_every = SpinBox(label="preview every (steps, 0 = off)", value=20, min=0, max=100_000)
-        self.device = ComboBox(label="device", choices=DEVICES, value="auto")
+        self.device = device_combo(self.session)
         self.train_button = PushButton(text="Train")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.progress = ProgressBar(value=0, min=0, max=PROGRESS_MAX)
@@ -113,7 +114,9 @@ class SegmentWidget(Container):
         self.predict_folder_button.changed.connect(self.predict_folder)
         self.save_button.changed.connect(self.save)
         self.load_button.changed.connect(self.load)
-        self.session.encoder_changed.connect(self._encoder_changed)
+        self.session.decoder_changed.connect(self._decoder_changed)
+        self.session.settings_changed.connect(self._settings_changed)
+        self.batch_size.changed.connect(lambda value: self.session.update_settings(batch_size=value))
         for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
             event.connect(self._layers_changed)
 
@@ -167,18 +170,17 @@ class SegmentWidget(Container):
 
     # --- encoder and model ----------------------------------------------------------------
 
-    def _encoder(self):
-        """The session's active encoder; the shipped default one if none is active yet."""
-        if self.session.encoder is None:
-            from ..models.default import load_default_encoder
+    @property
+    def model(self):
+        """The session's segmentation model (encoder + decoder), shared with bundles and batch runs."""
+        return self.session.decoder
 
-            self.session.set_encoder(load_default_encoder(), "default")
-        return self.session.encoder
+    def _decoder_changed(self, model) -> None:
+        if model is None and self.worker is None:
+            self.status.value = "The encoder changed: train again or load a decoder trained on it"
 
-    def _encoder_changed(self, encoder, source: str) -> None:
-        if self.model is not None and self.model.encoder is not encoder:
-            self.model, self.encoder_hash = None, ""
-            self.status.value = f"Encoder changed ({source}): train again or load a decoder trained on it"
+    def _settings_changed(self, settings) -> None:
+        self.batch_size.value = settings.batch_size
 
     def _checked_image(self, layer) -> np.ndarray:
         problem = check_gray_2d(layer)
@@ -201,7 +203,7 @@ class SegmentWidget(Container):
                 raise NanowireSSLError(f"Layer '{scribbles.name}' is {shape_text(labels.shape)} but image "
                                        f"'{layer.name}' is {shape_text(image.shape)}")
             check_labels(image, labels, name=f"Layer '{scribbles.name}'")
-            encoder = self._encoder()
+            encoder = self.session.active_encoder()
             decoder = self.model.decoder if self.model is not None else None
             crop = min(CROP, -(-max(image.shape) // STRIDE) * STRIDE)  # no padding work on small images
             self.trainer = SegmentationTrainer(encoder, [image], [labels.copy()], decoder=decoder, crop=crop,
@@ -212,7 +214,7 @@ class SegmentWidget(Container):
         worker = _train(self.trainer, image, self.n_steps.value, self.preview_every.value, self._stop)
         worker.yielded.connect(lambda item: self._on_step(layer, *item))
         worker.returned.connect(lambda result: self._on_trained(layer, result))
-        self._start(worker, f"training on '{layer.name}'…")
+        self._start(worker, f"training on '{layer.name}'…", total=self.n_steps.value)
 
     def _on_step(self, layer, event, prob) -> None:
         if prob is not None:
@@ -223,7 +225,7 @@ class SegmentWidget(Container):
 
     def _on_trained(self, layer, result) -> None:
         trainer = self.trainer
-        self.model, self.encoder_hash = trainer.model, trainer.encoder_hash
+        self.session.set_decoder(trainer.model)
         steps = len(trainer.losses)
         if result is None:
             self.status.value = f"stopped after {steps} steps; the best state is kept (best loss " \
@@ -253,11 +255,13 @@ class SegmentWidget(Container):
         if self.model is None:
             raise NanowireSSLError(NO_MODEL)
         jobs = [(layer, self._checked_image(layer)) for layer in layers]
+        model, tile = self.model, self.session.settings.tile
 
         @thread_worker(start_thread=False)
         def run():
             for i, (layer, image) in enumerate(jobs):
-                result = segment_image(self.model, image, should_stop=self._stop.is_set,
+                result = segment_image(model, image, tile=tile, should_stop=self._stop.is_set,
+                                       on_fallback=show_warning,
                                        progress=lambda d, t: self._tiles.advanced.emit((i + d / t) / len(jobs)))
                 if result is None:
                     return i
@@ -267,63 +271,39 @@ class SegmentWidget(Container):
         worker = run()
         worker.yielded.connect(lambda item: self._show(*item))
         worker.returned.connect(lambda n: setattr(self.status, "value", f"predicted {n} of {len(jobs)} image(s)"))
-        self._start(worker, f"predicting {len(jobs)} image(s)…")
+        self._start(worker, f"predicting {len(jobs)} image(s)…", total=len(jobs))
 
     def predict_folder(self) -> None:
-        """Write ``<stem>.tif`` (uint8, 1 = nanowire) in the output folder for every image of the input folder."""
-        from ..io import list_images
+        """Segment and measure every image of the input folder (see :mod:`..batch`): the output folder
+        gets ``masks/<stem>.tif`` (uint8, 1 = nanowire), ``overlays/<stem>.png`` and ``results.csv``."""
+        from ..bundle import Bundle
 
-        src, dst = Path(self.input_folder.value), Path(self.output_folder.value)
         try:
             if self.model is None:
                 raise NanowireSSLError(NO_MODEL)
-            if not str(self.input_folder.value) or not src.is_dir():
-                raise NanowireSSLError(f"{src}: choose an existing input folder")
-            if not str(self.output_folder.value) or str(dst) == ".":
-                raise NanowireSSLError("Choose an output folder")
-            if dst.resolve() == src.resolve():
-                raise NanowireSSLError("The output folder must differ from the input folder (masks would "
-                                       "overwrite images of the same name)")
-            files = list_images([src])
+            bundle = Bundle(self.model.encoder, self.session.encoder_source, decoder=self.model,
+                            options={**self.session.options, "tile": self.session.settings.tile})
+            files, dst = folder_job(self.input_folder.value, self.output_folder.value)
         except NanowireSSLError as exc:
             show_error(str(exc))
             return
+        worker = batch_worker(bundle, files, dst, self._stop)
+        worker.yielded.connect(lambda event: self._set_progress(event.fraction))
+        worker.returned.connect(lambda rows: self._folder_done(dst, len(files), rows))
+        self._start(worker, f"predicting {len(files)} file(s)…", total=len(files))
 
-        @thread_worker(start_thread=False)
-        def run():
-            import tifffile
-
-            from ..io import read_image
-
-            dst.mkdir(parents=True, exist_ok=True)
-            written, failed = 0, []
-            for i, path in enumerate(files):
-                try:
-                    result = segment_image(self.model, read_image(path).data, should_stop=self._stop.is_set,
-                                           progress=lambda d, t: self._tiles.advanced.emit((i + d / t) / len(files)))
-                except NanowireSSLError as exc:
-                    failed.append(str(exc))
-                    continue
-                if result is None:
-                    break
-                tifffile.imwrite(dst / f"{path.stem}.tif", result[1])
-                written += 1
-            return written, failed
-
-        worker = run()
-        worker.returned.connect(lambda result: self._folder_done(dst, len(files), *result))
-        self._start(worker, f"predicting {len(files)} file(s)…")
-
-    def _folder_done(self, dst: Path, total: int, written: int, failed: list[str]) -> None:
-        self.status.value = f"wrote {written} of {total} mask(s) to {dst}"
+    def _folder_done(self, dst: Path, total: int, rows: list[dict]) -> None:
+        failed = [row["error"] for row in rows if row["error"]]
+        self.status.value = f"wrote {len(rows) - len(failed)} of {total} mask(s) to {dst / 'masks'}"
         if failed:
             show_error(f"{len(failed)} file(s) could not be segmented: {failed[0]}")
 
     # --- workers --------------------------------------------------------------------------
 
-    def _start(self, worker, status: str) -> None:
+    def _start(self, worker, status: str, total: int) -> None:
         self.worker = worker
         self._stop.clear()
+        track(self.viewer, worker, self._stop, f"Segment nanowires: {status}", total)
         worker.errored.connect(lambda exc: show_error(f"Failed: {exc}"))
         worker.finished.connect(self._on_finished)
         self._set_busy(True)
@@ -346,13 +326,10 @@ class SegmentWidget(Container):
         self.stop_button.enabled = busy
 
     def _on_finished(self) -> None:
-        """Re-enable the buttons, drop the optimiser state, free cached GPU memory."""
+        """Re-enable the buttons and drop the trainer (its optimiser state and feature cache)."""
         self._set_busy(False)
         self.trainer = None
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        self.worker = None
 
     # --- decoder files --------------------------------------------------------------------
 
@@ -368,7 +345,7 @@ class SegmentWidget(Container):
             if self.model is None:
                 raise NanowireSSLError(NO_MODEL)
             path = self._decoder_path()
-            save_decoder(self.model, path, encoder_hash=self.encoder_hash)
+            save_decoder(self.model, path, encoder_hash=encoder_identity(self.model.encoder))
         except (NanowireSSLError, OSError) as exc:
             show_error(str(exc))
             return
@@ -376,16 +353,13 @@ class SegmentWidget(Container):
 
     def load(self) -> None:
         """Load a decoder trained on the active encoder (another encoder's is refused)."""
-        from ..models.modelfile import tensor_hash
-
         try:
             path = self._decoder_path()
-            encoder = self._encoder()
-            model = load_decoder(path, encoder)
+            model = load_decoder(path, self.session.active_encoder())
         except (NanowireSSLError, OSError) as exc:
             show_error(str(exc))
             return
-        self.model, self.encoder_hash = model, tensor_hash(encoder.state_dict())
+        self.session.set_decoder(model)
         self.status.value = f"decoder loaded from {path.name}"
         show_info(f"Decoder loaded from {path}")
 

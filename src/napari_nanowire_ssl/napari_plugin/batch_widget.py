@@ -1,0 +1,204 @@
+"""Dock widget "Bundle and batch": save / load what was trained, run it over a folder, settings.
+
+A bundle (:mod:`..bundle`) holds the session's encoder, classifier, decoder
+and options in one model file; loading one makes them the session's, so
+every widget (and the CLI's ``--bundle``) uses them. The batch run is
+:func:`..batch.process_files`, the loop ``nanowire-ssl analyze --bundle``
+runs: masks, overlays and one ``results.csv`` in the output folder, with
+progress and Stop. The settings section edits the persistent
+:class:`~..settings.Settings` (device, encoder at start, tile, batch size).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from magicgui.widgets import Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
+from napari.qt.threading import thread_worker
+from napari.utils.notifications import show_error, show_info, show_warning
+
+from ..errors import NanowireSSLError
+from ..session import session_for
+from .encoder_widget import device_combo
+from .workers import track
+
+PROGRESS_MAX = 1000
+
+
+def folder_job(input_value, output_value) -> tuple[list[Path], Path]:
+    """``(image files, output folder)`` of the folder fields, or a one-line error a user understands."""
+    from ..io import list_images
+
+    src, dst = Path(input_value), Path(output_value)
+    if not str(input_value) or str(src) == "." or not src.is_dir():
+        raise NanowireSSLError(f"Input folder '{src}': choose an existing folder of images")
+    if not str(output_value) or str(dst) == ".":
+        raise NanowireSSLError("Choose an output folder (it is created when missing)")
+    if dst.resolve() == src.resolve():
+        raise NanowireSSLError("The output folder must differ from the input folder")
+    return list_images([src]), dst
+
+
+@thread_worker(start_thread=False)
+def batch_worker(bundle, files: list[Path], out_dir: Path, stop: threading.Event):
+    """Generator worker over :func:`..batch.process_files`: yields its events, returns the rows."""
+    from ..batch import process_files
+
+    rows = []
+    for event in process_files(bundle, files, out_dir, should_stop=stop.is_set, on_fallback=show_warning):
+        rows.append(event.row)
+        yield event
+    return rows
+
+
+class BatchWidget(Container):
+    """Save / load bundles, run the session's bundle over a folder, edit the settings."""
+
+    def __init__(self, napari_viewer):
+        super().__init__(labels=False)
+        self.viewer = napari_viewer
+        self.session = session_for(napari_viewer)
+        self.worker = None
+        self._stop = threading.Event()
+        settings = self.session.settings
+
+        self.contents = Label()
+        self.bundle_file = FileEdit(label="bundle file", mode="w", filter="Model bundles (*.safetensors)")
+        self.save_button = PushButton(text="Save bundle")
+        self.load_button = PushButton(text="Load bundle")
+        self.input_folder = FileEdit(label="input folder", mode="d")
+        self.output_folder = FileEdit(label="output folder", mode="d")
+        self.run_button = PushButton(text="Run on folder")
+        self.stop_button = PushButton(text="Stop", enabled=False)
+        self.progress = ProgressBar(value=0, min=0, max=PROGRESS_MAX)
+        self.status = Label(value="Train a classifier or a decoder (or load a bundle), then run it on a folder")
+        self.device = device_combo(self.session)
+        self.tile = SpinBox(label="tile (px)", value=settings.tile, min=64, max=8192, step=32)
+        self.batch_size = SpinBox(label="batch size", value=settings.batch_size, min=1, max=256)
+        self.start_encoder = Label(label="encoder at start")
+        for label in (self.contents, self.status):
+            label.native.setWordWrap(True)
+        self.extend([
+            self.contents,
+            Container(widgets=[self.bundle_file]),
+            Container(widgets=[self.save_button, self.load_button], layout="horizontal", labels=False),
+            Container(widgets=[self.input_folder, self.output_folder]),
+            Container(widgets=[self.run_button, self.stop_button], layout="horizontal", labels=False),
+            self.progress, self.status,
+            Label(value="Settings (kept for the next session)"),
+            Container(widgets=[self.device, self.tile, self.batch_size, self.start_encoder]),
+        ])
+        self.save_button.changed.connect(self.save)
+        self.load_button.changed.connect(self.load)
+        self.run_button.changed.connect(self.run)
+        self.stop_button.changed.connect(self.stop)
+        self.tile.changed.connect(lambda value: self._update_settings(tile=value))
+        self.batch_size.changed.connect(lambda value: self._update_settings(batch_size=value))
+        for signal in (self.session.encoder_changed, self.session.head_changed, self.session.decoder_changed):
+            signal.connect(self._show_contents)
+        self.session.settings_changed.connect(self._show_settings)
+        self._show_contents()
+        self._show_settings(settings)
+        if self.session.settings_problem:
+            show_warning(self.session.settings_problem)
+
+    # --- state ------------------------------------------------------------------------------
+
+    def _show_contents(self, *_) -> None:
+        session = self.session
+        parts = [f"encoder: {session.encoder_source or 'not loaded yet'}",
+                 f"classifier: {', '.join(session.head.class_names) if session.head else 'not trained'}",
+                 f"decoder: {'trained' if session.decoder else 'not trained'}"]
+        self.contents.value = "Session: " + "; ".join(parts)
+
+    def _show_settings(self, settings) -> None:
+        self.tile.value, self.batch_size.value = settings.tile, settings.batch_size
+        self.start_encoder.value = settings.encoder
+
+    def _update_settings(self, **changes) -> None:
+        try:
+            self.session.update_settings(**changes)
+        except NanowireSSLError as exc:
+            show_error(str(exc))
+
+    # --- bundles ----------------------------------------------------------------------------
+
+    def _bundle_path(self) -> Path:
+        path = Path(self.bundle_file.value)
+        if not str(self.bundle_file.value) or str(path) == "." or path.is_dir():
+            raise NanowireSSLError("Choose a bundle file first (the 'bundle file' field)")
+        return path if path.suffix else path.with_suffix(".safetensors")
+
+    def save(self) -> None:
+        """Write the session's encoder, classifier, decoder and options as one bundle file."""
+        from ..bundle import save_bundle
+
+        try:
+            path = self._bundle_path()
+            bundle = self.session.bundle()
+            save_bundle(path, bundle)
+        except NanowireSSLError as exc:
+            show_error(str(exc))
+            return
+        self.status.value = f"Saved {bundle.describe()} to {path.name}"
+        show_info(f"Bundle saved to {path}")
+
+    def load(self) -> None:
+        """Make a bundle's encoder, classifier, decoder and options the session's."""
+        from ..bundle import load_bundle
+
+        try:
+            path = self._bundle_path()
+            bundle = load_bundle(path, device=self.session.settings.device)
+        except NanowireSSLError as exc:
+            show_error(str(exc))
+            return
+        self.session.apply_bundle(bundle, path.name)
+        self.status.value = f"Loaded {bundle.describe()} from {path.name}"
+        show_info(f"Bundle loaded from {path}")
+
+    # --- batch ------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Run the session's bundle over every image of the input folder, in the background."""
+        try:
+            bundle = self.session.bundle()
+            bundle.options["tile"] = self.session.settings.tile
+            files, dst = folder_job(self.input_folder.value, self.output_folder.value)
+        except NanowireSSLError as exc:
+            show_error(str(exc))
+            return
+        self._stop.clear()
+        self.worker = worker = batch_worker(bundle, files, dst, self._stop)
+        worker.yielded.connect(self._advanced)
+        worker.returned.connect(lambda rows: self._done(dst, len(files), rows))
+        worker.errored.connect(lambda exc: show_error(f"Batch run failed: {exc}"))
+        worker.finished.connect(lambda: self._set_busy(False))
+        track(self.viewer, worker, self._stop, f"Batch: {len(files)} file(s)", len(files))
+        self._set_busy(True)
+        self.progress.value = 0
+        self.status.value = f"Processing {len(files)} file(s) into {dst}…"
+        worker.start()
+
+    def _advanced(self, event) -> None:
+        self.progress.value = int(round(event.fraction * PROGRESS_MAX))
+        self.status.value = f"{event.index + 1}/{event.total}: {event.path.name}"
+
+    def _done(self, dst: Path, total: int, rows: list[dict]) -> None:
+        failed = [row["error"] for row in rows if row["error"]]
+        stopped = "" if len(rows) == total else f" (stopped after {len(rows)} of {total})"
+        self.status.value = f"Wrote {len(rows) - len(failed)} result(s) to {dst / 'results.csv'}{stopped}"
+        if failed:
+            show_warning(f"{len(failed)} file(s) could not be processed: {failed[0]}")
+        else:
+            show_info(f"Batch done: {len(rows)} file(s), results in {dst / 'results.csv'}")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.status.value = "stopping…"
+
+    def _set_busy(self, busy: bool) -> None:
+        for button in (self.run_button, self.save_button, self.load_button):
+            button.enabled = not busy
+        self.stop_button.enabled = busy

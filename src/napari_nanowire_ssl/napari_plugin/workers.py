@@ -1,0 +1,94 @@
+"""Background workers that show napari progress and end with their viewer.
+
+Every long operation of the widgets runs in a napari ``thread_worker``. The
+widget hands it to :func:`track`, which
+
+- adds a napari progress bar (the activity dock) advanced per yielded item;
+- remembers the worker with its stop flag, so that closing the viewer while
+  it runs asks it to stop (the flag for loops that check it between tiles,
+  ``quit()`` for generator workers between items) and waits for it before
+  the window goes: no thread outlives its widgets and writes into deleted
+  layers, and a stopped training still ends with its best state restored;
+- frees cached GPU memory when the worker ends.
+
+The close is seen by an event filter on the viewer's main window (napari
+has no public "viewer closing" event); the filter only reads Close events.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+
+from qtpy.QtCore import QEvent, QObject
+from qtpy.QtWidgets import QApplication
+
+CLOSE_WAIT_S = 60.0  # longest wait for running workers when the viewer closes
+
+
+def release_gpu_memory() -> None:
+    """Return the CUDA cache to the driver (no-op without CUDA, and without torch loaded)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+class _ViewerWorkers(QObject):
+    """The running workers of one viewer; stops and awaits them when its window closes."""
+
+    def __init__(self, window) -> None:
+        super().__init__()
+        self.running: dict = {}  # worker -> stop flag
+        window.installEventFilter(self)
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt's name)
+        if event.type() == QEvent.Type.Close:
+            self.stop_all()
+        return False
+
+    def stop_all(self, timeout_s: float = CLOSE_WAIT_S) -> bool:
+        """Ask every running worker to stop and wait for them; True when all ended in time."""
+        for worker, stop in list(self.running.items()):
+            stop.set()
+            worker.quit()
+        deadline = time.monotonic() + timeout_s
+        while any(worker.is_running for worker in self.running) and time.monotonic() < deadline:
+            QApplication.processEvents()  # deliver their last signals while the widgets still exist
+            time.sleep(0.02)
+        QApplication.processEvents()
+        return not any(worker.is_running for worker in self.running)
+
+
+_BY_VIEWER: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def viewer_workers(viewer) -> _ViewerWorkers:
+    """The worker registry of ``viewer`` (created, with its close filter, on first use)."""
+    if viewer not in _BY_VIEWER:
+        _BY_VIEWER[viewer] = _ViewerWorkers(viewer.window._qt_window)
+    return _BY_VIEWER[viewer]
+
+
+def track(viewer, worker, stop: threading.Event, description: str, total: int = 0) -> None:
+    """Show ``worker`` in napari's activity dock and end it with ``viewer``; see the module docstring.
+
+    ``total`` = number of items the worker yields (0: an indeterminate bar).
+    Call before ``worker.start()``.
+    """
+    from napari.utils import progress
+
+    registry = viewer_workers(viewer)
+    registry.running[worker] = stop
+    bar = progress(total=total, desc=description)
+    if total:
+        worker.yielded.connect(lambda _: bar.increment_with_overflow())
+
+    def ended() -> None:
+        registry.running.pop(worker, None)
+        bar.close()
+        release_gpu_memory()
+
+    worker.finished.connect(ended)
