@@ -44,7 +44,7 @@ def test_lamellae_of_period_p_scatter_at_n_over_p_across_the_layers():
 
 
 def test_end_on_cylinders_give_six_peaks_60_degrees_apart_at_n_over_p():
-    # The three waves at 10, 70 and 130 degrees give peaks at +-k: six directions 10 + 60 m.
+    # The three waves at 10, 130 and 250 degrees give peaks at +-k: six directions 10 + 60 m.
     peaks = brightest_peaks(intensity(perfect("cylinders_end_on", angle=10).density), 6)
     radii, angles = zip(*peaks)
     assert np.allclose(radii, N / 8, atol=1.0)

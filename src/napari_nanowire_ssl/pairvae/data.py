@@ -289,7 +289,8 @@ def write_synthetic_pairs(root: str | Path, n_per_morphology: int, *, size: int 
             m = generate_morphology(kind, size, seed=rng)
             stem = f"{kind}_{i:04d}"
             tifffile.imwrite(root / "saxs" / f"{stem}.tif", detector_counts(m.density, rng=rng))
-            Image.fromarray(np.round(sem_image(m.density, rng) * 255).astype(np.uint8)).save(root / "sem" / f"{stem}.png")
+            sem = np.round(sem_image(m.density, rng) * 255).astype(np.uint8)
+            Image.fromarray(sem).save(root / "sem" / f"{stem}.png")
             rows.append({"stem": stem, "morphology": kind, "period_px": round(m.period_px, 3),
                          "volume_fraction": round(m.volume_fraction, 4)})
     with open(root / LABELS_FILE, "w", newline="") as f:

@@ -249,7 +249,8 @@ def load_pairvae(path: str | Path, encoder: Encoder) -> PairVAE:
     if encoder_identity(encoder) != meta["encoder_hash"]:
         raise ModelFileError(
             f"{path}: this PairVAE was trained on another encoder ({meta.get('backbone', '?')}, hash "
-            f"{meta['encoder_hash'][:12]}, from {meta.get('encoder_source', '?')}); load the encoder it was trained with"
+            f"{meta['encoder_hash'][:12]}, from {meta.get('encoder_source', '?')}); "
+            "load the encoder it was trained with"
         )
     vae = PairVAE(meta["feature_dim"], PairVAEConfig.from_dict(meta))
     expected = vae.state_dict()

@@ -6,8 +6,8 @@ chosen volume fraction ``f`` of the pixels is block A (``True``):
 - ``lamellae``: one plane wave ``cos(2 pi n.r / P)``, ``f`` 0.4-0.6 (symmetric);
 - ``cylinders_side_on``: the same stripes with a thin minority, ``f`` 0.2-0.32
   (cylinders lying in the plane project to stripes);
-- ``cylinders_end_on``: three waves at 60 degrees, ``f`` 0.2-0.3: hexagonally
-  packed dots whose first-order (10) spacing is ``P``;
+- ``cylinders_end_on``: three waves at 120 degrees, ``f`` 0.2-0.3: hexagonally
+  packed dots whose first-order (10) spacing is ``P`` (six peaks at +-k);
 - ``spheres``: two waves at 90 degrees (a BCC [100] projection, square
   lattice), small dots ``f`` 0.08-0.15 with stronger positional disorder;
 - ``disordered``: a Gaussian random field whose spectrum is a ring at
@@ -15,11 +15,13 @@ chosen volume fraction ``f`` of the pixels is block A (``True``):
   bicontinuous look of gyroid-like or quenched disordered films.
 
 The ordered phases get grains (a Voronoi tiling of 1-3 grains, each with its
-own orientation and a few percent of period change), a smooth random phase
-field (undulations) and edge dislocations: adding ``+-atan2(y - y0, x - x0)``
-to a wave's phase is a phase singularity, i.e. a dislocation, at ``(y0, x0)``.
-For the hexagonal phase the winding is added to one wave and subtracted from
-another, which keeps the three phases summing to zero (dots, not a honeycomb).
+own orientation and a few percent of period change), undulations (a smooth
+random displacement field ``u(r)`` shifts the phase of wave ``k`` by
+``2 pi k.u``) and edge dislocations: adding ``+-atan2(y - y0, x - x0)`` to a
+wave's phase is a phase singularity, i.e. a dislocation, at ``(y0, x0)``.
+The three hexagonal wave vectors sum to zero, and so must their phases for
+the maxima to be dots rather than a honeycomb: displacements keep that sum,
+and a dislocation's winding is added to one wave and subtracted from another.
 
 ``P`` is in pixels; the scattering pattern of a ``size``-px image has its first
 peak at ``size / P`` pixels from the centre (:mod:`.scattering`). Plain numpy
@@ -45,7 +47,8 @@ _FRACTION = {
     "spheres": (0.08, 0.15),
     "disordered": (0.35, 0.5),
 }
-_WAVES = {"lamellae": (0,), "cylinders_side_on": (0,), "cylinders_end_on": (0, 60, 120), "spheres": (0, 90)}
+_WAVES = {"lamellae": (0,), "cylinders_side_on": (0,), "cylinders_end_on": (0, 120, 240), "spheres": (0, 90)}
+# rms phase shift (radians) of the undulations
 _PHASE_NOISE = {"lamellae": 0.6, "cylinders_side_on": 0.6, "cylinders_end_on": 0.4, "spheres": 0.9}
 PERIOD_RANGE = (1 / 10, 1 / 5)  # default period as a fraction of the image side
 
@@ -79,27 +82,26 @@ def _grain_labels(rng: np.random.Generator, size: int, n: int) -> np.ndarray:
 def _ordered_field(kind, rng, size, period, angle, phase_noise, defects) -> tuple[np.ndarray, int]:
     """Sum of the kind's plane waves at orientation ``angle`` (degrees), with undulations and dislocations."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
-    waves = _WAVES[kind]
-    phases = rng.uniform(0, 2 * np.pi, len(waves))
-    if len(waves) == 3:  # hexagonal: phases summing to 0 put the maxima on a triangular lattice
+    thetas = [np.deg2rad(angle + w) for w in _WAVES[kind]]
+    phases = rng.uniform(0, 2 * np.pi, len(thetas))
+    if len(thetas) == 3:  # hexagonal: phases summing to 0 put the maxima on a triangular lattice
         phases[2] = -phases[0] - phases[1]
-    extra = [np.zeros((size, size)) for _ in waves]
+    extra = [np.zeros((size, size)) for _ in thetas]
     n_disl = 0
     if defects:
-        undulation = phase_noise * _smooth_noise(rng, size, size / 6)
-        extra = [e + undulation * rng.uniform(0.5, 1.0) for e in extra]
+        ux, uy = (phase_noise * period / (2 * np.pi) * _smooth_noise(rng, size, size / 6) for _ in range(2))
+        extra = [2 * np.pi * (np.cos(t) * ux + np.sin(t) * uy) / period for t in thetas]
         n_disl = int(rng.poisson(0.7))
         for _ in range(n_disl):
             y0, x0 = rng.uniform(0.15 * size, 0.85 * size, 2)
             winding = np.arctan2(yy - y0, xx - x0) * rng.choice((-1, 1))
-            i = int(rng.integers(len(waves)))
+            i = int(rng.integers(len(thetas)))
             extra[i] = extra[i] + winding
-            if len(waves) == 3:
+            if len(thetas) == 3:
                 j = (i + 1) % 3
                 extra[j] = extra[j] - winding
     field = np.zeros((size, size))
-    for w, phase, e in zip(waves, phases, extra):
-        theta = np.deg2rad(angle + w)
+    for theta, phase, e in zip(thetas, phases, extra):
         field += np.cos(2 * np.pi * (xx * np.cos(theta) + yy * np.sin(theta)) / period + phase + e)
     return field, n_disl
 

@@ -216,7 +216,8 @@ class PairVAETrainer:
         feats, targets = self._batch()
         loss, values = self.losses(stage, feats, targets)
         if not torch.isfinite(loss):
-            raise NanowireSSLError(f"training diverged in stage {stage}: loss is {loss.item()}; lower the learning rate")
+            raise NanowireSSLError(f"training diverged in stage {stage}: loss is {loss.item()}; "
+                                   "lower the learning rate")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
