@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     seg.new_scribbles_button.native.click()
     scribbles = viewer.layers["synthetic network scribbles"]
     scribbles.brush_size = 5
-    for y, x, label in brush_clicks(truth.data, n=40):
+    for y, x, label in brush_clicks(truth.data, n=60, background_gap=4):  # background close to wires too
         scribbles.paint((y, x), label, refresh=False)
     scribbles.refresh()
     shoot(viewer, args.out, "3-scribbles.png")
@@ -142,7 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     flow.batch.run_button.native.click()
     wait_until(lambda: flow.batch.run_button.enabled, "batch run")
     overlay = np.asarray(Image.open(work / "results" / "overlays" / "network_0.png"))
+    for layer in viewer.layers:
+        layer.visible = False
     viewer.add_image(overlay, name="network_0 overlay (batch output)", rgb=True)
+    viewer.reset_view()
     shoot(viewer, args.out, "6-bundle-batch.png")
     viewer.close()
     return 0

@@ -16,7 +16,7 @@ from pathlib import Path
 from ..errors import NanowireSSLError
 
 PLUGIN = "napari-nanowire-ssl"
-WIDGETS = ("Encoder", "Pretrain encoder", "Classify morphology", "Segment nanowires", "Analyse morphology")
+WORKFLOW = "Nanowire workflow"  # the dock with every step as a tab
 
 
 def register(subparsers) -> None:
@@ -46,17 +46,20 @@ def run(args) -> int:
 
 
 def run_gui(screenshot: Path | None = None) -> int:
-    """napari with the sample and the widgets docked; with ``screenshot``, save and close."""
+    """napari with the sample and the workflow dock; with ``screenshot``, save and close."""
     import napari
 
     viewer = napari.Viewer(title="napari-nanowire-ssl demo")
     viewer.open_sample(PLUGIN, "network")
-    for widget in WIDGETS:
-        viewer.window.add_plugin_dock_widget(PLUGIN, widget, tabify=True)
+    viewer.window.add_plugin_dock_widget(PLUGIN, WORKFLOW)
     if screenshot is None:
         napari.run()
         return 0
     viewer.window._qt_window.resize(1500, 950)
+    from qtpy.QtWidgets import QApplication
+
+    for _ in range(20):  # let the dock lay itself out before the picture
+        QApplication.processEvents()
     screenshot.parent.mkdir(parents=True, exist_ok=True)
     viewer.screenshot(str(screenshot), canvas_only=False)
     viewer.close()

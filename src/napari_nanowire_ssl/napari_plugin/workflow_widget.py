@@ -9,7 +9,7 @@ train is what tab 5 saves and runs over folders.
 
 from __future__ import annotations
 
-from qtpy.QtWidgets import QFrame, QScrollArea, QTabWidget, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFrame, QLabel, QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
 from .analysis_widget import AnalysisWidget
 from .batch_widget import BatchWidget
@@ -46,8 +46,10 @@ class WorkflowWidget(QTabWidget):
         self.segment = SegmentWidget(napari_viewer)
         self.analyse = AnalysisWidget(napari_viewer)
         self.batch = BatchWidget(napari_viewer)
-        self.pretrain.native.setToolTip("Optional: pretrain an encoder on your own unlabelled images")
-        pages = ((self.encoder.native, self.pretrain.native), (self.classify.native,), (self.segment.native,),
+        pretrain_title = QLabel("<b>Optional: pretrain your own encoder</b> on unlabelled images "
+                                "(long on a CPU; the command line runs it on GPU servers)")
+        pretrain_title.setWordWrap(True)
+        pages = ((self.encoder.native, pretrain_title, self.pretrain.native), (self.classify.native,), (self.segment.native,),
                  (self.analyse.native,), (self.batch.native,))
         for title, widgets in zip(STEPS, pages):
             self.addTab(_scrolling(*widgets), title)
