@@ -22,6 +22,7 @@ from napari.utils.notifications import show_error, show_info
 
 from ..errors import NanowireSSLError
 from ..session import session_for
+from .workers import track
 from .encoder_widget import check_gray_2d
 
 SAXS, SEM = "SAXS pattern", "SEM image"
@@ -75,14 +76,6 @@ class PairVAEWidget(Container):
     def _image_layers(self, _=None) -> list:
         return [layer for layer in self.viewer.layers if isinstance(layer, Image) and OUTPUT_OF not in layer.metadata]
 
-    def _encoder(self):
-        """The session's active encoder; the shipped default one if none is active yet."""
-        if self.session.encoder is None:
-            from ..models.default import load_default_encoder
-
-            self.session.set_encoder(load_default_encoder(), "default")
-        return self.session.encoder
-
     def _vae(self):
         """The PairVAE of the model file on the active encoder (reloaded when either changes)."""
         from ..models.modelfile import check_model_path
@@ -90,7 +83,7 @@ class PairVAEWidget(Container):
 
         path = Path(self.model.value)
         check_model_path(path)
-        encoder = self._encoder()
+        encoder = self.session.active_encoder()
         key = (path, path.stat().st_mtime_ns, encoder)
         if self._loaded is None or self._loaded[:3] != key:
             self._loaded = (*key, load_pairvae(path, encoder))
@@ -141,15 +134,15 @@ class PairVAEWidget(Container):
             pairs = load_pairs(Path(self.pairs.value), config.image_size)
             out = Path(self.out.value)
             out.parent.mkdir(parents=True, exist_ok=True)
-            trainer = PairVAETrainer(self._encoder(), pairs.saxs, pairs.sem, config,
+            trainer = PairVAETrainer(self.session.active_encoder(), pairs.saxs, pairs.sem, config,
                                      TrainConfig(vae_epochs=self.vae_epochs.value, joint_epochs=self.epochs.value))
         except (NanowireSSLError, OSError) as exc:
             show_error(str(exc))
             return
         self._stop.clear()
         total = sum(n for _, n in trainer.plan())
-        self.worker = _train(trainer, self._stop, out, self.session.encoder_source, str(self.pairs.value),
-                             _progress={"total": total, "desc": "Training PairVAE"})
+        self.worker = _train(trainer, self._stop, out, self.session.encoder_source, str(self.pairs.value))
+        track(self.viewer, self.worker, self._stop, "Training PairVAE", total)
         self.worker.yielded.connect(self._on_step)
         self.worker.returned.connect(self._on_done)
         self.worker.errored.connect(lambda exc: show_error(f"PairVAE training failed: {exc}"))
