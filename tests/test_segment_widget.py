@@ -80,12 +80,19 @@ def test_train_predicts_into_own_layers_and_continues_from_the_decoder(make_napa
     painted = scribbles.data.copy()
 
     widget.n_steps.value, widget.preview_every.value = 6, 3
-    previews = []
-    run_and_wait(qtbot, widget, lambda: (widget.train(), widget.worker.yielded.connect(
-        lambda item: item[1] is not None and previews.append(item[1]))))
+    previews, placeholders = [], []
+
+    def train():
+        widget.train()  # adds the output layers, hidden and empty, before training starts
+        placeholders.extend((layer, layer.visible, layer.data.any()) for layer in viewer.layers[2:])
+        widget.worker.yielded.connect(lambda item: item[1] is not None and previews.append(item[1]))
+
+    run_and_wait(qtbot, widget, train)
     assert errors == [] and len(previews) == 1 and previews[0].shape == (128, 128)
     prob = viewer.layers["wires nanowire probability"]
     mask = viewer.layers["wires nanowires"]
+    assert placeholders == [(prob, False, False), (mask, False, False)]
+    assert prob.visible and mask.visible
     assert prob.data.shape == mask.data.shape == (128, 128)
     assert prob.data.dtype == np.float32 and 0 <= prob.data.min() and prob.data.max() <= 1
     assert prob.colormap.name == "magma" and prob.opacity == 0.5
@@ -114,9 +121,10 @@ def test_stop_ends_training_and_keeps_the_best_model(make_napari_viewer, qtbot, 
     assert errors == [] and widget.model is not None
     # Stop is seen after the step that was running when it was pressed.
     assert re.match(r"stopped after [12] steps", widget.status.value), widget.status.value
-    assert outputs(viewer, "nanowires") == []  # stopping skips the final prediction
+    [mask] = outputs(viewer, "nanowires")
+    assert not mask.visible and not mask.data.any()  # stopping skips the final prediction
     run_and_wait(qtbot, widget, widget.predict)
-    assert viewer.layers["wires nanowires"].data.shape == (128, 128)
+    assert viewer.layers["wires nanowires"] is mask and mask.visible and mask.data.shape == (128, 128)
 
 
 def test_predict_all_updates_one_pair_per_image(make_napari_viewer, qtbot, errors):
@@ -222,22 +230,23 @@ def test_errors_change_nothing(make_napari_viewer, errors):
 def test_ui_stays_responsive_during_training(make_napari_viewer, qtbot, errors):
     """Longest event-loop stall while training on a 256 px image, sampled by a 10 ms QTimer.
 
-    The project's target is < 100 ms. The bound asserted here is looser because
-    this test runs on a loaded 2-core CPU machine shared with other jobs, where
-    torch's compute threads compete with the GUI thread for the cores; the
-    measured stall there was 154-391 ms while a second test suite ran alongside
-    (the 100 ms target is not met yet on such a machine).
+    The output layers are added when Train is pressed (adding a layer costs
+    napari 0.3-0.7 s of the GUI thread on a loaded machine), so during
+    training the GUI thread only assigns data. The target is < 100 ms; the
+    stall measured on the loaded 2-core test machine is 50-60 ms (it was
+    150-450 ms while the layers were added during training). The bound below
+    leaves room for a busier machine.
     """
     viewer, widget, sample = make_widget(make_napari_viewer, size=256)
     viewer.add_labels(strokes(sample.mask), name="strokes")
     widget.n_steps.value, widget.preview_every.value = 4, 2
-    ticks = []
+    ticks, layers = [], []
     timer = QTimer()
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
-    timer.start(10)
-    run_and_wait(qtbot, widget, widget.train)
+    run_and_wait(qtbot, widget, lambda: (widget.train(), layers.extend(viewer.layers), timer.start(10)))
     timer.stop()
     assert errors == [] and len(ticks) > 20
+    assert list(viewer.layers) == layers  # no layer added during training
     stall_ms = 1000 * max(np.diff(ticks))
     print(f"longest event-loop stall during training: {stall_ms:.0f} ms over {len(ticks)} ticks")
-    assert stall_ms < 750
+    assert stall_ms < 250

@@ -14,6 +14,7 @@ decoder.
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,8 @@ from .workers import track
 OUTPUT_OF = "nanowire_ssl_segmentation_of"  # output layer metadata: name of the image
 OUTPUT_KIND = "nanowire_ssl_segmentation"  # "probability" or "nanowires"
 KIND_NAMES = {"probability": "nanowire probability", "nanowires": "nanowires"}
+STYLES = {"probability": {"colormap": "magma", "opacity": 0.5, "contrast_limits": (0.0, 1.0)},
+          "nanowires": {"opacity": 0.6}}
 HELP = "Scribbles: paint 2 = nanowire, 1 = background, 0 = leave unlabelled"
 NO_MODEL = "No trained decoder: paint scribbles and press Train, or load a decoder"
 PROGRESS_MAX = 1000
@@ -67,6 +70,7 @@ class SegmentWidget(Container):
         self.trainer = None
         self.worker = None
         self._stop = threading.Event()
+        self._placeholders = []  # output layers added hidden before training, shown when their data come
         self._tiles = _TileProgress()
         self._tiles.advanced.connect(self._set_progress)
 
@@ -147,26 +151,55 @@ class SegmentWidget(Container):
         self.scribbles.value = scribbles
         self.status.value = HELP
 
-    def _show(self, layer, prob: np.ndarray, mask: np.ndarray | None = None) -> None:
-        """Update (or add) the probability and mask layers of image ``layer``."""
+    def _show(self, layer, prob: np.ndarray | None = None, mask: np.ndarray | None = None) -> None:
+        """Put the probability map and / or the mask of image ``layer`` on its output layers."""
         if layer not in self.viewer.layers:  # removed while a worker ran
             return
-        active = self.viewer.layers.selection.active  # adding a layer selects it: keep the user's brush layer
-        self._output(layer, "probability", prob, colormap="magma", opacity=0.5, contrast_limits=(0.0, 1.0))
-        if mask is not None:
-            self._output(layer, "nanowires", mask, opacity=0.6)
-        if active is not None:
+        with self._keeping_selection():
+            for kind, data in (("probability", prob), ("nanowires", mask)):
+                if data is not None:
+                    output = self._output(layer, kind, data)
+                    if output in self._placeholders:
+                        self._placeholders.remove(output)
+                        output.visible = True
+
+    def _add_placeholders(self, layer, shape: tuple[int, int]) -> None:
+        """Add the missing output layers of image ``layer``, hidden and empty, until their data come.
+
+        Adding a layer takes napari 0.3-0.7 s of the GUI thread; assigning data
+        to one, tens of ms. Done when Train is pressed, training itself then
+        only assigns data and the event loop keeps running.
+        """
+        with self._keeping_selection():
+            for kind, dtype in (("probability", np.float32), ("nanowires", np.uint8)):
+                if self._find_output(layer, kind) is None:
+                    self._placeholders.append(self._output(layer, kind, np.zeros(shape, dtype), visible=False))
+
+    @contextmanager
+    def _keeping_selection(self):
+        """Adding a layer selects it: keep the user's (brush) layer selected."""
+        active = self.viewer.layers.selection.active
+        yield
+        if active is not None and self.viewer.layers.selection.active is not active:
             self.viewer.layers.selection.active = active
 
-    def _output(self, source, kind: str, data: np.ndarray, **properties):
+    def _find_output(self, source, kind: str):
         for layer in self.viewer.layers:
             if layer.metadata.get(OUTPUT_OF) == source.name and layer.metadata.get(OUTPUT_KIND) == kind:
-                layer.data = data
-                layer.scale, layer.translate = source.scale, source.translate
                 return layer
+        return None
+
+    def _output(self, source, kind: str, data: np.ndarray, *, visible: bool = True):
+        """Assign ``data`` to the output layer ``kind`` of image ``source``, adding the layer if missing."""
+        layer = self._find_output(source, kind)
+        if layer is not None:
+            layer.data = data
+            if not (np.array_equal(layer.scale, source.scale) and np.array_equal(layer.translate, source.translate)):
+                layer.scale, layer.translate = source.scale, source.translate  # each assignment redraws
+            return layer
         add = self.viewer.add_image if kind == "probability" else self.viewer.add_labels
         return add(data, name=f"{source.name} {KIND_NAMES[kind]}", scale=source.scale, translate=source.translate,
-                   metadata={OUTPUT_OF: source.name, OUTPUT_KIND: kind}, **properties)
+                   metadata={OUTPUT_OF: source.name, OUTPUT_KIND: kind}, visible=visible, **STYLES[kind])
 
     # --- encoder and model ----------------------------------------------------------------
 
@@ -211,6 +244,7 @@ class SegmentWidget(Container):
         except NanowireSSLError as exc:
             show_error(str(exc))
             return
+        self._add_placeholders(layer, image.shape)
         worker = _train(self.trainer, image, self.n_steps.value, self.preview_every.value, self._stop)
         worker.yielded.connect(lambda item: self._on_step(layer, *item))
         worker.returned.connect(lambda result: self._on_trained(layer, result))
