@@ -13,8 +13,9 @@ import pytest
 from conftest import ROOT
 
 PLUGIN = "napari-nanowire-ssl"
-WIDGETS = {"Encoder", "Pretrain encoder", "Classify morphology", "Segment nanowires", "Analyse morphology"}
-SAMPLES = {"singular", "dispersed", "network", "bundle", "silver_network"}
+WIDGETS = {"Nanowire workflow", "Encoder", "Pretrain encoder", "Classify morphology", "Segment nanowires",
+           "Analyse morphology", "Bundle and batch", "Cross-reconstruct"}
+SAMPLES = {"singular", "dispersed", "network", "bundle", "silver_network", "pairvae_pair"}
 
 
 def test_installed_manifest_is_the_top_level_file():
