@@ -77,8 +77,11 @@ class Session:
 
         if self.head is None and self.decoder is None:
             raise NanowireSSLError("Nothing trained yet: train a classifier or a segmentation decoder first")
-        return Bundle(self.active_encoder(), self.encoder_source, self.head, self.decoder,
-                      {**self.options, "tile": self.settings.tile})
+        return Bundle(self.active_encoder(), self.encoder_source, self.head, self.decoder, self.result_options())
+
+    def result_options(self) -> dict:
+        """The options results are made with: the analysis options and the tile size of the settings."""
+        return {**self.options, "tile": self.settings.tile}
 
     def set_options(self, **changes) -> None:
         """Change result options (see :data:`~.bundle.DEFAULT_OPTIONS`), validated."""

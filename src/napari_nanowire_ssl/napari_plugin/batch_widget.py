@@ -164,7 +164,6 @@ class BatchWidget(Container):
         """Run the session's bundle over every image of the input folder, in the background."""
         try:
             bundle = self.session.bundle()
-            bundle.options["tile"] = self.session.settings.tile
             files, dst = folder_job(self.input_folder.value, self.output_folder.value)
         except NanowireSSLError as exc:
             show_error(str(exc))

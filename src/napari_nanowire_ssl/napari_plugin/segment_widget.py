@@ -316,7 +316,7 @@ class SegmentWidget(Container):
             if self.model is None:
                 raise NanowireSSLError(NO_MODEL)
             bundle = Bundle(self.model.encoder, self.session.encoder_source, decoder=self.model,
-                            options={**self.session.options, "tile": self.session.settings.tile})
+                            options=self.session.result_options())
             files, dst = folder_job(self.input_folder.value, self.output_folder.value)
         except NanowireSSLError as exc:
             show_error(str(exc))
