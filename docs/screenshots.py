@@ -45,8 +45,12 @@ def wait_until(condition, what: str, timeout: float = 900.0) -> None:
 
 
 def shoot(viewer, out: Path, name: str) -> None:
+    """Save the whole window as a 256-colour PNG (a few hundred kB instead of megabytes)."""
+    from PIL import Image
+
     settle(0.5)
-    viewer.screenshot(str(out / name), canvas_only=False, flash=False)
+    pixels = viewer.screenshot(canvas_only=False, flash=False)
+    Image.fromarray(pixels[..., :3]).quantize(colors=256).save(out / name, optimize=True)
     print(f"wrote {out / name}")
 
 
