@@ -11,9 +11,9 @@ from napari_nanowire_ssl.fewshot import features as features_module
 from napari_nanowire_ssl.fewshot.anchors import suggest_anchors
 from napari_nanowire_ssl.fewshot.classify import LinearHead
 from napari_nanowire_ssl.fewshot.embedding import embed_2d
-from napari_nanowire_ssl.fewshot.features import POOLING, FeatureCache, encoder_identity, image_features
+from napari_nanowire_ssl.fewshot.features import FEATURES, FeatureCache, encoder_identity, image_features
 from napari_nanowire_ssl.models.encoder import Encoder
-from napari_nanowire_ssl.models.modelfile import read_metadata, tensor_hash
+from napari_nanowire_ssl.models.modelfile import read_metadata, save_tensors, tensor_hash
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -59,6 +59,9 @@ def test_cache_avoids_encoding_again_and_misses_on_other_pixels_or_encoder(encod
     assert len(calls) == 4 and not np.allclose(other[0], first[0])
     image_features(a, images[:1], tile=32, cache=cache)  # other tiling: another key
     assert len(calls) == 5
+    monkeypatch.setattr(features_module, "FEATURES", "another pooling")  # features of another version: not reused
+    image_features(a, images[:1], tile=64, cache=FeatureCache(tmp_path / "cache"))
+    assert len(calls) == 6
     assert encoder_identity(a) == tensor_hash(a.state_dict()) != encoder_identity(b)
 
 
@@ -118,7 +121,7 @@ def test_saved_head_predicts_identically_and_refuses_another_encoder(encoders, t
     head.save(path)
     meta = read_metadata(path, kind="linear_head")
     assert meta["class_names"] == ["x", "y", "z"] and meta["encoder_hash"] == encoder_identity(a)
-    assert meta["tiling"] == {"tile": 128, "max_tiles": 4} and meta["package_version"] and meta["pooling"] == POOLING
+    assert meta["tiling"] == {"tile": 128, "max_tiles": 4} and meta["package_version"] and meta["pooling"] == FEATURES
     loaded = LinearHead.load(path, a)
     test = np.random.default_rng(5).normal(1.0, 1.0, (7, 512))
     np.testing.assert_array_equal(loaded.predict_proba(test), head.predict_proba(test))
@@ -127,6 +130,10 @@ def test_saved_head_predicts_identically_and_refuses_another_encoder(encoders, t
         LinearHead.load(path, b)
     assert str(err.value) == (f"{path}: was trained on encoder {encoder_identity(a)[:8]}, "
                               f"not on the loaded encoder {encoder_identity(b)[:8]}")
+    tensors, meta = head.state()
+    save_tensors(tmp_path / "old.safetensors", tensors, {**meta, "pooling": "layer3+layer4 mean+std"})
+    with pytest.raises(ModelFileError, match="trained on 'layer3\\+layer4 mean\\+std' features; .* train the head again"):
+        LinearHead.load(tmp_path / "old.safetensors", a)
     with pytest.raises(ModelFileError, match="is an encoder file, expected a linear_head"):
         from napari_nanowire_ssl.models.modelfile import save_encoder
 
@@ -188,10 +195,12 @@ def test_features_pool_mean_and_spread_of_layer3_and_layer4(encoders):
     image = np.random.default_rng(3).random((64, 128)).astype(np.float32)
     feats = image_features(a, [image], tile=64)
     norm = normalize(image)
+    views = [np.rot90(norm[:, 64 * (i % 2):][:, :64], i % 4) for i in range(8)]
+    views = np.stack([v[:, ::-1] if i >= 4 else v for i, v in enumerate(views)])
     with torch.inference_mode():
-        maps = a.forward_features(torch.from_numpy(np.stack([norm[:, :64], norm[:, 64:]])).unsqueeze(1))[-2:]
-    per_tile = torch.cat([s for m in maps for s in (m.mean((2, 3)), m.std((2, 3), correction=0))], 1)
+        maps = a.forward_features(torch.from_numpy(views).unsqueeze(1))[-2:]
+    per_view = torch.cat([s for m in maps for s in (m.mean((2, 3)), m.std((2, 3), correction=0))], 1)
     assert feats.shape == (1, 2 * (256 + 512))
-    np.testing.assert_allclose(feats[0], per_tile.mean(0).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(feats[0], per_view.mean(0).sqrt().numpy(), rtol=1e-5, atol=1e-6)
     assert np.isfinite(image_features(a, [image[:32, :32]])).all()  # 1 x 1 layer4 map: spread 0, not NaN
     assert not a.training  # taking features leaves the encoder's mode alone

@@ -38,13 +38,13 @@ def errors(monkeypatch):
 
 @pytest.fixture
 def encodes(monkeypatch):
-    """Number of images passed to the encoder."""
+    """Number of images encoded (``image_features`` encodes each image's views in one call)."""
     count = [0]
     real = features_module.encode_images
 
-    def counting(model, images, **kwargs):
-        count[0] += len(images)
-        return real(model, images, **kwargs)
+    def counting(model, views, **kwargs):
+        count[0] += 1
+        return real(model, views, **kwargs)
 
     monkeypatch.setattr(features_module, "encode_images", counting)
     return count

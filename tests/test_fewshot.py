@@ -1,4 +1,4 @@
-"""Image features (tiling policy) and the few-shot evaluation protocol."""
+"""Image features (tiling and orientation policy) and the few-shot evaluation protocol."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 
 from napari_nanowire_ssl.errors import NanowireSSLError
 from napari_nanowire_ssl.fewshot.evaluation import fewshot_accuracy
-from napari_nanowire_ssl.fewshot.features import PooledFeatures, image_features, tiles_of
+from napari_nanowire_ssl.fewshot.features import PooledFeatures, dihedral, image_features, tiles_of, views_of
 from napari_nanowire_ssl.models.encoder import Encoder, encode_images
 
 
@@ -23,7 +23,31 @@ def test_tiles_cover_the_centre_without_overlap():
     assert tiles_of(small, 256)[0] is small
 
 
-def test_features_are_the_mean_tile_embedding():
+def test_dihedral_gives_the_eight_orientations_of_the_square():
+    image = np.arange(12.0).reshape(3, 4)
+    turned = [dihedral(image, k) for k in range(8)]
+    assert np.array_equal(turned[0], image)
+    assert np.array_equal(turned[1], np.rot90(image)) and np.array_equal(turned[4], image[:, ::-1])
+    assert np.array_equal(turned[5], np.rot90(image)[:, ::-1]) and np.array_equal(dihedral(image, 9), turned[1])
+    assert len({t.tobytes() + bytes(t.shape) for t in turned}) == 8
+    assert all(t.flags.c_contiguous for t in turned)
+
+
+def test_views_show_every_tile_equally_often_in_turning_orientations():
+    rng = np.random.default_rng(0)
+    single = rng.random((100, 100))
+    views = views_of(single, 256, 16)  # smaller than a tile: one window in all 8 orientations
+    assert len(views) == 8 and all(np.array_equal(v, dihedral(single, k)) for k, v in enumerate(views))
+    image = rng.random((768, 256))  # 3 tiles -> 9 views, 3 per tile
+    tiles = tiles_of(image, 256, 16)
+    views = views_of(image, 256, 16)
+    assert len(views) == 9 and all(np.array_equal(v, dihedral(tiles[i % 3], i)) for i, v in enumerate(views))
+    big = rng.random((1024, 1024))  # 16 tiles: one view each, as many passes as without orientations
+    views = views_of(big, 256, 16)
+    assert len(views) == 16 and np.array_equal(views[11], dihedral(tiles_of(big, 256, 16)[11], 3))
+
+
+def test_features_are_the_root_mean_view_embedding_and_ignore_orientation():
     torch.manual_seed(0)
     encoder = Encoder("resnet18").eval()
     rng = np.random.default_rng(0)
@@ -32,8 +56,16 @@ def test_features_are_the_mean_tile_embedding():
     from napari_nanowire_ssl.io import normalize
 
     norm = normalize(big)
-    expected = encode_images(PooledFeatures(encoder), [norm[:, :128], norm[:, 128:]]).mean(0)
+    halves = [norm[:, :128], norm[:, 128:]]
+    views = [np.rot90(halves[i % 2], i % 4) for i in range(8)]
+    views = [v[:, ::-1] if i >= 4 else v for i, v in enumerate(views)]
+    expected = np.sqrt(encode_images(PooledFeatures(encoder), [v.copy() for v in views]).mean(0))
     np.testing.assert_allclose(feats[0], expected, rtol=1e-5, atol=1e-6)
+    # One window seen in all 8 orientations: turning or flipping the image changes nothing.
+    square = big[:, :128]
+    turned = image_features(encoder, [square, np.rot90(square), square[::-1]], tile=128)
+    np.testing.assert_allclose(turned[1:], turned[[0, 0]], rtol=1e-4, atol=1e-5)
+    assert not np.allclose(turned[0], image_features(encoder, [big[:, 128:]], tile=128)[0], rtol=1e-3)
     with pytest.raises(NanowireSSLError, match="tiny.png: is 16x16 px"):
         image_features(encoder, [np.zeros((16, 16))], names=["tiny.png"])
 

@@ -23,7 +23,7 @@ import torch
 
 from ..errors import ImageReadError, ModelFileError, NanowireSSLError
 from ..io import IMAGE_SUFFIXES, read_image
-from .features import DEFAULT_MAX_TILES, DEFAULT_TILE, POOLING, encoder_identity
+from .features import DEFAULT_MAX_TILES, DEFAULT_TILE, FEATURES, encoder_identity
 
 NOT_A_CLASS = "masks"
 
@@ -105,7 +105,7 @@ class LinearHead:
         tensors = {name: torch.from_numpy(np.ascontiguousarray(getattr(self, name), dtype=np.float64))
                    for name in ("mean", "scale", "coef", "intercept")}
         metadata = {"kind": "linear_head", "class_names": self.class_names, "encoder_hash": self.encoder_hash or "",
-                    "tiling": self.tiling, "pooling": POOLING, "c": self.c}
+                    "tiling": self.tiling, "pooling": FEATURES, "c": self.c}
         return tensors, metadata
 
     def save(self, path: str | os.PathLike) -> str:
@@ -122,9 +122,9 @@ class LinearHead:
         missing += [k for k in ("class_names", "encoder_hash", "tiling") if k not in meta]
         if missing:
             raise ModelFileError(f"{source}: linear head lacks {', '.join(missing)}: file corrupt or edited")
-        if meta.get("pooling") != POOLING:
+        if meta.get("pooling") != FEATURES:
             raise ModelFileError(f"{source}: was trained on {meta.get('pooling')!r} features; "
-                                 f"this version computes {POOLING!r} features, train the head again")
+                                 f"this version computes {FEATURES!r} features, train the head again")
         if encoder is not None and meta["encoder_hash"] != encoder_identity(encoder):
             raise ModelFileError(f"{source}: was trained on encoder {meta['encoder_hash'][:8] or '(unknown)'}, "
                                  f"not on the loaded encoder {encoder_identity(encoder)[:8]}")
