@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from napari_nanowire_ssl.models.decoder import SegmentationModel, UNetDecoder, pad_to_multiple
+from napari_nanowire_ssl.models.decoder import WIRE_PRIOR, SegmentationModel, UNetDecoder, pad_to_multiple
 from napari_nanowire_ssl.models.encoder import Encoder
 from napari_nanowire_ssl.models.modelfile import tensor_hash
 
@@ -36,6 +36,13 @@ def test_logits_have_the_input_size(encoder, size):
 def test_stage_widths_double_and_are_capped(encoder):
     decoder = UNetDecoder(encoder.feature_channels, width=16, max_width=32)
     assert [stage.convs[-1][0].out_channels for stage in decoder.stages] == [32, 32, 32, 16]  # strides 16..2
+
+
+def test_without_evidence_the_model_says_background(encoder):
+    """All last-stage features off (a region unlike any training pixel): the head's bias gives the prior."""
+    decoder = UNetDecoder(encoder.feature_channels, width=8)
+    assert torch.sigmoid(decoder.head(torch.zeros(1, 8, 4, 4))).flatten().tolist() == pytest.approx([WIRE_PRIOR] * 16)
+    assert WIRE_PRIOR < 0.5
 
 
 def test_encoder_is_frozen_and_stays_in_eval(encoder):

@@ -7,7 +7,6 @@ import torch
 from napari_nanowire_ssl.errors import ModelFileError, NanowireSSLError
 from napari_nanowire_ssl.fewshot.metrics import dice
 from napari_nanowire_ssl.fewshot.segment import (
-    MAX_POS_WEIGHT,
     SegmentationTrainer,
     dihedral,
     labels_from_mask,
@@ -48,24 +47,18 @@ def test_labels_from_mask():
     assert labels_from_mask(np.array([[0, 3], [255, 0]])).tolist() == [[1, 2], [2, 1]]
 
 
-def test_loss_ignores_unlabelled_pixels_and_weights_wires():
+def test_loss_ignores_unlabelled_pixels_and_balances_the_classes():
     labels = torch.tensor([[2, 1, 0, 0]])
     logits = torch.tensor([[1.0, -1.0, 5.0, -5.0]])
     other = torch.tensor([[1.0, -1.0, -9.0, 9.0]])  # differs on unlabelled pixels only
-    assert masked_loss(logits, labels, 1.0) == masked_loss(other, labels, 1.0)
-    assert masked_loss(logits, labels, 1.0) != masked_loss(torch.tensor([[0.0, -1.0, 5.0, -5.0]]), labels, 1.0)
-    # pos_weight scales the wire term of the BCE only: wrong wire -> more loss when weighted.
-    wrong_wire = torch.tensor([[-3.0, -3.0, 0.0, 0.0]])
-    assert masked_loss(wrong_wire, labels, 5.0) > masked_loss(wrong_wire, labels, 1.0)
-
-
-def test_positive_weight_is_the_clipped_class_ratio(encoder, samples):
-    trainer = make_trainer(encoder, samples[:1])
-    mask = samples[0].mask
-    assert trainer.pos_weight == pytest.approx(np.clip((~mask).sum() / mask.sum(), 1, MAX_POS_WEIGHT))
-    sparse = np.zeros(mask.shape, np.uint8)
-    sparse[0, :50], sparse[mask.nonzero()[0][0], mask.nonzero()[1][0]] = 1, 2
-    assert SegmentationTrainer(encoder, [samples[0].image], [sparse], crop=64).pos_weight == MAX_POS_WEIGHT
+    assert masked_loss(logits, labels) == masked_loss(other, labels)
+    assert masked_loss(logits, labels) != masked_loss(torch.tensor([[0.0, -1.0, 5.0, -5.0]]), labels)
+    # A wrong wire pixel weighs as much against one as against nine well-predicted background pixels
+    # (p = sigmoid(-30) adds nothing to the Dice term); unbalanced, nine would dilute it.
+    one = masked_loss(torch.tensor([[-2.0, -30.0]]), torch.tensor([[2, 1]]))
+    nine = masked_loss(torch.tensor([[-2.0] + [-30.0] * 9]), torch.tensor([[2] + [1] * 9]))
+    assert nine == pytest.approx(one.item(), rel=1e-6)
+    assert torch.isfinite(masked_loss(torch.tensor([[3.0, 2.0]]), torch.tensor([[2, 2]])))  # one class only
 
 
 def test_dihedral_gives_eight_distinct_exact_transforms():

@@ -4,10 +4,13 @@ Labels follow the plugin's convention: 0 = not labelled (ignored), 1 =
 background, 2 = nanowire. :func:`labels_from_mask` turns a full binary mask
 into such labels (every pixel labelled).
 
-Loss, on labelled pixels only: binary cross-entropy on the logits plus a soft
-Dice loss of the nanowire class. Wires are usually the minority, so positives
-get the BCE weight ``n_background / n_nanowire`` of the whole training set,
-clipped to [1, 10]: balanced without letting a few wire strokes dominate.
+Loss, on labelled pixels only: class-balanced binary cross-entropy on the
+logits (the mean over the batch's nanowire pixels and the mean over its
+background pixels, averaged) plus a soft Dice loss of the nanowire class.
+Balancing per batch suits full masks, where wires are the minority, and
+scribbles alike, where the painted proportions say little about the image:
+one weight for the whole training set (n_background / n_nanowire) made
+wires too thick from scribbles (docs/benchmarks.md, few-shot segmentation).
 
 Data: each image gets a fixed bank of ``crops_per_image`` crop origins,
 centred on randomly chosen labelled pixels (so every crop holds labels).
@@ -39,7 +42,6 @@ from ..models.encoder import Encoder
 from ..models.modelfile import load_tensors, save_tensors, tensor_hash
 
 UNLABELLED, BACKGROUND, NANOWIRE = 0, 1, 2
-MAX_POS_WEIGHT = 10.0
 RUNNING_LOSS_DECAY = 0.9  # exponential moving average of the loss, for choosing the best state
 
 
@@ -77,15 +79,15 @@ def dihedral(a: np.ndarray, t: int) -> np.ndarray:
     return np.ascontiguousarray(a[..., ::-1] if t >= 4 else a)
 
 
-def masked_loss(logits: torch.Tensor, labels: torch.Tensor, pos_weight: float) -> torch.Tensor:
-    """Weighted BCE + soft Dice (nanowire class) over pixels with labels 1 or 2; see the module docstring."""
+def masked_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Class-balanced BCE + soft Dice (nanowire class) over pixels with labels 1 or 2; see the module docstring."""
     logits = logits.float().reshape(-1)
     labels = labels.reshape(-1)
     valid = labels != UNLABELLED
     logits, target = logits[valid], (labels[valid] == NANOWIRE).float()
-    bce = F.binary_cross_entropy_with_logits(
-        logits, target, pos_weight=torch.tensor(pos_weight, device=logits.device)
-    )
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    wire = target == 1
+    bce = torch.stack([bce[mask].mean() for mask in (wire, ~wire) if mask.any()]).mean()
     p = torch.sigmoid(logits)
     dice = 1 - (2 * (p * target).sum() + 1) / (p.sum() + target.sum() + 1)
     return bce + dice
@@ -157,9 +159,6 @@ class SegmentationTrainer:
         decoder = decoder if decoder is not None else UNetDecoder(encoder.feature_channels, width=width)
         self.model = SegmentationModel(encoder, decoder, unfreeze_last_stage=unfreeze_last_stage).to(self.device)
         self.crop, self.batch_size = crop, batch_size
-        n_wire = sum(int((lab == NANOWIRE).sum()) for lab in self.labels)
-        n_background = sum(int((lab == BACKGROUND).sum()) for lab in self.labels)
-        self.pos_weight = float(np.clip(n_background / max(n_wire, 1), 1.0, MAX_POS_WEIGHT))
         self.rng = np.random.default_rng(seed)
         self.bank = [(i, origin) for i in range(len(self.images)) for origin in self._origins(i, crops_per_image)]
         self.cache: OrderedDict[tuple, list[torch.Tensor]] = OrderedDict()
@@ -228,7 +227,7 @@ class SegmentationTrainer:
         self.model.train()
         with autocast_context(self.device):
             logits = self.model.decode(features, (self.crop, self.crop))
-        loss = masked_loss(logits, labels, self.pos_weight)
+        loss = masked_loss(logits, labels)
         if not torch.isfinite(loss):
             raise NanowireSSLError(f"training diverged: loss is {loss.item()}; lower the learning rate")
         self.optimizer.zero_grad(set_to_none=True)
