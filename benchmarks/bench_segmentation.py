@@ -7,8 +7,9 @@ Prints markdown tables (progress goes to stderr):
 a. median Dice versus the number of fully labelled training images (1, 2, 4, 8)
    of synthetic dispersed + network images (256 px), tested on 8 held-out
    images of the same classes;
-b. median Dice from scribbles (short strokes along the wire skeleton = 2,
-   strokes on the background = 1) covering < 5 % of the pixels of 4 images;
+b. median Dice from scribbles (strokes along wire centre lines = 2, strokes
+   across open background and beside wires = 1; see :func:`scribbles`)
+   covering < 5 % of the pixels of 4 images, for 3 seeds of strokes and training;
 c. median Dice versus resolution (train and test at 128, 256, 512 px, 4 images);
 d. the ISBI 2012 EM set (membranes = label 0 = the "wire" class; train on
    images 00-03, test on 04-11, 512 px) and the synthetic set with 4 images:
@@ -44,6 +45,7 @@ from napari_nanowire_ssl.synth import generate
 ROOT = Path(__file__).resolve().parents[1]
 ISBI = ROOT.parent / "shared" / "data" / "real" / "isbi2012_em"
 MORPHS = ("network", "dispersed")
+SCRIBBLE_SEEDS = 3
 
 
 def log(*a):
@@ -107,38 +109,55 @@ def otsu_dice(test_images, truths):
     return [dice(normalize(im) < threshold_otsu(normalize(im)), t) for im, t in zip(test_images, truths)]
 
 
-def scribbles(mask: np.ndarray, rng, *, n_wire: int = 6, n_bg: int = 6, radius: int = 10) -> np.ndarray:
-    """Labels 0/1/2: ``n_wire`` skeleton pieces within ``radius`` px of random skeleton points
-    (thickened by 1 px, kept inside the wire) and ``n_bg`` straight 3 px wide background strokes."""
+def _disc(shape, y: int, x: int, radius: float) -> np.ndarray:
+    yy, xx = np.ogrid[:shape[0], :shape[1]]
+    return (yy - y) ** 2 + (xx - x) ** 2 <= radius ** 2
+
+
+def scribbles(mask: np.ndarray, rng, *, n_wire: int = 8, n_open: int = 6, n_edge: int = 6) -> np.ndarray:
+    """Labels 0/1/2 as a user paints them in the widget, on about 3.5 % of the pixels:
+
+    - ``n_wire`` nanowire strokes (2) along wire centre lines: the skeleton within 15 px of a random
+      skeleton point, 3 px wide and kept inside the wire (a fine brush on a thin wire);
+    - ``n_open`` background strokes (1) across open background with the widget's 5 px brush: straight,
+      up to 70 px, through a random point more than 4 px from any wire and ending where the line
+      comes within 4 px of one; the brush keeps more than 2 px away from wires;
+    - ``n_edge`` background strokes (1) beside a wire: the piece, within 12 px of a random point, of
+      the band more than 2 and at most 4 px from the nearest wire pixel (about 2 px wide), where a
+      user marks where a wire ends.
+
+    Background within 2 px of a wire is never labelled, nor are the edges of wires wider than 3 px.
+    """
     from scipy import ndimage as ndi
-    from skimage.draw import line
     from skimage.morphology import skeletonize
 
     h, w = mask.shape
     lab = np.zeros(mask.shape, np.uint8)
     skel = skeletonize(mask)
     ys, xs = np.nonzero(skel)
-    yy, xx = np.mgrid[:h, :w]
     stroke = np.zeros(mask.shape, bool)
     for k in rng.choice(ys.size, size=min(n_wire, ys.size), replace=False):
-        stroke |= skel & ((yy - ys[k]) ** 2 + (xx - xs[k]) ** 2 <= radius ** 2)
+        stroke |= skel & _disc(mask.shape, ys[k], xs[k], 15)
     lab[ndi.binary_dilation(stroke) & mask] = 2
-    far = ndi.distance_transform_edt(~mask) > 4
-    drawn = 0
-    for _ in range(200):
-        if drawn == n_bg:
-            break
-        y0, x0 = rng.integers(0, h), rng.integers(0, w)
-        angle = rng.uniform(0, np.pi)
-        y1 = int(np.clip(y0 + 2 * radius * np.sin(angle), 0, h - 1))
-        x1 = int(np.clip(x0 + 2 * radius * np.cos(angle), 0, w - 1))
-        rr, cc = line(y0, x0, y1, x1)
-        seg = np.zeros(mask.shape, bool)
-        seg[rr, cc] = True
-        seg = ndi.binary_dilation(seg)
-        if far[seg].all():
-            lab[seg] = 1
-            drawn += 1
+    dist = ndi.distance_transform_edt(~mask)
+    far = dist > 4
+    fy, fx = np.nonzero(far)
+    for k in rng.choice(fy.size, size=min(n_open, fy.size), replace=False):
+        angle = rng.uniform(0, 2 * np.pi)
+        line = np.zeros(mask.shape, bool)
+        for direction in (1, -1):
+            for r in range(35):
+                y = int(round(fy[k] + direction * r * np.sin(angle)))
+                x = int(round(fx[k] + direction * r * np.cos(angle)))
+                if not (0 <= y < h and 0 <= x < w) or not far[y, x]:
+                    break
+                line[y, x] = True
+        lab[ndi.binary_dilation(line, iterations=2) & (dist > 2)] = 1
+    band = (dist > 2) & (dist <= 4)
+    by, bx = np.nonzero(band)
+    for k in rng.choice(by.size, size=min(n_edge, by.size), replace=False):
+        pieces, _ = ndi.label(band & _disc(mask.shape, by[k], bx[k], 12))
+        lab[(pieces == pieces[by[k], bx[k]]) & (lab == 0)] = 1
     return lab
 
 
@@ -181,17 +200,23 @@ def main() -> int:
                   f"({steps} steps, 8 test images)**\n\n"
                   + table(["training images", "median Dice", "min Dice", "training s"], rows))
 
-    # b. Scribbles on 4 images.
-    rng = np.random.default_rng(args.seed)
-    labs = [scribbles(s.mask, rng) for s in pool[:4]]
-    covered = sum(int((lab != 0).sum()) for lab in labs) / sum(lab.size for lab in labs)
-    wire_cov = sum(int((lab == 2).sum()) for lab in labs) / sum(int(s.mask.sum()) for s in pool[:4])
-    model, secs, _ = train(encoder, [s.image for s in pool[:4]], labs, steps, args.seed)
-    d_scr = decoder_dice(model, [s.image for s in test], [s.mask for s in test])
-    log(f"b: scribbles {covered:.2%}: median Dice {med(d_scr)}")
-    tables.append("**b. Scribbles on 4 synthetic images (256 px)**\n\n" + table(
-        ["labelled pixels", "of the wire pixels", "median Dice", "min Dice", "full masks (a, 4 images)"],
-        [[f"{covered:.1%}", f"{wire_cov:.1%}", med(d_scr), f"{min(d_scr):.3f}", med(results_a[4])]]))
+    # b. Scribbles on 4 images: SCRIBBLE_SEEDS independent sets of strokes (and training seeds).
+    rows, d_scr, covered = [], [], 0.0
+    for k in range(SCRIBBLE_SEEDS):
+        seed = args.seed + k
+        rng = np.random.default_rng(seed)
+        labs = [scribbles(s.mask, rng) for s in pool[:4]]
+        cov = sum(int((lab != 0).sum()) for lab in labs) / sum(lab.size for lab in labs)
+        wire_cov = sum(int((lab == 2).sum()) for lab in labs) / sum(int(s.mask.sum()) for s in pool[:4])
+        model, secs, _ = train(encoder, [s.image for s in pool[:4]], labs, steps, seed)
+        d = decoder_dice(model, [s.image for s in test], [s.mask for s in test])
+        d_scr, covered = d_scr + d, max(covered, cov)
+        rows.append([seed, f"{cov:.1%}", f"{wire_cov:.1%}", med(d), f"{min(d):.3f}"])
+        log(f"b: scribbles seed {seed}, {cov:.2%} of the pixels: median Dice {med(d)}")
+    rows.append(["all", f"at most {covered:.1%}", "", med(d_scr), f"{min(d_scr):.3f}"])
+    tables.append(f"**b. Scribbles on 4 synthetic images (256 px, {steps} steps; full masks, a: "
+                  f"{med(results_a[4])})**\n\n" + table(
+                      ["seed", "labelled pixels", "of the wire pixels", "median Dice", "min Dice"], rows))
 
     # c. Dice versus resolution, 4 images.
     rows = []
@@ -268,7 +293,8 @@ def main() -> int:
     targets = [
         ["median Dice >= 0.90, 4 fully labelled synthetic images", med(results_a[4]),
          "met" if np.median(results_a[4]) >= 0.90 else "not met"],
-        [f"median Dice >= 0.85 from scribbles on < 5 % of pixels ({covered:.1%})", med(d_scr),
+        [f"median Dice >= 0.85 from scribbles on < 5 % of pixels (at most {covered:.1%}; "
+         f"{SCRIBBLE_SEEDS} seeds x 8 test images)", med(d_scr),
          "met" if np.median(d_scr) >= 0.85 and covered < 0.05 else "not met"],
         ["1024x1024 inference < 3 s on CPU (CLI default tiles)", f"{infer[512]:.2f} s",
          "met" if infer[512] < 3 else "not met"],
