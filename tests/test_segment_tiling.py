@@ -28,12 +28,13 @@ class Echo(nn.Module):
 
 @pytest.fixture(scope="module")
 def model():
-    """A briefly trained model: probabilities spread over [0, 1], as in real use."""
+    """A briefly trained model: probabilities spread over [0, 1], as in real use (after 25 steps the
+    head, which starts at the wire prior, still leaves 12 % of the pixels within 0.05 of 0.5)."""
     torch.manual_seed(0)
     sample = generate("network", size=128, seed=0)
     trainer = SegmentationTrainer(Encoder("resnet18").eval(), [sample.image], [labels_from_mask(sample.mask)],
                                   width=8, crop=64, crops_per_image=4, lr=3e-3)
-    list(trainer.steps(25))
+    list(trainer.steps(60))
     return trainer.restore_best()
 
 
@@ -61,7 +62,7 @@ def test_tiled_matches_one_whole_image_pass(model):
     diff = np.abs(tiled - whole)
     # Not exactly equal: near a tile border the network sees less context than in one pass
     # (its receptive field spans hundreds of px). Blending down-weights tile borders, so the
-    # differences stay small (measured: max 0.026, mean 0.0007) and flip no pixel's class.
+    # differences stay small (measured: max 0.038, mean 0.001) and flip few pixels (0.07 %).
     assert diff.max() < 0.05 and diff.mean() < 0.002
     assert np.mean((tiled > 0.5) != (whole > 0.5)) < 0.001
     # Without overlap the seams show: blending is what keeps the error small.
