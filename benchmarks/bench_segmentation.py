@@ -1,6 +1,7 @@
 """Few-label segmentation with the shipped default encoder: accuracy and speed on the CPU.
 
     .venv/bin/python benchmarks/bench_segmentation.py [--steps 150] [--threads 2]
+    .venv/bin/python benchmarks/bench_segmentation.py --big 8192 [--threads 1]
 
 Prints markdown tables (progress goes to stderr):
 
@@ -18,6 +19,10 @@ d. the ISBI 2012 EM set (membranes = label 0 = the "wire" class; train on
 e. speed: start of training to the first prediction of a 1024 x 1024 image
    after 20 steps, seconds per training step, inference time of a 1024 x 1024
    image (median of 3) and megapixels per second.
+
+``--big N`` only predicts an N x N uint8 image (a synthetic 1024 px network
+tiled) with the CLI's tiling and prints the time and the process's peak
+resident memory.
 
 Every training run uses the CLI's choices (SegmentationTrainer defaults,
 crop = min(256, image side), best running-loss state) and a fixed number of
@@ -171,16 +176,41 @@ def med(values) -> str:
     return f"{np.median(values):.3f}"
 
 
+def big_inference(encoder, side: int) -> None:
+    """Time and peak resident memory of predicting a ``side`` x ``side`` uint8 image (fresh decoder)."""
+    import resource
+
+    from napari_nanowire_ssl.fewshot.tiling import segment_image
+    from napari_nanowire_ssl.models.decoder import SegmentationModel, UNetDecoder
+
+    model = SegmentationModel(encoder, UNetDecoder(encoder.feature_channels)).eval()
+    tile = (generate("network", size=1024, seed=7).image * 255).astype(np.uint8)
+    image = np.tile(tile, (-(-side // 1024),) * 2)[:side, :side]
+
+    def peak_gib() -> float:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB on Linux
+
+    before = peak_gib()
+    t0 = time.perf_counter()
+    segment_image(model, image)
+    print(f"{side} x {side} uint8, 512 px tiles, {torch.get_num_threads()} torch threads: "
+          f"{time.perf_counter() - t0:.0f} s, peak RSS {peak_gib():.2f} GiB ({before:.2f} GiB before predicting)")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--big", type=int, metavar="N", help="only time an N x N prediction and its peak memory")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     t_start = time.perf_counter()
     encoder = resolve_encoder("default")
+    if args.big:
+        big_inference(encoder, args.big)
+        return 0
     steps = args.steps
     tables = []
 
