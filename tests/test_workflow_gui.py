@@ -43,9 +43,9 @@ def wait_for(qtbot, widget) -> None:
 
 
 def paint_strokes(layer, wire_mask: np.ndarray) -> None:
-    """Brush clicks as a user paints them (see :func:`brush_clicks`)."""
+    """Brush clicks as a user paints them (see :func:`brush_clicks`), background also near wires."""
     layer.brush_size = 3
-    for y, x, label in brush_clicks(wire_mask):
+    for y, x, label in brush_clicks(wire_mask, n=40, background_gap=4):
         layer.paint((y, x), label, refresh=False)
     layer.refresh()
 
@@ -82,16 +82,17 @@ def test_sample_to_percolation_csv_and_a_batch_run(make_napari_viewer, qtbot, no
     paint_strokes(scribbles, truth)
     painted = scribbles.data.copy()
     assert set(np.unique(painted)) == {0, 1, 2} and (painted > 0).mean() < 0.05
-    seg.n_steps.value, seg.preview_every.value, seg.batch_size.value = 30, 0, 2
+    seg.n_steps.value, seg.preview_every.value, seg.batch_size.value = 60, 0, 2
     click(qtbot, seg.train_button)
     wait_for(qtbot, seg)
-    assert seg.status.value.startswith("trained 30 steps"), seg.status.value
+    assert seg.status.value.startswith("trained 60 steps"), seg.status.value
     click(qtbot, seg.predict_button)
     wait_for(qtbot, seg)
     mask_layer = viewer.layers[f"{IMAGE} nanowires"]
     np.testing.assert_array_equal(scribbles.data, painted)  # the strokes are untouched
     dice = 2 * (mask_layer.data.astype(bool) & truth).sum() / (mask_layer.data.astype(bool).sum() + truth.sum())
-    assert dice > 0.5, dice  # 30 steps from 50 clicks: a rough but real segmentation
+    print(f"Dice after 60 steps from 80 brush clicks: {dice:.3f}")
+    assert dice > 0.6, dice  # a rough but real segmentation
 
     # 4 Analyse: the predicted mask, then the CSV.
     flow.setCurrentIndex(3)
