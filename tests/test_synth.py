@@ -265,3 +265,33 @@ def test_brush_clicks_land_inside_wires_and_well_away_from_them():
     assert all(gap[y, x] >= 8 for y, x, label in clicks if label == 1)
     with pytest.raises(ValueError, match="only 0 pixels qualify for label 2"):
         brush_clicks(np.zeros((16, 16), bool), n=1)
+
+
+def test_correction_strokes_paint_the_largest_errors_and_keep_the_strokes():
+    from napari_nanowire_ssl.synth.strokes import correction_strokes
+
+    mask = np.zeros((96, 96), bool)
+    mask[10:16, 5:90] = True  # wire A, predicted
+    mask[60:66, 5:90] = True  # wire B, missed by the prediction
+    prediction = mask.copy()
+    prediction[60:66] = False
+    prediction[30:50, 30:50] = True  # a 20 x 20 false blob, far from both wires
+    prediction[80:84, 80:84] = True  # a 16 px false speck: below min_pixels
+    labels = np.zeros(mask.shape, np.uint8)
+    labels[12:14, 20:40] = 2  # a stroke already painted
+    labels[40:45, 40:45] = 2  # deliberately wrong earlier stroke inside the blob: painted pixels stay
+    out = correction_strokes(prediction, mask, labels, n=3)
+    assert (out[labels != 0] == labels[labels != 0]).all()
+    added = (out != 0) & (labels == 0)
+    # the blob gets background within 12 px of its centre, nothing outside it
+    assert (out[added & prediction & ~mask] == 1).all() and (added & (out == 1)).sum() > 200
+    assert not (added & (out == 1) & ~prediction).any()
+    # the missed wire gets a wire stroke along its centre line, inside it, 3 px wide and 31 + 2 px long
+    stroke = added & (out == 2)
+    assert stroke.any() and mask[stroke].all() and (np.nonzero(stroke)[0] >= 60).all()
+    assert set(np.nonzero(stroke)[0]) <= {61, 62, 63, 64} and np.ptp(np.nonzero(stroke)[1]) == 32
+    # the speck and correct wire A are left alone; at most one stroke per region
+    assert not added[80:84, 80:84].any() and not added[:20].any()
+    # with n=1 only the largest region, the 510 px missed wire (the blob has 400 px), is corrected
+    one = correction_strokes(prediction, mask, labels, n=1)
+    assert ((one == 2) & (labels == 0)).sum() == stroke.sum() and not ((one == 1) & (labels == 0)).any()
