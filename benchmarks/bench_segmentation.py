@@ -255,7 +255,7 @@ def main() -> int:
                  [s.mask for s in test])
     do = otsu_dice([s.image for s in test], [s.mask for s in test])
     rows.append(["synthetic dispersed + network (256 px, 4 train, 8 test)", med(results_a[4]), med(dr), med(do)])
-    tables.append(f"**d. Against baselines (median Dice; same training pixels, same test images)**\n\n"
+    tables.append("**d. Against baselines (median Dice; same training pixels, same test images)**\n\n"
                   + table(["data", f"decoder, default encoder ({steps} steps)",
                            "random forest (50 trees, multiscale features)", "Otsu (dark = wire)"], rows))
 
