@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from napari_nanowire_ssl.models.modelfile import read_metadata
 from napari_nanowire_ssl.napari_plugin import pretrain_widget as module
 from napari_nanowire_ssl.napari_plugin.encoder_widget import EncoderWidget

@@ -9,7 +9,6 @@ a table has the same columns in the same order.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
