@@ -38,12 +38,12 @@ def errors(monkeypatch):
 
 @pytest.fixture
 def encodes(monkeypatch):
-    """Number of images encoded (``image_features`` encodes each image's views in one call)."""
+    """Number of images encoded (``image_features`` encodes an image's views in one call per scale)."""
     count = [0]
     real = features_module.encode_images
 
     def counting(model, views, **kwargs):
-        count[0] += 1
+        count[0] += 1 / len(features_module.SCALES)
         return real(model, views, **kwargs)
 
     monkeypatch.setattr(features_module, "encode_images", counting)

@@ -45,24 +45,60 @@ def test_views_show_every_tile_equally_often_in_turning_orientations():
     big = rng.random((1024, 1024))  # 16 tiles: one view each, as many passes as without orientations
     views = views_of(big, 256, 16)
     assert len(views) == 16 and np.array_equal(views[11], dihedral(tiles_of(big, 256, 16)[11], 3))
+    # Enlarged 2x: 128 px tiles (4 of them on a 256 px image) enlarged bilinearly to 256 px, corners kept.
+    image = rng.random((256, 256)).astype(np.float32)
+    views = views_of(image, 256, 16, scale=2)
+    assert len(views) == 8 and all(v.shape == (256, 256) and v.dtype == np.float32 for v in views)
+    first = views[0]
+    assert first[0, 0] == pytest.approx(image[0, 0]) and first[-1, -1] == pytest.approx(image[127, 127])
+    assert first[0, 255] == pytest.approx(image[0, 127])
+    assert first[0, 1] == pytest.approx(image[0, 0] + (image[0, 1] - image[0, 0]) * 127 / 255, rel=1e-5)
+    np.testing.assert_allclose(views[5], dihedral(views_of(image[:128, 128:], 256, 16, scale=2)[0], 5))  # tile 1
 
 
-def test_features_are_the_root_mean_view_embedding_and_ignore_orientation():
+def test_pooling_is_mean_std_and_max_of_layer3_and_layer4():
+    torch.manual_seed(0)
+    encoder = Encoder("resnet18").eval()
+    x = torch.rand(2, 1, 64, 96)
+    with torch.no_grad():
+        maps = encoder.forward_features(x)[-2:]
+        pooled = PooledFeatures(encoder).embed(x)
+        pair = PooledFeatures(encoder, ("mean", "std")).embed(x)
+    assert pooled.shape == (2, PooledFeatures(encoder).embedding_dim) == (2, 3 * (256 + 512))
+    l3 = maps[0].flatten(2)
+    torch.testing.assert_close(pooled[:, :256], l3.mean(2))
+    torch.testing.assert_close(pooled[:, 256:512], l3.std(2, correction=0))
+    torch.testing.assert_close(pooled[:, 512:768], l3.amax(2))
+    torch.testing.assert_close(pooled[:, -512:], maps[1].flatten(2).amax(2))
+    torch.testing.assert_close(pair, torch.cat([pooled[:, :512], pooled[:, 768:1792]], 1))
+    with pytest.raises(ValueError, match="unknown pooling statistics"):
+        PooledFeatures(encoder, ("median",))
+
+
+def test_features_are_the_root_mean_view_embedding_at_two_scales_and_ignore_orientation():
+    from scipy import ndimage
+
+    from napari_nanowire_ssl.io import normalize
+
     torch.manual_seed(0)
     encoder = Encoder("resnet18").eval()
     rng = np.random.default_rng(0)
     big = rng.random((128, 256)).astype(np.float32)
     feats = image_features(encoder, [big], tile=128)
-    from napari_nanowire_ssl.io import normalize
-
     norm = normalize(big)
-    halves = [norm[:, :128], norm[:, 128:]]
-    views = [np.rot90(halves[i % 2], i % 4) for i in range(8)]
-    views = [v[:, ::-1] if i >= 4 else v for i, v in enumerate(views)]
-    expected = np.sqrt(encode_images(PooledFeatures(encoder), [v.copy() for v in views]).mean(0))
-    np.testing.assert_allclose(feats[0], expected, rtol=1e-5, atol=1e-6)
-    # One window seen in all 8 orientations: turning or flipping the image changes nothing.
-    square = big[:, :128]
+
+    def root_mean(tiles):
+        views = [np.rot90(tiles[i % len(tiles)], i % 4) for i in range(max(8, len(tiles)))]
+        views = [v[:, ::-1] if i % 8 >= 4 else v for i, v in enumerate(views)]
+        return np.sqrt(encode_images(PooledFeatures(encoder), [v.copy() for v in views]).mean(0))
+
+    native = root_mean([norm[:, :128], norm[:, 128:]])  # two 128 px tiles
+    enlarged = root_mean([ndimage.zoom(norm[y:y + 64, x:x + 64], 2, order=1)  # eight 64 px tiles, enlarged
+                          for y in (0, 64) for x in (0, 64, 128, 192)])
+    assert feats.shape == (1, 2 * 3 * (256 + 512))
+    np.testing.assert_allclose(feats[0], np.concatenate([native, enlarged]), rtol=1e-5, atol=1e-6)
+    # One window seen in all 8 orientations at both scales: turning or flipping the image changes nothing.
+    square = big[:64, :64]
     turned = image_features(encoder, [square, np.rot90(square), square[::-1]], tile=128)
     np.testing.assert_allclose(turned[1:], turned[[0, 0]], rtol=1e-4, atol=1e-5)
     assert not np.allclose(turned[0], image_features(encoder, [big[:, 128:]], tile=128)[0], rtol=1e-3)

@@ -8,28 +8,39 @@ its native resolution (centred, at most ``max_tiles`` of them, spread evenly
 over the image); images smaller than a tile are one window. The instrument
 banner, when its height is known, should be cropped by the caller.
 
+Two scales: the image is seen at its native resolution and enlarged 2x
+(:data:`SCALES`; windows of ``tile / 2`` px cut the same way and enlarged
+bilinearly to ``tile``, so memory stays bounded on huge images). Enlarged,
+each wire is twice as wide for the encoder's filters and a window holds a
+quarter of the field of view: the two scales see fine structure and wider
+context differently (the length of a wire, its ends), which separates single
+wires from sparse dispersed ones better than either scale alone.
+
 Orientation: a micrograph's orientation carries no information (the encoder
 was pretrained to ignore it, but is not exactly invariant), so the windows
 are shown to the encoder in the 8 orientations of the square (quarter turns
 and flips, :func:`dihedral`): window ``i`` in orientation ``i mod 8``, the
 windows repeated until there are at least 8 views (:func:`views_of`). A
-256-px image thus costs 8 encoder passes, a 1024-px one 16 as without this,
-and an image's feature is the mean over its views, every window weighing the
-same. On 512-px images (4 windows) these 8 views score as well as all 32
-(every window in every orientation).
+256-px image thus costs 8 encoder passes per scale, a 1024-px one 16, and a
+scale's feature is the mean over its views, every window weighing the same.
+On 512-px images (4 windows) these 8 views score as well as all 32 (every
+window in every orientation).
 
-Pooling: a view's embedding (:class:`PooledFeatures`) is the mean and the
-standard deviation over positions of the ``layer3`` and ``layer4`` maps,
-concatenated (2 x (256 + 512) = 1536 values for a ResNet18). The standard
-deviation keeps how unevenly a pattern is spread (a bundle vs dispersed
-wires), ``layer3`` keeps finer texture than ``layer4``. The image's feature
-is the element-wise square root of the mean over views (power normalisation;
-every pooled value is >= 0 as the maps follow a ReLU): it makes the skewed,
-heavy-tailed pooled values closer to normal before the head standardises them.
+Pooling: a view's embedding (:class:`PooledFeatures`) is the mean, the
+standard deviation and the maximum over positions of the ``layer3`` and
+``layer4`` maps, concatenated (3 x (256 + 512) = 2304 values for a ResNet18).
+The standard deviation keeps how unevenly a pattern is spread (a bundle vs
+dispersed wires), the maximum whether a pattern occurs anywhere at all (a
+crossing, a wire end), ``layer3`` finer texture than ``layer4``. Each scale's
+feature is the element-wise square root of the mean over its views (power
+normalisation; every pooled value is >= 0 as the maps follow a ReLU): it
+makes the skewed, heavy-tailed pooled values closer to normal before the head
+standardises them. The image's feature is the two scales' concatenated
+(4608 values for a ResNet18).
 
-How this was chosen: few-shot accuracy on synthetic four-class sets (30 per
-class, 256 px) of seeds 99 and 2024, checked on seeds 31 and 4242, never on
-the benchmark's seed 1234; figures in ``docs/benchmarks.md``.
+How this was chosen: few-shot accuracy (100 random splits) on synthetic
+four-class sets (30 per class, 256 px) of seeds 99, 2024, 31 and 4242, never
+on the benchmark's seed 1234; figures in ``docs/benchmarks.md``.
 
 Caching: a frozen encoder gives the same features for the same pixels, so
 training a classifier again (other labels, other classes, another split) must
@@ -49,6 +60,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import ndimage
 from torch import nn
 
 from ..io.normalize import check_network_input, normalize
@@ -56,9 +68,11 @@ from ..models.encoder import encode_images
 
 DEFAULT_TILE = 256
 DEFAULT_MAX_TILES = 16
-POOLING = "layer3+layer4 mean+std"  # one view's pooling (PooledFeatures)
+STATISTICS = ("mean", "std", "max")  # over positions, of layer3 and layer4 (PooledFeatures)
+SCALES = (1, 2)
 # An image's feature (image_features): recorded in cache keys and head files.
-FEATURES = f"{POOLING}; mean over tiles x 8 dihedral views; square root"
+FEATURES = (f"layer3+layer4 {'+'.join(STATISTICS)}; mean over tiles x 8 dihedral views; square root; "
+            f"scales {' and '.join(f'{s}x' for s in SCALES)} concatenated")
 MIN_VIEWS = 8
 
 _IDENTITIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -78,21 +92,31 @@ def encoder_identity(encoder) -> str:
 
 
 class PooledFeatures(nn.Module):
-    """View of an encoder whose ``embed`` is this module's pooling, for :func:`encode_images`."""
+    """View of an encoder whose ``embed`` pools the ``layer3`` and ``layer4`` maps, for :func:`encode_images`.
 
-    def __init__(self, encoder) -> None:
+    ``statistics`` over positions, per map, in this order: any of ``mean``,
+    ``std`` and ``max``.
+    """
+
+    def __init__(self, encoder, statistics=STATISTICS) -> None:
         super().__init__()
+        unknown = set(statistics) - {"mean", "std", "max"}
+        if unknown:
+            raise ValueError(f"unknown pooling statistics {sorted(unknown)}")
         self.encoder = encoder
+        self.statistics = tuple(statistics)
         self.training = encoder.training  # encode_images restores this mode on the encoder too
 
     @property
     def embedding_dim(self) -> int:
-        return 2 * sum(self.encoder.feature_channels[-2:])
+        return len(self.statistics) * sum(self.encoder.feature_channels[-2:])
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        # correction=0: a 1 x 1 layer4 map (a 32-px tile) has spread 0, not NaN.
+        pool = {"mean": lambda m: m.mean(dim=(2, 3)),
+                "std": lambda m: m.std(dim=(2, 3), correction=0),  # a 1 x 1 map (32-px tile) has spread 0, not NaN
+                "max": lambda m: m.amax(dim=(2, 3))}
         maps = [m.float() for m in self.encoder.forward_features(x)[-2:]]
-        return torch.cat([s for m in maps for s in (m.mean(dim=(2, 3)), m.std(dim=(2, 3), correction=0))], dim=1)
+        return torch.cat([pool[s](m) for m in maps for s in self.statistics], dim=1)
 
 
 def tiles_of(image: np.ndarray, tile: int = DEFAULT_TILE, max_tiles: int = DEFAULT_MAX_TILES) -> list[np.ndarray]:
@@ -114,9 +138,16 @@ def dihedral(image: np.ndarray, k: int) -> np.ndarray:
     return np.ascontiguousarray(turned[:, ::-1] if k % 8 >= 4 else turned)
 
 
-def views_of(image: np.ndarray, tile: int = DEFAULT_TILE, max_tiles: int = DEFAULT_MAX_TILES) -> list[np.ndarray]:
-    """The tiles of ``image``, tile ``i % n`` in orientation ``i % 8``, each tile equally often, at least 8 views."""
-    tiles = tiles_of(image, tile, max_tiles)
+def views_of(image: np.ndarray, tile: int = DEFAULT_TILE, max_tiles: int = DEFAULT_MAX_TILES,
+             scale: int = 1) -> list[np.ndarray]:
+    """The tiles of ``image``, tile ``i % n`` in orientation ``i % 8``, each tile equally often, at least 8 views.
+
+    With ``scale`` > 1 the tiles are ``tile // scale`` px, enlarged ``scale``
+    times (bilinear): the image seen enlarged, one tile at a time.
+    """
+    tiles = tiles_of(image, tile // scale, max_tiles)
+    if scale != 1:
+        tiles = [ndimage.zoom(t, scale, order=1) for t in tiles]
     n = len(tiles) * -(-MIN_VIEWS // len(tiles))
     return [dihedral(tiles[i % len(tiles)], i) for i in range(n)]
 
@@ -178,7 +209,8 @@ class FeatureCache:
 
 def image_features(encoder, images, *, tile: int = DEFAULT_TILE, max_tiles: int = DEFAULT_MAX_TILES,
                    batch_size: int = 16, names=None, cache: FeatureCache | None = None) -> np.ndarray:
-    """(N, D) float32: square root of each image's mean pooled view features (see the module docstring).
+    """(N, D) float32: per scale, the square root of each image's mean pooled view features, scales
+    concatenated (see the module docstring).
 
     ``images`` may be any iterable (a generator reading files one by one, a
     tqdm bar); ``names`` (same order) name images in error messages. With a
@@ -192,8 +224,10 @@ def image_features(encoder, images, *, tile: int = DEFAULT_TILE, max_tiles: int 
         key = None if cache is None else cache.key(encoder, image, tile=tile, max_tiles=max_tiles)
         feature = None if cache is None else cache.get(key)
         if feature is None:
-            views = views_of(normalize(image, name=name), tile, max_tiles)
-            feature = np.sqrt(encode_images(pooled, views, batch_size=batch_size).mean(axis=0))
+            image = normalize(image, name=name)
+            feature = np.concatenate([
+                np.sqrt(encode_images(pooled, views_of(image, tile, max_tiles, scale), batch_size=batch_size).mean(0))
+                for scale in SCALES])
             if cache is not None:
                 cache.put(key, feature)
         out.append(feature)

@@ -39,13 +39,15 @@ import torch
 from torch import nn
 
 from ..errors import ModelFileError, NanowireSSLError
-from ..fewshot.features import POOLING, PooledFeatures, encoder_identity
+from ..fewshot.features import PooledFeatures, encoder_identity
 from ..models.encoder import Encoder, encode_images
 from ..models.modelfile import load_tensors, save_tensors
 
 MODALITIES = ("saxs", "sem")
 KIND = "pairvae"
 UPSAMPLINGS = 4  # the decoders start from an image_size / 16 grid
+STATISTICS = ("mean", "std")  # pooling of the layer3 and layer4 maps (PooledFeatures)
+POOLING = f"layer3+layer4 {'+'.join(STATISTICS)}"  # recorded in model files
 
 
 @dataclass
@@ -198,11 +200,11 @@ def other(modality: str) -> str:
 
 def image_features(encoder: Encoder, images: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
     """(N, feature_dim) pooled frozen-encoder features of (N, S, S) [0, 1] network inputs."""
-    return encode_images(PooledFeatures(encoder), list(np.asarray(images, np.float32)), batch_size=batch_size)
+    return encode_images(PooledFeatures(encoder, STATISTICS), list(np.asarray(images, np.float32)), batch_size=batch_size)
 
 
 def feature_dim(encoder: Encoder) -> int:
-    return PooledFeatures(encoder).embedding_dim
+    return PooledFeatures(encoder, STATISTICS).embedding_dim
 
 
 def as_output(probabilities: np.ndarray, target: str) -> np.ndarray:
