@@ -13,7 +13,7 @@ from PIL import Image
 from napari_nanowire_ssl.cli import main
 from napari_nanowire_ssl.cli.segment_cmd import read_labels
 from napari_nanowire_ssl.models.encoder import Encoder
-from napari_nanowire_ssl.models.modelfile import save_encoder
+from napari_nanowire_ssl.models.modelfile import read_metadata, save_encoder
 from napari_nanowire_ssl.synth import generate
 
 FAST = ["--epochs", "2", "--steps-per-epoch", "3", "--device", "cpu", "--tile", "96"]
@@ -63,7 +63,8 @@ def test_trains_and_writes_binary_masks(ws, tmp_path, capsys):
     assert segment(ws, "--train", ws / "train", "--predict", ws / "pred", "--out", out,
                    "--save-decoder", tmp_path / "dec.safetensors") == 0
     printed = capsys.readouterr().out
-    assert "trained on 2 images (0 as scribbles; 100.0% of pixels labelled), 6 steps" in printed
+    # full masks: nothing unlabelled, so no self-training
+    assert "trained on 2 images (0 as scribbles; 100.0% of pixels labelled), 6 steps + 0 self-training" in printed
     assert "segmented 3 images" in printed
     shapes = {"p1": (96, 96), "p2": (96, 128), "p3": (3, 64, 64)}
     for stem, shape in shapes.items():
@@ -100,8 +101,11 @@ def test_scribble_masks_are_accepted(ws, tmp_path, capsys):
     write_pair(tmp_path / "train", "s", sample, scribble)
     labels, is_scribble = read_labels(tmp_path / "train" / "masks" / "s.png")
     assert is_scribble and (labels == 0).sum() > 0.8 * labels.size
-    assert segment(ws, "--train", tmp_path / "train", "--predict", ws / "pred" / "p1.png", "--out", tmp_path / "o") == 0
-    assert "(1 as scribbles;" in capsys.readouterr().out
+    assert segment(ws, "--train", tmp_path / "train", "--predict", ws / "pred" / "p1.png", "--out", tmp_path / "o",
+                   "--self-training-steps", 2, "--save-decoder", tmp_path / "dec.safetensors") == 0
+    printed = capsys.readouterr().out
+    assert "(1 as scribbles;" in printed and "6 steps + 2 self-training steps" in printed
+    assert read_metadata(tmp_path / "dec.safetensors")["training"]["self_training_steps"] == 2
     assert tifffile.imread(tmp_path / "o" / "p1.tif").shape == (96, 96)
 
 
@@ -163,6 +167,9 @@ def test_decoder_of_another_encoder_is_refused(ws, tmp_path, capsys):
 def test_option_errors(ws, tmp_path, capsys):
     assert segment(ws, "--predict", ws / "pred", "--out", tmp_path / "o") == 2
     assert "give --train DIR" in capsys.readouterr().err
+    assert segment(ws, "--train", ws / "train", "--predict", ws / "pred", "--out", tmp_path / "o",
+                   "--self-training-steps", -1) == 2
+    assert "--self-training-steps: must be at least 0, got -1" in capsys.readouterr().err
     assert segment(ws, "--train", ws / "train", "--predict", ws / "pred" / "nope.png", "--out", tmp_path / "o") == 2
     assert "nope.png: no such file or folder" in capsys.readouterr().err
     twin = tmp_path / "twin"

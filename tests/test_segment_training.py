@@ -185,3 +185,50 @@ def test_feature_cache_is_bounded(encoder, samples):
     trainer = make_trainer(encoder, samples[:2], cache_mb=0.01)  # room for less than one batch
     losses = [e.loss for e in trainer.steps(4)]
     assert len(trainer.cache) == trainer.batch_size and all(np.isfinite(losses))
+
+
+def test_self_training_labels_confident_unpainted_pixels_and_keeps_the_strokes(encoder, samples, monkeypatch):
+    import napari_nanowire_ssl.fewshot.tiling as tiling
+
+    painted = np.zeros((128, 128), np.uint8)
+    painted[10:14, 10:60], painted[100:104, 10:60] = 2, 1
+    trainer = SegmentationTrainer(encoder, [samples[0].image], [painted], width=8, crop=64, crops_per_image=4)
+    probability = np.full((128, 128), 0.5, np.float32)
+    probability[:, :40] = 0.95  # confident wire (also over both strokes)
+    probability[:, 80:] = 0.05  # confident background
+    probability[:, 40:42] = 0.9  # not above the threshold: stays unlabelled
+    calls = []
+    monkeypatch.setattr(tiling, "predict_tiled", lambda model, image: calls.append(image) or probability)
+    list(trainer.steps(3))
+    assert trainer.best_loss < float("inf")
+    fraction = trainer.add_confident_labels()
+    labels = trainer.labels[0]
+    assert len(calls) == 1 and np.array_equal(calls[0], trainer.images[0])
+    assert np.array_equal(labels[painted != 0], painted[painted != 0])  # strokes unchanged, even the wrong one
+    unpainted = painted == 0
+    assert (labels[:, :40][unpainted[:, :40]] == 2).all() and (labels[:, 80:][unpainted[:, 80:]] == 1).all()
+    assert (labels[:, 40:80][unpainted[:, 40:80]] == 0).all()
+    assert fraction == pytest.approx(((labels != 0).sum()) / labels.size) and fraction == pytest.approx(
+        (40 * 128 + 48 * 128 + 2 * 4 * 20) / 128**2)  # + strokes in columns 40-59
+    assert trainer.painted[0] is not labels and np.array_equal(trainer.painted[0], painted)
+    assert trainer.best_loss == float("inf") and trainer.running_loss is None  # tracking restarts
+    assert all(trainer._crop(i, origin)[1].any() for i, origin in trainer.bank)
+    probability[:] = 0.5  # calling again starts from the strokes: nothing compounds
+    assert trainer.add_confident_labels() == pytest.approx((painted != 0).mean())
+    with pytest.raises(NanowireSSLError, match="0 <= background < wire <= 1, got 0.6, 0.4"):
+        trainer.add_confident_labels(wire=0.4, background=0.6)
+
+
+def test_steps_add_self_training_steps_only_when_pixels_are_unpainted(encoder, samples, monkeypatch):
+    added = []
+    monkeypatch.setattr(SegmentationTrainer, "add_confident_labels", lambda self: added.append(len(self.losses)))
+    painted = np.zeros((128, 128), np.uint8)
+    painted[10:14, 10:60], painted[100:104, 10:60] = 2, 1
+    strokes = SegmentationTrainer(encoder, [samples[0].image], [painted], width=8, crop=64, crops_per_image=2)
+    events = list(strokes.steps(3, self_training=2))
+    assert [(e.step, e.n_steps) for e in events] == [(k, 5) for k in range(5)] and added == [3]
+    full = make_trainer(encoder, samples[:1])  # every pixel labelled: nothing to add
+    assert not full.has_unpainted and strokes.has_unpainted
+    assert [e.n_steps for e in full.steps(2, self_training=5)] == [2, 2] and added == [3]
+    with pytest.raises(NanowireSSLError, match="self-training steps must be at least 0, got -1"):
+        next(full.steps(2, self_training=-1))

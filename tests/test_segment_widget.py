@@ -79,16 +79,20 @@ def test_train_predicts_into_own_layers_and_continues_from_the_decoder(make_napa
     scribbles.data = np.maximum(scribbles.data, strokes(sample.mask))
     painted = scribbles.data.copy()
 
-    widget.n_steps.value, widget.preview_every.value = 6, 3
-    previews, placeholders = [], []
+    widget.n_steps.value, widget.self_training.value, widget.preview_every.value = 6, 2, 3
+    previews, placeholders, statuses = [], [], []
 
     def train():
         widget.train()  # adds the output layers, hidden and empty, before training starts
         placeholders.extend((layer, layer.visible, layer.data.any()) for layer in viewer.layers[2:])
         widget.worker.yielded.connect(lambda item: item[1] is not None and previews.append(item[1]))
+        widget.worker.yielded.connect(lambda item: item[0] is not None and statuses.append(widget.status.value))
 
     run_and_wait(qtbot, widget, train)
-    assert errors == [] and len(previews) == 1 and previews[0].shape == (128, 128)
+    # 6 steps on the strokes, then 2 self-training steps; previews after steps 3 and 6.
+    assert [st.split(",")[0] for st in statuses] == [f"step {k}/8" for k in range(1, 7)] + [
+        "step 7/8 (self-training)", "step 8/8 (self-training)"]
+    assert errors == [] and len(previews) == 2 and previews[0].shape == (128, 128)
     prob = viewer.layers["wires nanowire probability"]
     mask = viewer.layers["wires nanowires"]
     assert placeholders == [(prob, False, False), (mask, False, False)]
@@ -99,12 +103,12 @@ def test_train_predicts_into_own_layers_and_continues_from_the_decoder(make_napa
     assert mask.data.dtype == np.uint8 and set(np.unique(mask.data)) <= {0, 1}
     np.testing.assert_array_equal(scribbles.data, painted)
     assert viewer.layers.selection.active is scribbles  # the brush layer stays selected
-    assert widget.progress.value == module.PROGRESS_MAX and widget.status.value.startswith("trained 6 steps")
+    assert widget.progress.value == module.PROGRESS_MAX and widget.status.value.startswith("trained 8 steps")
     # Outputs are not offered as inputs.
     assert widget.image.choices == (viewer.layers["wires"],) and widget.scribbles.choices == (scribbles,)
 
     decoder = widget.model.decoder
-    widget.n_steps.value = 3
+    widget.n_steps.value, widget.self_training.value = 3, 0
     run_and_wait(qtbot, widget, lambda: (widget.train(), setattr(widget, "continued", widget.trainer)))
     assert widget.continued.model.decoder is decoder and widget.model.decoder is decoder
     assert len(widget.continued.losses) == 3
@@ -239,7 +243,7 @@ def test_ui_stays_responsive_during_training(make_napari_viewer, qtbot, errors):
     """
     viewer, widget, sample = make_widget(make_napari_viewer, size=256)
     viewer.add_labels(strokes(sample.mask), name="strokes")
-    widget.n_steps.value, widget.preview_every.value = 4, 2
+    widget.n_steps.value, widget.self_training.value, widget.preview_every.value = 4, 0, 2
     ticks, layers = [], []
     timer = QTimer()
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))

@@ -82,7 +82,7 @@ def test_sample_to_percolation_csv_and_a_batch_run(make_napari_viewer, qtbot, no
     paint_strokes(scribbles, truth)
     painted = scribbles.data.copy()
     assert set(np.unique(painted)) == {0, 1, 2} and (painted > 0).mean() < 0.05
-    seg.n_steps.value, seg.preview_every.value, seg.batch_size.value = 60, 0, 2
+    seg.n_steps.value, seg.self_training.value, seg.preview_every.value, seg.batch_size.value = 60, 0, 0, 2
     click(qtbot, seg.train_button)
     wait_for(qtbot, seg)
     assert seg.status.value.startswith("trained 60 steps"), seg.status.value

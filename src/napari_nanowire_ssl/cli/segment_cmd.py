@@ -59,6 +59,9 @@ def register(subparsers) -> None:
     p.add_argument("--epochs", type=int, default=4, metavar="N", help="training epochs (default 4)")
     p.add_argument("--steps-per-epoch", type=int, default=50, metavar="K",
                    help="optimisation steps per epoch, 4 random crops each (default 50)")
+    p.add_argument("--self-training-steps", type=int, metavar="M",
+                   help="after the epochs, M more steps with the confident predictions on unlabelled pixels "
+                        "as labels (scribble masks only; default 100, 0 = off)")
     p.add_argument("--tile", type=int, default=512, metavar="PX",
                    help="inference window, a multiple of 32 px (default 512)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
@@ -175,11 +178,12 @@ def default_crop(images) -> int:
 
 
 def train(encoder, args, decoder_model, *, show: bool):
-    """Train (or continue training) the decoder on ``args.train``; returns (model, summary line)."""
+    """Train (or continue training) the decoder on ``args.train``; returns (model, summary line,
+    number of self-training steps done)."""
     import numpy as np
     from tqdm import tqdm
 
-    from ..fewshot.segment import BACKGROUND, NANOWIRE, SegmentationTrainer
+    from ..fewshot.segment import BACKGROUND, NANOWIRE, SELF_TRAINING_STEPS, SegmentationTrainer
 
     images, labels, names, n_scribble = load_training_set(args.train)
     n_steps = args.epochs * args.steps_per_epoch
@@ -189,18 +193,22 @@ def train(encoder, args, decoder_model, *, show: bool):
     t0 = time.perf_counter()
     trainer = SegmentationTrainer(encoder, images, labels, crop=default_crop(images), seed=args.seed,
                                   device=next(encoder.parameters()).device, **kwargs)
-    with tqdm(total=n_steps, unit="step", desc="training", file=sys.stderr, disable=not show) as bar:
-        for event in trainer.steps(n_steps):
+    wanted = SELF_TRAINING_STEPS if args.self_training_steps is None else args.self_training_steps
+    self_training = wanted if trainer.has_unpainted else 0
+    with tqdm(total=n_steps + self_training, unit="step", desc="training", file=sys.stderr, disable=not show) as bar:
+        for event in trainer.steps(n_steps, self_training=self_training):
             bar.update()
-            if (event.step + 1) % args.steps_per_epoch == 0:
+            if event.step >= n_steps:
+                bar.set_postfix(self_training=event.step + 1 - n_steps, loss=f"{trainer.running_loss:.3f}")
+            elif (event.step + 1) % args.steps_per_epoch == 0:
                 bar.set_postfix(epoch=(event.step + 1) // args.steps_per_epoch, loss=f"{trainer.running_loss:.3f}")
     model = trainer.restore_best()
     labelled = sum(int(np.isin(lab, (BACKGROUND, NANOWIRE)).sum()) for lab in labels)
     total = sum(lab.size for lab in labels)
     summary = (f"trained on {len(images)} images ({n_scribble} as scribbles; {labelled / total:.1%} of pixels "
-               f"labelled), {n_steps} steps in {time.perf_counter() - t0:.1f} s; best running loss "
-               f"{trainer.best_loss:.3f}")
-    return model, summary
+               f"labelled), {n_steps} steps + {self_training} self-training steps in "
+               f"{time.perf_counter() - t0:.1f} s; best running loss {trainer.best_loss:.3f}")
+    return model, summary, self_training
 
 
 def share_weights(model, dist) -> None:
@@ -227,6 +235,8 @@ def run(args) -> int:
         raise NanowireSSLError("--save-decoder: needs --train (a loaded decoder is saved already)")
     if args.epochs < 1 or args.steps_per_epoch < 1:
         raise NanowireSSLError("--epochs and --steps-per-epoch must be at least 1")
+    if args.self_training_steps is not None and args.self_training_steps < 0:
+        raise NanowireSSLError(f"--self-training-steps: must be at least 0, got {args.self_training_steps}")
     if args.tile < 32 or args.tile % 32:
         raise NanowireSSLError(f"--tile: must be a positive multiple of 32 px, got {args.tile}")
     me = ranks()
@@ -239,13 +249,14 @@ def run(args) -> int:
         model = load_decoder(args.decoder, encoder) if args.decoder is not None else None
     encoder_hash = encoder_identity(encoder)
     if args.train is not None:
-        model, summary = train(encoder, args, model, show=me.main)
+        model, summary, self_training = train(encoder, args, model, show=me.main)
         if me.main:
             print(summary)
             if args.save_decoder is not None:
                 args.save_decoder.parent.mkdir(parents=True, exist_ok=True)
                 save_decoder(model, args.save_decoder, encoder_hash=encoder_hash, training={
-                    "data": str(args.train), "steps": args.epochs * args.steps_per_epoch, "seed": args.seed,
+                    "data": str(args.train), "steps": args.epochs * args.steps_per_epoch,
+                    "self_training_steps": self_training, "seed": args.seed,
                     "continued_from": str(args.decoder or args.bundle or "") or None})
                 print(f"wrote {args.save_decoder}")
     args.out.mkdir(parents=True, exist_ok=True)

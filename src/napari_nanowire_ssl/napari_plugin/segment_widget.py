@@ -26,7 +26,7 @@ from qtpy.QtCore import QObject, Signal
 
 from ..errors import NanowireSSLError
 from ..fewshot.features import encoder_identity
-from ..fewshot.segment import SegmentationTrainer, check_labels, load_decoder, save_decoder
+from ..fewshot.segment import SELF_TRAINING_STEPS, SegmentationTrainer, check_labels, load_decoder, save_decoder
 from ..fewshot.tiling import predict_tiled, segment_image
 from ..models.decoder import STRIDE
 from ..session import session_for
@@ -80,6 +80,11 @@ class SegmentWidget(Container):
                                   tooltip="Labels layer of strokes: 2 = nanowire, 1 = background, 0 = unlabelled")
         self.new_scribbles_button = PushButton(text="New scribble layer")
         self.n_steps = SpinBox(label="steps", value=200, min=1, max=100_000)
+        self.self_training = SpinBox(
+            label="self-training steps", value=SELF_TRAINING_STEPS, min=0, max=100_000,
+            tooltip="After the steps on your strokes, this many more in which the unpainted pixels the model "
+                    "is sure about (probability above 0.9 or below 0.1) count as labels. Your strokes are not "
+                    "changed. 0 = off")
         self.batch_size = SpinBox(label="batch size", value=self.session.settings.batch_size, min=1, max=256)
         self.preview_every = SpinBox(label="preview every (steps, 0 = off)", value=20, min=0, max=100_000)
         self.device = device_combo(self.session)
@@ -101,7 +106,7 @@ class SegmentWidget(Container):
             self.help,
             Container(widgets=[self.image, self.scribbles]),
             self.new_scribbles_button,
-            Container(widgets=[self.n_steps, self.batch_size, self.preview_every, self.device]),
+            Container(widgets=[self.n_steps, self.self_training, self.batch_size, self.preview_every, self.device]),
             Container(widgets=[self.train_button, self.stop_button], layout="horizontal", labels=False),
             self.progress, self.status,
             Container(widgets=[self.predict_button, self.predict_all_button], layout="horizontal", labels=False),
@@ -245,17 +250,19 @@ class SegmentWidget(Container):
             show_error(str(exc))
             return
         self._add_placeholders(layer, image.shape)
-        worker = _train(self.trainer, image, self.n_steps.value, self.preview_every.value, self._stop)
-        worker.yielded.connect(lambda item: self._on_step(layer, *item))
+        n_steps, self_training = self.n_steps.value, self.self_training.value if self.trainer.has_unpainted else 0
+        worker = _train(self.trainer, image, n_steps, self_training, self.preview_every.value, self._stop)
+        worker.yielded.connect(lambda item: self._on_step(layer, n_steps, *item))
         worker.returned.connect(lambda result: self._on_trained(layer, result))
-        self._start(worker, f"training on '{layer.name}'…", total=self.n_steps.value)
+        self._start(worker, f"training on '{layer.name}'…", total=n_steps + self_training)
 
-    def _on_step(self, layer, event, prob) -> None:
+    def _on_step(self, layer, n_steps: int, event, prob) -> None:
         if prob is not None:
             self._show(layer, prob)
             return
         self._set_progress(event.fraction)
-        self.status.value = f"step {event.step + 1}/{event.n_steps}, loss {event.loss:.4f}"
+        phase = " (self-training)" if event.step >= n_steps else ""
+        self.status.value = f"step {event.step + 1}/{event.n_steps}{phase}, loss {event.loss:.4f}"
 
     def _on_trained(self, layer, result) -> None:
         trainer = self.trainer
@@ -399,14 +406,16 @@ class SegmentWidget(Container):
 
 
 @thread_worker(start_thread=False)
-def _train(trainer, image: np.ndarray, n_steps: int, preview_every: int, stop: threading.Event):
-    """Generator worker: yields ``(event, None)`` per step and ``(None, probability)`` every
-    ``preview_every`` steps; returns ``(probability, mask)`` of the best model, None when stopped."""
-    for event in trainer.steps(n_steps):
+def _train(trainer, image: np.ndarray, n_steps: int, self_training: int, preview_every: int,
+           stop: threading.Event):
+    """Generator worker: yields ``(event, None)`` per step (``self_training`` steps after ``n_steps``) and
+    ``(None, probability)`` every ``preview_every`` steps; returns ``(probability, mask)`` of the best
+    model, None when stopped."""
+    for event in trainer.steps(n_steps, self_training=self_training):
         yield event, None
         if stop.is_set():
             break
-        if preview_every and (event.step + 1) % preview_every == 0 and event.step + 1 < n_steps:
+        if preview_every and (event.step + 1) % preview_every == 0 and event.step + 1 < event.n_steps:
             prob = predict_tiled(trainer.model, image, should_stop=stop.is_set)
             if prob is not None:
                 yield None, prob
