@@ -198,7 +198,8 @@ def test_self_training_labels_confident_unpainted_pixels_and_keeps_the_strokes(e
     probability[:, 80:] = 0.05  # confident background
     probability[:, 40:42] = 0.9  # not above the threshold: stays unlabelled
     calls = []
-    monkeypatch.setattr(tiling, "predict_tiled", lambda model, image: calls.append(image) or probability)
+    monkeypatch.setattr(tiling, "predict_tiled", lambda model, image, should_stop: calls.append(image) or (
+        None if should_stop and should_stop() else probability))
     list(trainer.steps(3))
     assert trainer.best_loss < float("inf")
     fraction = trainer.add_confident_labels()
@@ -217,11 +218,16 @@ def test_self_training_labels_confident_unpainted_pixels_and_keeps_the_strokes(e
     assert trainer.add_confident_labels() == pytest.approx((painted != 0).mean())
     with pytest.raises(NanowireSSLError, match="0 <= background < wire <= 1, got 0.6, 0.4"):
         trainer.add_confident_labels(wire=0.4, background=0.6)
+    # Stopped while predicting: nothing changes, and the training steps end there.
+    before = trainer.labels[0]
+    assert trainer.add_confident_labels(should_stop=lambda: True) is None and trainer.labels[0] is before
+    assert len(list(trainer.steps(2, self_training=3, should_stop=lambda: True))) == 2
 
 
 def test_steps_add_self_training_steps_only_when_pixels_are_unpainted(encoder, samples, monkeypatch):
     added = []
-    monkeypatch.setattr(SegmentationTrainer, "add_confident_labels", lambda self: added.append(len(self.losses)))
+    monkeypatch.setattr(SegmentationTrainer, "add_confident_labels",
+                        lambda self, should_stop: added.append(len(self.losses)) or 0.5)
     painted = np.zeros((128, 128), np.uint8)
     painted[10:14, 10:60], painted[100:104, 10:60] = 2, 1
     strokes = SegmentationTrainer(encoder, [samples[0].image], [painted], width=8, crop=64, crops_per_image=2)

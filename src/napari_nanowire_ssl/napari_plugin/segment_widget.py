@@ -411,7 +411,7 @@ def _train(trainer, image: np.ndarray, n_steps: int, self_training: int, preview
     """Generator worker: yields ``(event, None)`` per step (``self_training`` steps after ``n_steps``) and
     ``(None, probability)`` every ``preview_every`` steps; returns ``(probability, mask)`` of the best
     model, None when stopped."""
-    for event in trainer.steps(n_steps, self_training=self_training):
+    for event in trainer.steps(n_steps, self_training=self_training, should_stop=stop.is_set):
         yield event, None
         if stop.is_set():
             break
