@@ -178,3 +178,11 @@ def test_option_errors(ws, tmp_path, capsys):
     assert segment(ws, "--train", ws / "train", "--predict", ws / "pred" / "p1.png", twin / "p1.png",
                    "--out", tmp_path / "o") == 2
     assert "both would be written to" in capsys.readouterr().err
+
+
+def test_help_states_the_self_training_default(capsys):
+    from napari_nanowire_ssl.fewshot.segment import SELF_TRAINING_STEPS
+
+    with pytest.raises(SystemExit):
+        main(["segment", "--help"])
+    assert f"default {SELF_TRAINING_STEPS}, 0 = off" in " ".join(capsys.readouterr().out.split())
