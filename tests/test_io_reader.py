@@ -151,3 +151,23 @@ def test_network_size_check_and_folder_listing(tmp_path):
     (tmp_path / "sub").mkdir()
     with pytest.raises(ImageReadError, match=r"sub: folder holds no image files"):
         list_images([tmp_path / "sub"])
+
+
+def test_folder_trees_are_listed_recursively_without_mask_folders(tmp_path):
+    """The layout `nanowire-ssl synth` writes (and class sub-folders) lists its images only."""
+    for rel in ("network/b.png", "network/a.tif", "dispersed/deep/c.jpg", "images/d.png",
+                "masks/d.png", "network/labels/a.tif", "overlays/a.png", ".hidden/e.png", "notes.txt"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    said = []
+    files = list_images([tmp_path], report=said.append)
+    assert [p.relative_to(tmp_path).as_posix() for p in files] == [
+        "dispersed/deep/c.jpg", "images/d.png", "network/a.tif", "network/b.png"]
+    assert said == [f"{tmp_path}: found 4 image files in 3 folders"]
+    # A mask folder named on the command line is read: only sub-folders are skipped.
+    assert [p.name for p in list_images([tmp_path / "masks"], what="mask")] == ["d.png"]
+    empty = tmp_path / "empty" / "masks"
+    empty.mkdir(parents=True)
+    (empty / "m.png").write_bytes(b"x")
+    with pytest.raises(ImageReadError, match=r"empty: folder holds no image files .*sub-folders included"):
+        list_images([tmp_path / "empty"])

@@ -44,7 +44,7 @@ def run(args) -> int:
     from ..io import list_images, read_image
     from ..ssl.pretrain import Pretrainer, PretrainConfig
 
-    files = list_images(args.inputs)
+    files = list_images(args.inputs, report=lambda line: print(line, file=sys.stderr))
     images = []
     for f in files:
         data = read_image(f).data

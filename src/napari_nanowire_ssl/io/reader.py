@@ -84,20 +84,47 @@ def read_image(path: str | Path) -> TEMImage:
     return TEMImage(np.ascontiguousarray(data, dtype=np.float32), pixel_size, path, meta)
 
 
-def list_images(paths, *, what: str = "image", suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
-    """Expand files and folders (non-recursive, sorted) into files with one of ``suffixes``."""
+# Sub-folders that hold masks, labels or results rather than micrographs: a folder
+# tree is searched for images without them (a path given by name is always read).
+NON_IMAGE_FOLDERS = frozenset({"masks", "labels", "overlays"})
+
+
+def list_images(paths, *, what: str = "image", suffixes: tuple[str, ...] = IMAGE_SUFFIXES,
+                report=None) -> list[Path]:
+    """Expand files and folder trees into files with one of ``suffixes``.
+
+    Folders are searched recursively in sorted order, skipping hidden folders
+    and :data:`NON_IMAGE_FOLDERS`; a folder without any such file is an error.
+    ``report`` (e.g. ``print``) is told how many files each folder gave.
+    """
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.suffix.lower() in suffixes)
+            found = _files_under(p, suffixes)
             if not found:
-                raise ImageReadError(f"{p}: folder holds no {what} files ({', '.join(suffixes)})")
+                raise ImageReadError(f"{p}: folder holds no {what} files ({', '.join(suffixes)}), "
+                                     f"sub-folders included")
+            if report is not None:
+                folders = len({f.parent for f in found})
+                where = f" in {folders} folders" if folders > 1 else ""
+                report(f"{p}: found {len(found)} {what} files{where}")
             files.extend(found)
         elif p.exists():
             files.append(p)
         else:
             raise ImageReadError(f"{p}: no such file or folder")
     return files
+
+
+def _files_under(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    found = []
+    for entry in sorted(folder.iterdir()):
+        if entry.is_dir():
+            if not entry.name.startswith(".") and entry.name.lower() not in NON_IMAGE_FOLDERS:
+                found.extend(_files_under(entry, suffixes))
+        elif entry.suffix.lower() in suffixes and not entry.name.startswith("."):
+            found.append(entry)
+    return found
 
 
 def _read_tiff(path: Path):
