@@ -171,3 +171,29 @@ def test_folder_trees_are_listed_recursively_without_mask_folders(tmp_path):
     (empty / "m.png").write_bytes(b"x")
     with pytest.raises(ImageReadError, match=r"empty: folder holds no image files .*sub-folders included"):
         list_images([tmp_path / "empty"])
+
+
+def test_tiff_pages_and_samples_follow_the_files_own_layout(tmp_path):
+    """Gray stacks of 3-5 images, however written, read as stacks; colour stays colour."""
+    import tifffile
+
+    rng = np.random.default_rng(0)
+    stack = rng.integers(0, 255, (5, 40, 50), dtype=np.uint8)
+    for n in (3, 4, 5):
+        # What tifffile.imwrite writes for (3|4, H, W) without options: one page of separate sample planes.
+        layout = {"photometric": "rgb", "planarconfig": "separate"} if n < 5 else {}
+        tifffile.imwrite(tmp_path / f"shaped{n}.tif", stack[:n], **layout)
+        with tifffile.TiffWriter(tmp_path / f"pages{n}.tif") as tif:  # one series per page
+            for page in stack[:n]:
+                tif.write(page)
+        for name in (f"shaped{n}.tif", f"pages{n}.tif"):
+            np.testing.assert_array_equal(read_image(tmp_path / name).data, stack[:n], err_msg=name)
+    # Contiguous (chunky) RGB whose channels differ is a colour picture: refused.
+    tifffile.imwrite(tmp_path / "colour.tif", stack[:3].transpose(1, 2, 0), photometric="rgb")
+    with pytest.raises(ImageReadError, match=r"colour.tif: RGB colour image whose channels differ in 100%"):
+        read_image(tmp_path / "colour.tif")
+    # Separate planes that are equal are a gray image saved as RGB.
+    tifffile.imwrite(tmp_path / "gray.tif", np.stack([stack[0]] * 3), photometric="rgb", planarconfig="separate")
+    image = read_image(tmp_path / "gray.tif")
+    assert image.data.shape == (40, 50)
+    np.testing.assert_array_equal(image.data, stack[0])

@@ -132,13 +132,16 @@ def _read_tiff(path: Path):
 
     try:
         with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            data = series.asarray()
-            axes = series.axes
+            data, axes, planar = _tiff_pixels(tif)
             pixel_size = _tiff_pixel_size(tif)
     except Exception as exc:  # tifffile raises many types for corrupt files
         raise ImageReadError(f"{path}: cannot be read as TIFF, truncated or corrupt ({first_line(exc)})") from None
     meta = {"format": "TIFF", "axes": axes, "dtype": str(data.dtype)}
+    if "S" in axes and planar and not _equal_channels(np.moveaxis(data, axes.index("S"), -1)):
+        # Separate planes that differ are how tifffile and others write a
+        # gray stack of 3 or 4 images without ImageJ metadata: keep them as one.
+        meta["axes"] = axes = axes.replace("S", "I")
+        meta["planes"] = "separate samples read as a stack"
     if "S" in axes:
         if axes.index("S") != len(axes) - 1:
             data = np.moveaxis(data, axes.index("S"), -1)
@@ -147,6 +150,34 @@ def _read_tiff(path: Path):
     if data.ndim == 3 and data.shape[0] == 1:
         data = data[0]
     return data, pixel_size, meta
+
+
+def _tiff_pixels(tif):
+    """The pixels of a TIFF, its axes and whether its samples are separate planes.
+
+    Pages written one by one with their own shape descriptions form one series
+    each: when they all share shape and type they are the pages of one stack,
+    never just the first page.
+    """
+    series = tif.series
+    first = series[0]
+    page = first.keyframe
+    planar = page.samplesperpixel > 1 and page.planarconfig == 2
+    if len(series) > 1 and first.ndim == 2 and all(
+            s.shape == first.shape and s.dtype == first.dtype for s in series):
+        return np.stack([s.asarray() for s in series]), "I" + first.axes, planar
+    return first.asarray(), first.axes, planar
+
+
+def _equal_channels(rgb: np.ndarray) -> bool:
+    """Whether at most :data:`MAX_COLOUR_FRACTION` of pixels have differing R, G, B."""
+    return _colour_fraction(rgb) <= MAX_COLOUR_FRACTION
+
+
+def _colour_fraction(data: np.ndarray) -> float:
+    rgb = data[..., :3]
+    differs = (rgb[..., 0] != rgb[..., 1]) | (rgb[..., 0] != rgb[..., 2])
+    return float(differs.mean())
 
 
 def _tiff_pixel_size(tif) -> float | None:
@@ -220,8 +251,7 @@ def _grayscale(data: np.ndarray, path: Path, meta: dict) -> np.ndarray:
     rgb = data[..., :3]
     if samples == 4:
         meta["dropped"] = "alpha"
-    differs = (rgb[..., 0] != rgb[..., 1]) | (rgb[..., 0] != rgb[..., 2])
-    fraction = float(differs.mean())
+    fraction = _colour_fraction(rgb)
     if fraction > MAX_COLOUR_FRACTION:
         kind = "RGBA" if samples == 4 else "RGB"
         raise ImageReadError(
