@@ -14,6 +14,8 @@ ignored.
 
 from __future__ import annotations
 
+import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,13 +132,17 @@ def _files_under(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
 def _read_tiff(path: Path):
     import tifffile
 
-    try:
-        with tifffile.TiffFile(path) as tif:
-            data, axes, planar = _tiff_pixels(tif)
-            pixel_size = _tiff_pixel_size(tif)
-    except Exception as exc:  # tifffile raises many types for corrupt files
-        raise ImageReadError(f"{path}: cannot be read as TIFF, truncated or corrupt ({first_line(exc)})") from None
+    with _LibraryLog("tifffile") as log:
+        try:
+            with tifffile.TiffFile(path) as tif:
+                data, axes, planar = _tiff_pixels(tif)
+                pixel_size = _tiff_pixel_size(tif)
+        except Exception as exc:  # tifffile raises many types for corrupt files
+            reason = log.messages[0] if log.messages else first_line(exc)
+            raise ImageReadError(f"{path}: cannot be read as TIFF, truncated or corrupt ({reason})") from None
     meta = {"format": "TIFF", "axes": axes, "dtype": str(data.dtype)}
+    if log.messages:
+        meta["reader_warnings"] = log.messages
     if "S" in axes and planar and not _equal_channels(np.moveaxis(data, axes.index("S"), -1)):
         # Separate planes that differ are how tifffile and others write a
         # gray stack of 3 or 4 images without ImageJ metadata: keep them as one.
@@ -150,6 +156,34 @@ def _read_tiff(path: Path):
     if data.ndim == 3 and data.shape[0] == 1:
         data = data[0]
     return data, pixel_size, meta
+
+
+class _LibraryLog(logging.Handler):
+    """Collects what a library logs while a file is read, instead of printing it.
+
+    A damaged file then gives our one-line error with the library's reason in
+    it, and nothing else on the terminal.
+    """
+
+    def __init__(self, name: str):
+        super().__init__(logging.DEBUG)
+        self.logger = logging.getLogger(name)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = re.sub(r"^<[^>]*>\s*", "", record.getMessage().strip())  # '<tifffile.TiffPages @8> invalid...'
+        self.messages.append(first_line(Exception(text)))
+
+    def __enter__(self):
+        self._propagate = self.logger.propagate
+        self.logger.addHandler(self)
+        self.logger.propagate = False
+        return self
+
+    def __exit__(self, *exc):
+        self.logger.removeHandler(self)
+        self.logger.propagate = self._propagate
+        return False
 
 
 def _tiff_pixels(tif):
