@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="nanowire-guide-"))
     viewer = napari.Viewer(title="napari: nanowire workflow")
-    viewer.window._qt_window.resize(*WINDOW)
+    viewer.window.resize(*WINDOW)
     flow = WorkflowWidget(viewer)
     viewer.window.add_dock_widget(flow, name="Nanowire workflow", area="right")
 

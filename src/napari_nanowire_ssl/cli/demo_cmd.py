@@ -55,7 +55,7 @@ def run_gui(screenshot: Path | None = None) -> int:
     if screenshot is None:
         napari.run()
         return 0
-    viewer.window._qt_window.resize(1500, 950)
+    viewer.window.resize(1500, 950)
     from qtpy.QtWidgets import QApplication
 
     for _ in range(20):  # let the dock lay itself out before the picture

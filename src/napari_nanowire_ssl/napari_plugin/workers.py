@@ -68,7 +68,8 @@ _BY_VIEWER: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def viewer_workers(viewer) -> _ViewerWorkers:
     """The worker registry of ``viewer`` (created, with its close filter, on first use)."""
     if viewer not in _BY_VIEWER:
-        _BY_VIEWER[viewer] = _ViewerWorkers(viewer.window._qt_window)
+        # The menu bar's top-level widget is the main window: public napari and Qt API only.
+        _BY_VIEWER[viewer] = _ViewerWorkers(viewer.window.main_menu.window())
     return _BY_VIEWER[viewer]
 
 
