@@ -56,6 +56,8 @@ UNLABELLED, BACKGROUND, NANOWIRE = 0, 1, 2
 RUNNING_LOSS_DECAY = 0.9  # exponential moving average of the loss, for choosing the best state
 SELF_TRAINING_STEPS = 100  # default steps on confident predictions after those on the strokes
 CONFIDENT_WIRE, CONFIDENT_BACKGROUND = 0.9, 0.1  # wire probabilities taken as labels when self-training
+MODELS = ("auto", "filters", "filters+encoder", "decoder")
+DEFAULT_MODEL = "auto"  # pixel classifiers on filters (+ encoder), chosen on held-out labels
 
 
 def labels_from_mask(mask: np.ndarray) -> np.ndarray:
@@ -83,6 +85,46 @@ def _check_classes(labels: list[np.ndarray]) -> None:
         raise NanowireSSLError("only nanowire pixels (label 2) are painted: paint some background (label 1) too")
     if not wire:
         raise NanowireSSLError("only background pixels (label 1) are painted: paint some nanowire (label 2) too")
+
+
+def training_data(images, labels) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Normalised 2D images and uint8 labels, checked (one-line errors naming the image)."""
+    if len(images) != len(labels):
+        raise NanowireSSLError(f"got {len(images)} images but {len(labels)} label arrays")
+    if not images:
+        raise NanowireSSLError("no images to train on")
+    out_images, out_labels = [], []
+    for i, (image, lab) in enumerate(zip(images, labels)):
+        image, lab = np.asarray(image), np.asarray(lab)
+        name = f"image {i}"
+        if image.ndim != 2:
+            raise NanowireSSLError(f"{name}: expected a 2D grayscale image, got shape {image.shape}")
+        check_network_input(image, name=name)
+        check_labels(image, lab, name=name)
+        out_images.append(normalize(image, name=name))
+        out_labels.append(lab.astype(np.uint8))
+    _check_classes(out_labels)
+    return out_images, out_labels
+
+
+def make_trainer(encoder: Encoder, images: list[np.ndarray], labels: list[np.ndarray], *,
+                 model: str = DEFAULT_MODEL, previous=None, seed: int = 0, device="cpu", crop: int = 256, **kwargs):
+    """The trainer every caller uses: :data:`MODELS` ``auto`` (the default) trains the pixel classifiers
+    of :mod:`.pixel_classifier` and keeps the one that validates better on held-out labels; ``filters``
+    or ``filters+encoder`` trains that one; ``decoder`` the U-Net decoder (:class:`SegmentationTrainer`,
+    ``kwargs`` go to it). ``previous``: a model loaded from a file, trained on (its kind wins)."""
+    from .pixel_classifier import KINDS, PixelClassifier, PixelTrainer
+
+    if model not in MODELS:
+        raise NanowireSSLError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
+    if isinstance(previous, SegmentationModel) or (previous is None and model == "decoder"):
+        if previous is not None:
+            kwargs.update(decoder=previous.decoder, unfreeze_last_stage=previous.unfreeze_last_stage)
+        return SegmentationTrainer(encoder, images, labels, seed=seed, device=device, crop=crop, **kwargs)
+    images, labels = training_data(images, labels)
+    kinds = KINDS if model == "auto" else (model,)
+    return PixelTrainer(encoder, images, labels, kinds=kinds, seed=seed, device=device,
+                        previous=previous if isinstance(previous, PixelClassifier) else None)
 
 
 def dihedral(a: np.ndarray, t: int) -> np.ndarray:
@@ -147,25 +189,11 @@ class SegmentationTrainer:
         crops_per_image: int = 8,
         cache_mb: float = 1024,
     ):
-        if len(images) != len(labels):
-            raise NanowireSSLError(f"got {len(images)} images but {len(labels)} label arrays")
-        if not images:
-            raise NanowireSSLError("no images to train on")
         if crop < STRIDE or crop % STRIDE:
             raise NanowireSSLError(f"crop must be a positive multiple of {STRIDE} px, got {crop}")
         if batch_size < 1:
             raise NanowireSSLError(f"batch size must be at least 1, got {batch_size}")
-        self.images, self.painted = [], []
-        for i, (image, lab) in enumerate(zip(images, labels)):
-            image, lab = np.asarray(image), np.asarray(lab)
-            name = f"image {i}"
-            if image.ndim != 2:
-                raise NanowireSSLError(f"{name}: expected a 2D grayscale image, got shape {image.shape}")
-            check_network_input(image, name=name)
-            check_labels(image, lab, name=name)
-            self.images.append(normalize(image, name=name))
-            self.painted.append(lab.astype(np.uint8))
-        _check_classes(self.painted)
+        self.images, self.painted = training_data(images, labels)
         self.labels = list(self.painted)  # what the loss sees: painted, plus confident ones when self-training
         self.device = select_device(device)
         self.encoder_hash = tensor_hash(encoder.state_dict())
@@ -321,6 +349,10 @@ class SegmentationTrainer:
             self.best_loss = self.running_loss
             self._best = {k: v.detach().clone() for k, v in self.model.trainable_state().items()}
 
+    def choice_line(self) -> str:
+        """One line for the status bar and the CLI summary (as :meth:`.pixel_classifier.PixelTrainer.choice_line`)."""
+        return "model: decoder (U-Net on the encoder maps, not validated)"
+
     def best_state(self) -> dict[str, torch.Tensor]:
         """Trainable tensors at the lowest running loss so far (the current ones before any step)."""
         if self._best is None:
@@ -333,20 +365,26 @@ class SegmentationTrainer:
         return self.model.eval()
 
 
-def decoder_state(model: SegmentationModel, *, encoder_hash: str, training: dict | None = None) -> tuple[dict, dict]:
-    """``(tensors, metadata)`` of a ``decoder`` model file (also embedded in bundles)."""
+def decoder_state(model, *, encoder_hash: str, training: dict | None = None) -> tuple[dict, dict]:
+    """``(tensors, metadata)`` of a ``decoder`` model file (also embedded in bundles) of a
+    :class:`SegmentationModel` (``"model": "unet"``) or a pixel classifier (``"model": "pixels"``)."""
+    from .pixel_classifier import PixelClassifier
+
+    if isinstance(model, PixelClassifier):
+        config = {**model.config, "validation": getattr(model, "validation", {})}
+    else:
+        config = {"model": "unet", **model.decoder.config, "unfreeze_last_stage": model.unfreeze_last_stage}
     metadata = {
         "kind": "decoder",
-        **model.decoder.config,
+        **config,
         "backbone": model.encoder.backbone,
-        "unfreeze_last_stage": model.unfreeze_last_stage,
         "encoder_hash": encoder_hash,
         "training": training or {},
     }
     return model.trainable_state(), metadata
 
 
-def save_decoder(model: SegmentationModel, path: str | Path, *, encoder_hash: str, training: dict | None = None) -> str:
+def save_decoder(model, path: str | Path, *, encoder_hash: str, training: dict | None = None) -> str:
     """Write the trained part of ``model`` as a ``decoder`` model file; return its content hash.
 
     ``encoder_hash`` is :func:`tensor_hash` of the encoder's state dict the
@@ -356,13 +394,32 @@ def save_decoder(model: SegmentationModel, path: str | Path, *, encoder_hash: st
     return save_tensors(path, *decoder_state(model, encoder_hash=encoder_hash, training=training))
 
 
-def decoder_from_state(tensors: dict, meta: dict, encoder: Encoder, *, source: str) -> SegmentationModel:
-    """Rebuild the :class:`SegmentationModel` of :func:`decoder_state` output on ``encoder`` (in eval mode).
+def model_description(model) -> str:
+    """What a loaded or trained segmentation model is, in a few words (with its validation Dice)."""
+    validation = getattr(model, "validation", {})
+    kind = getattr(model, "kind", "decoder")
+    if kind in validation:
+        return f"{kind} (validation Dice {validation[kind]:.3f})"
+    return kind
 
-    Refuses, in one line naming ``source``, an encoder other than the one the
-    decoder was trained on (another backbone is named as such).
+
+def decoder_from_state(tensors: dict, meta: dict, encoder: Encoder, *, source: str):
+    """Rebuild the model of :func:`decoder_state` output on ``encoder`` (in eval mode).
+
+    Files written before the pixel classifiers (no ``model`` entry) hold a
+    U-Net decoder and still load. Refuses, in one line naming ``source``, an
+    encoder other than the one the decoder was trained on (another backbone is
+    named as such), and a ``model`` this version does not know.
     """
-    missing = [k for k in ("encoder_channels", "width", "max_width", "encoder_hash") if k not in meta]
+    from .pixel_classifier import PixelClassifier
+
+    kind = meta.get("model", "unet")
+    if kind not in ("unet", "pixels"):
+        raise ModelFileError(f"{source}: holds a segmentation model of type {kind!r}, unknown to this version of "
+                             "the plugin; update the plugin or train again")
+    needed = ("encoder_channels", "width", "max_width") if kind == "unet" else ("use_encoder", "hidden",
+                                                                                "components", "sigmas")
+    missing = [k for k in (*needed, "encoder_hash") if k not in meta]
     if missing:
         raise ModelFileError(f"{source}: metadata lacks {', '.join(missing)}: file corrupt or edited")
     trained_on = meta.get("backbone", "?")
@@ -374,8 +431,13 @@ def decoder_from_state(tensors: dict, meta: dict, encoder: Encoder, *, source: s
             f"{source}: this decoder was trained on another encoder ({trained_on}, hash "
             f"{meta['encoder_hash'][:12]}); load the encoder it was trained with"
         )
-    decoder = UNetDecoder(meta["encoder_channels"], width=meta["width"], max_width=meta["max_width"])
-    model = SegmentationModel(encoder, decoder, unfreeze_last_stage=bool(meta.get("unfreeze_last_stage", False)))
+    if kind == "unet":
+        decoder = UNetDecoder(meta["encoder_channels"], width=meta["width"], max_width=meta["max_width"])
+        model = SegmentationModel(encoder, decoder, unfreeze_last_stage=bool(meta.get("unfreeze_last_stage", False)))
+    else:
+        model = PixelClassifier(encoder, use_encoder=bool(meta["use_encoder"]), hidden=int(meta["hidden"]),
+                                components=list(meta["components"]), sigmas=tuple(meta["sigmas"]))
+        model.validation = dict(meta.get("validation", {}))
     model = model.to(next(encoder.parameters()).device)
     expected = model.trainable_state()
     if set(tensors) != set(expected) or any(tensors[k].shape != expected[k].shape for k in expected):
@@ -385,7 +447,7 @@ def decoder_from_state(tensors: dict, meta: dict, encoder: Encoder, *, source: s
     return model.eval()
 
 
-def load_decoder(path: str | Path, encoder: Encoder) -> SegmentationModel:
-    """Rebuild the :class:`SegmentationModel` of a decoder file on ``encoder`` (see :func:`decoder_from_state`)."""
+def load_decoder(path: str | Path, encoder: Encoder):
+    """Rebuild the segmentation model of a decoder file on ``encoder`` (see :func:`decoder_from_state`)."""
     tensors, meta = load_tensors(path, kind="decoder")
     return decoder_from_state(tensors, meta, encoder, source=str(path))

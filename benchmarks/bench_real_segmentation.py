@@ -1,0 +1,177 @@
+"""Segmentation on the real image sets with expert masks, beside the classical peers.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_real_segmentation.py \
+        [--sets isbi2012_em emps_particles deepsem_nanomembranes] [--shots 1 2 4 8 scribbles] \
+        [--seeds 0 1 2] [--methods ours random rf otsu] [--model auto]
+
+For every set (:mod:`real_sets`: ISBI 2012 membranes, EMPS particles,
+DeepSEM nanomembranes at half size) and seed, one split: the test images are
+the same for every method and every number of labelled images. Training on 1,
+2, 4, 8 fully labelled images (``N`` = shots; more than a set has left are
+skipped), and on ``scribbles``: simulated strokes (``synth.strokes.scribbles``,
+stroke counts scaled to the image area, < 5 % of the pixels) on the 4 images
+of the 4-shot split. Methods:
+
+- ``ours``: the plugin's pipeline with its defaults (``fewshot.segment.make_trainer``,
+  ``--model``, the CLI's 200 steps + self-training on scribbles) and the shipped encoder;
+- ``random``: the same with a random-weight encoder of the same backbone;
+- ``rf``: random forest on multiscale filters (``peers.rf_dice``);
+- ``otsu``: Otsu's threshold, polarity from the training labels.
+
+Prints, per set, the median Dice over all test images of all seeds (and the
+kinds the pipeline chose), then the target rows: ours >= RF + 0.05 at 4
+images and from scribbles. Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from peers import otsu_dice, otsu_polarity, rf_dice, rf_features  # noqa: E402
+from real_sets import SETS, load_set, splits  # noqa: E402
+
+from napari_nanowire_ssl.fewshot.metrics import dice  # noqa: E402
+from napari_nanowire_ssl.fewshot.segment import SELF_TRAINING_STEPS, labels_from_mask, make_trainer  # noqa: E402
+from napari_nanowire_ssl.fewshot.tiling import predict_tiled  # noqa: E402
+from napari_nanowire_ssl.models.default import load_default_encoder  # noqa: E402
+from napari_nanowire_ssl.models.encoder import Encoder  # noqa: E402
+from napari_nanowire_ssl.synth.strokes import scribbles  # noqa: E402
+
+STEPS = 200  # the CLI's default (4 epochs x 50 steps)
+SCRIBBLE_SHOTS = 4
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def scribble_labels(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``synth.strokes.scribbles`` with its 256 px stroke counts scaled to the image area."""
+    scale = max(1.0, mask.size / 256**2)
+    return scribbles(mask, rng, n_wire=int(round(8 * scale)), n_open=int(round(6 * scale)),
+                     n_edge=int(round(6 * scale)))
+
+
+def ours(encoder, images, labels, tests, truths, *, model: str, steps: int, seed: int):
+    t0 = time.perf_counter()
+    trainer = make_trainer(encoder, images, labels, model=model, seed=seed, device="cpu",
+                           crop=min(256, -(-max(max(im.shape) for im in images) // 32) * 32))
+    self_training = SELF_TRAINING_STEPS if trainer.has_unpainted else 0
+    for _ in trainer.steps(steps, self_training=self_training):
+        pass
+    net = trainer.restore_best()
+    secs = time.perf_counter() - t0
+    d = [dice(predict_tiled(net, im) > 0.5, t) for im, t in zip(tests, truths)]
+    return d, getattr(net, "kind", "decoder"), secs
+
+
+def table(header, rows) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
+    p.add_argument("--shots", nargs="+", default=["1", "2", "4", "8", "scribbles"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--methods", nargs="+", default=["ours", "random", "rf", "otsu"],
+                   choices=["ours", "random", "rf", "otsu"])
+    p.add_argument("--model", default="auto", help="the pipeline's model (fewshot.segment.MODELS)")
+    p.add_argument("--steps", type=int, default=STEPS)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    t_start = time.perf_counter()
+    encoders = {"ours": load_default_encoder().eval()}
+    if "random" in args.methods:
+        torch.manual_seed(0)
+        encoders["random"] = Encoder(encoders["ours"].backbone).eval()
+    rf_cache: dict[int, np.ndarray] = {}
+
+    def cached_features(image):
+        key = id(image)
+        if key not in rf_cache:
+            rf_cache[key] = rf_features(image).astype(np.float32)
+        return rf_cache[key]
+
+    out = []
+    verdicts = []
+    for name in args.sets:
+        images, masks, _ = load_set(name)
+        results = defaultdict(list)  # (shots, method) -> Dice of every test image of every seed
+        chosen, seconds, coverage = defaultdict(Counter), defaultdict(list), []
+        for seed in args.seeds:
+            rf_cache.clear()
+            for shots in args.shots:
+                n = SCRIBBLE_SHOTS if shots == "scribbles" else int(shots)
+                try:
+                    train, test = splits(name, n, seed)
+                except ValueError as exc:
+                    log(f"{name} seed {seed} {shots}: skipped ({exc})")
+                    continue
+                tr_images, tests = [images[i] for i in train], [images[i] for i in test]
+                truths = [masks[i] for i in test]
+                if shots == "scribbles":
+                    rng = np.random.default_rng([seed, 7])
+                    labels = [scribble_labels(masks[i], rng) for i in train]
+                    coverage.append(sum(int((lab != 0).sum()) for lab in labels) / sum(lab.size for lab in labels))
+                else:
+                    labels = [labels_from_mask(masks[i]) for i in train]
+                for method in args.methods:
+                    t0 = time.perf_counter()
+                    if method in encoders:
+                        d, kind, _ = ours(encoders[method], tr_images, labels, tests, truths, model=args.model,
+                                          steps=args.steps, seed=seed)
+                        chosen[(shots, method)][kind] += 1
+                    elif method == "rf":
+                        d = rf_dice(tr_images, labels, tests, truths, seed=seed, features=cached_features)
+                    else:
+                        d = otsu_dice(tests, truths, dark=otsu_polarity(tr_images, labels))
+                    seconds[(shots, method)].append(time.perf_counter() - t0)
+                    results[(shots, method)] += d
+                    log(f"{name} seed {seed} {shots}: {method} median Dice {np.median(d):.3f} "
+                        f"({time.perf_counter() - t0:.0f} s) {dict(chosen[(shots, method)]) if method in encoders else ''}")
+        rows = []
+        for shots in args.shots:
+            if not any((shots, m) in results for m in args.methods):
+                continue
+            row = [shots if shots != "scribbles" else f"scribbles on 4 images ({max(coverage):.1%} of pixels at most)"]
+            for m in args.methods:
+                d = results.get((shots, m))
+                row.append("" if not d else f"{np.median(d):.3f}")
+            kinds = chosen.get((shots, "ours"))
+            row.append(", ".join(f"{k} x{c}" for k, c in kinds.items()) if kinds else "")
+            row.append(" / ".join(f"{np.median(seconds[(shots, m)]):.0f}" for m in args.methods
+                                  if (shots, m) in seconds))
+            rows.append(row)
+            if shots in ("4", "scribbles") and {"ours", "rf"} <= set(args.methods):
+                o, r = np.median(results[(shots, "ours")]), np.median(results[(shots, "rf")])
+                verdicts.append([name, shots, f"{o:.3f}", f"{r:.3f}", f"{o - r:+.3f}",
+                                 "met" if o >= r + 0.05 else "not met"])
+        n_test = len(splits(name, 1, args.seeds[0])[1])
+        out.append(f"**{name}** (median Dice over {n_test} test images x {len(args.seeds)} seeds "
+                   f"{args.seeds})\n\n" + table(["labelled images", *args.methods, "model chosen (ours)",
+                                                 "seconds per run (" + " / ".join(args.methods) + ")"], rows))
+    if verdicts:
+        out.append("**Targets: ours >= random forest + 0.05**\n\n"
+                   + table(["set", "labels", "ours", "random forest", "difference", "verdict"], verdicts))
+    print("\n\n".join(out))
+    print(f"\nMachine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} thread(s), CPU only; model {args.model}, {args.steps} steps; "
+          f"total {time.perf_counter() - t_start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,380 @@
+"""Per-pixel classifiers on classical filters (and encoder features), chosen on the user's own labels.
+
+The napari-convpaint / ilastik approach, in torch so that it runs on the GPU
+and inside the tiled inference: every pixel is described by the
+:class:`~.filters.FilterBank` responses at full resolution (standardised on
+the training pixels), optionally plus the encoder's five feature maps, each
+reduced by a fixed PCA (whitened, :data:`COMPONENTS` components, fitted on the
+training pixels) and upsampled bilinearly; a small MLP (two hidden layers of
+:data:`HIDDEN` units, 1x1 convolutions) maps them to a nanowire logit. The
+first layer is linear, so it is applied to each encoder map at its own
+resolution and the result upsampled: exact, and no full-resolution copy of
+hundreds of encoder channels is ever made.
+
+Training (:class:`PixelTrainer`) draws up to :data:`MAX_PIXELS` labelled
+pixels, and Adam minimises the binary cross-entropy on batches of
+:data:`BATCH_PIXELS` of them. Candidates (:data:`KINDS`: ``filters`` and
+``filters+encoder`` by default) train side by side on the labelled pixels
+outside a random quarter of :data:`BLOCK` px blocks; after half the steps the
+candidate with the higher Dice on the held-out blocks is chosen (the user's
+own labels decide: encoder features help on some images and hurt on others,
+docs/benchmarks.md) and trains on all the labelled pixels for the rest.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..errors import NanowireSSLError
+from ..io.normalize import check_network_input, normalize
+from ..models.decoder import pad_to_multiple
+from ..models.device import select_device
+from ..models.encoder import Encoder
+from .filters import SIGMAS, FilterBank
+from .segment import BACKGROUND, CONFIDENT_BACKGROUND, CONFIDENT_WIRE, NANOWIRE, UNLABELLED, SegmentEvent
+
+KINDS = ("filters", "filters+encoder")
+HIDDEN = 32  # units per hidden layer
+COMPONENTS = 16  # PCA components kept per encoder map
+MAX_PIXELS = 60_000  # labelled pixels sampled for training (all of them when fewer)
+BATCH_PIXELS = 4096
+BLOCK = 64  # px: validation holds out whole blocks, so neighbours of training pixels rarely validate
+VALIDATION_FRACTION = 0.25
+LR, WEIGHT_DECAY = 3e-3, 1e-4
+
+
+class PixelClassifier(nn.Module):
+    """``(B, 1, H, W)`` images in [0, 1] -> ``(B, 1, H, W)`` nanowire logits; see the module docstring.
+
+    ``encoder`` is kept (frozen) in every case, so that model files and
+    bundles tie the classifier to the encoder it was trained beside; it is
+    run only when ``use_encoder``.
+    """
+
+    def __init__(self, encoder: Encoder, *, use_encoder: bool, hidden: int = HIDDEN,
+                 components: list[int] | None = None, sigmas=SIGMAS):
+        super().__init__()
+        self.encoder = encoder
+        self.encoder.requires_grad_(False)
+        self.use_encoder, self.hidden = bool(use_encoder), int(hidden)
+        self.filters = FilterBank(sigmas)
+        n = self.filters.out_channels
+        self.register_buffer("filter_mean", torch.zeros(n))
+        self.register_buffer("filter_std", torch.ones(n))
+        self.first = nn.Conv2d(n, hidden, 1)
+        self.components = [int(k) for k in (components or [min(COMPONENTS, c) for c in encoder.feature_channels])]
+        if self.use_encoder:
+            for level, (c, k) in enumerate(zip(encoder.feature_channels, self.components)):
+                self.register_buffer(f"pca_mean{level}", torch.zeros(c))
+                self.register_buffer(f"pca{level}", torch.zeros(k, c))
+            self.levels = nn.ModuleList(nn.Conv2d(k, hidden, 1, bias=False) for k in self.components)
+        self.body = nn.Sequential(nn.ReLU(), nn.Conv2d(hidden, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, 1, 1))
+        self.unfreeze_last_stage = False  # the encoder never trains here
+
+    @property
+    def kind(self) -> str:
+        return "filters+encoder" if self.use_encoder else "filters"
+
+    @property
+    def config(self) -> dict:
+        return {"model": "pixels", "use_encoder": self.use_encoder, "hidden": self.hidden,
+                "components": self.components, "sigmas": list(self.filters.sigmas)}
+
+    def train(self, mode: bool = True) -> PixelClassifier:
+        super().train(mode)
+        self.encoder.eval()
+        return self
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """Everything but the encoder (learnt weights, standardisation and PCA)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("encoder.")}
+
+    def _projected(self, level: int, m: torch.Tensor) -> torch.Tensor:
+        """First-layer contribution of encoder map ``level`` at its own resolution."""
+        pca = getattr(self, f"pca{level}")
+        z = F.conv2d(m.float() - getattr(self, f"pca_mean{level}").view(1, -1, 1, 1), pca[:, :, None, None])
+        return self.levels[level](z)
+
+    def head(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.body(hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim == 3:
+            x = x.unsqueeze(1)
+        f = (self.filters(x) - self.filter_mean.view(1, -1, 1, 1)) / self.filter_std.view(1, -1, 1, 1)
+        h = self.first(f)
+        if self.use_encoder:
+            padded, (hh, ww) = pad_to_multiple(x)
+            for level, m in enumerate(self.encoder.forward_features(padded)):
+                up = F.interpolate(self._projected(level, m), size=padded.shape[-2:], mode="bilinear",
+                                   align_corners=False)
+                h = h + up[..., :hh, :ww]
+        return self.body(h)
+
+    def pixel_logits(self, filters: torch.Tensor, encoder_feats: list[torch.Tensor] | None) -> torch.Tensor:
+        """Logits ``(N,)`` of sampled pixels from their raw filter vectors ``(N, C)`` and encoder vectors."""
+        f = (filters - self.filter_mean) / self.filter_std
+        h = self.first(f[:, :, None, None])
+        if self.use_encoder:
+            for level, e in enumerate(encoder_feats):
+                h = h + self._projected(level, e[:, :, None, None])
+        return self.body(h).reshape(-1)
+
+    @torch.no_grad()
+    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+        was = self.training
+        self.eval()
+        try:
+            return torch.sigmoid(self(x).float())
+        finally:
+            self.train(was)
+
+
+@torch.no_grad()
+def pixel_features(model: PixelClassifier, image: np.ndarray, ys: np.ndarray, xs: np.ndarray,
+                   device) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+    """Raw filter vectors ``(N, C)`` and (for encoder models) encoder vectors per level at pixels
+    ``(ys, xs)`` of a normalised image, sampled exactly as :meth:`PixelClassifier.forward` upsamples."""
+    x = torch.from_numpy(np.ascontiguousarray(image, np.float32))[None, None].to(device)
+    yt, xt = torch.from_numpy(ys).to(device), torch.from_numpy(xs).to(device)
+    filters = model.filters(x)[0][:, yt, xt].T.contiguous()
+    if not model.use_encoder:
+        return filters, None
+    padded, _ = pad_to_multiple(x)
+    hp, wp = padded.shape[-2:]
+    grid = torch.stack([(2 * (xt.float() + 0.5) / wp) - 1, (2 * (yt.float() + 0.5) / hp) - 1], -1)[None, None]
+    feats = [F.grid_sample(m.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)[0, :, 0].T
+             for m in model.encoder.forward_features(padded)]
+    return filters, [f.contiguous() for f in feats]
+
+
+def fit_statistics(model: PixelClassifier, filters: torch.Tensor, encoder_feats: list[torch.Tensor] | None) -> None:
+    """Standardisation of the filters and whitened PCA of each encoder map, on training pixels."""
+    std = filters.std(0)
+    model.filter_mean.copy_(filters.mean(0))
+    model.filter_std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
+    if not model.use_encoder:
+        return
+    for level, e in enumerate(encoder_feats):
+        mean = e.mean(0)
+        sample = e[torch.randperm(e.shape[0], generator=torch.Generator().manual_seed(0))[:20_000].to(e.device)]
+        _, s, vt = torch.linalg.svd(sample - mean, full_matrices=False)
+        k = model.components[level]
+        scale = s[:k] / max(1, sample.shape[0] - 1) ** 0.5
+        pca = vt[:k] / torch.where(scale > 1e-6, scale, torch.ones_like(scale))[:, None]
+        getattr(model, f"pca_mean{level}").copy_(mean)
+        getattr(model, f"pca{level}").zero_()
+        getattr(model, f"pca{level}")[: pca.shape[0]].copy_(pca)
+
+
+def validation_blocks(labels: list[np.ndarray], rng: np.random.Generator,
+                      fraction: float = VALIDATION_FRACTION) -> list[np.ndarray]:
+    """Boolean maps: labelled pixels in held-out ``BLOCK`` px blocks. Falls back to no validation
+    (all False) when the held-out or the kept pixels would miss a class."""
+    held = []
+    for lab in labels:
+        h, w = lab.shape
+        blocks = rng.random((-(-h // BLOCK), -(-w // BLOCK))) < fraction
+        held.append(np.kron(blocks, np.ones((BLOCK, BLOCK), bool))[:h, :w] & (lab != UNLABELLED))
+    for part in (held, [(lab != UNLABELLED) & ~v for lab, v in zip(labels, held)]):
+        for cls in (BACKGROUND, NANOWIRE):
+            if not any((lab[p] == cls).any() for lab, p in zip(labels, part)):
+                return [np.zeros(lab.shape, bool) for lab in labels]
+    return held
+
+
+def _sample(where: list[np.ndarray], n: int, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Up to ``n`` pixels (row, column arrays per image) drawn uniformly from the True pixels."""
+    counts = np.array([int(w.sum()) for w in where])
+    total = int(counts.sum())
+    out = []
+    for w, c in zip(where, counts):
+        ys, xs = np.nonzero(w)
+        if total > n and c:
+            keep = rng.choice(c, size=max(1, int(round(n * c / total))), replace=False)
+            ys, xs = ys[keep], xs[keep]
+        out.append((ys.astype(np.int64), xs.astype(np.int64)))
+    return out
+
+
+@dataclass
+class _PixelSet:
+    filters: torch.Tensor
+    encoder: list[torch.Tensor] | None
+    target: torch.Tensor  # float 0/1
+
+
+def _dice(logits: torch.Tensor, target: torch.Tensor) -> float:
+    pred, t = logits > 0, target > 0.5
+    denom = int(pred.sum() + t.sum())
+    return 1.0 if denom == 0 else 2 * int((pred & t).sum()) / denom
+
+
+class PixelTrainer:
+    """Trains and chooses among :data:`KINDS` pixel classifiers; interface of :class:`.segment.SegmentationTrainer`
+    (``steps``, ``restore_best``, ``add_confident_labels``, ``model``, ``best_loss``, ``losses``).
+
+    ``images`` are normalised already; ``kinds`` the candidates (one kind: no
+    validation split); ``previous`` a trained :class:`PixelClassifier` to go
+    on training (its kind is kept).
+    """
+
+    def __init__(self, encoder: Encoder, images: list[np.ndarray], labels: list[np.ndarray], *,
+                 kinds=KINDS, seed: int = 0, device="cpu", previous: PixelClassifier | None = None,
+                 lr: float = LR):
+        self.device = select_device(device)
+        self.images, self.painted = images, labels
+        self.labels = list(labels)
+        self.rng = np.random.default_rng(seed)
+        torch.manual_seed(seed)
+        if previous is not None:
+            self.candidates = {previous.kind: copy.deepcopy(previous).to(self.device)}
+            self.candidates[previous.kind].encoder = encoder
+        else:
+            unknown = [k for k in kinds if k not in KINDS]
+            if unknown or not kinds:
+                raise NanowireSSLError(f"unknown pixel model(s) {unknown or kinds}; choose from {', '.join(KINDS)}")
+            self.candidates = {k: PixelClassifier(encoder, use_encoder=(k == "filters+encoder")).to(self.device)
+                               for k in kinds}
+        self.fresh = previous is None
+        self.lr = lr
+        self.losses: list[float] = []
+        self.validation: dict[str, float] = {}
+        self.chosen: str | None = next(iter(self.candidates)) if len(self.candidates) == 1 else None
+        self.running_loss: float | None = None
+        self.best_loss = float("inf")
+        self._prepare(split=self.chosen is None)
+
+    @property
+    def model(self) -> PixelClassifier:
+        return self.candidates[self.chosen or next(iter(self.candidates))]
+
+    @property
+    def has_unpainted(self) -> bool:
+        return any((lab == UNLABELLED).any() for lab in self.painted)
+
+    def _gather(self, pixels: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, _PixelSet]:
+        sets = {}
+        for kind, model in self.candidates.items():
+            fs, es, ts = [], [], []
+            for image, lab, (ys, xs) in zip(self.images, self.labels, pixels):
+                if ys.size == 0:
+                    continue
+                f, e = pixel_features(model, image, ys, xs, self.device)
+                fs.append(f)
+                es.append(e)
+                ts.append(torch.from_numpy((lab[ys, xs] == NANOWIRE).astype(np.float32)).to(self.device))
+            enc = None if es[0] is None else [torch.cat([e[level] for e in es]) for level in range(len(es[0]))]
+            sets[kind] = _PixelSet(torch.cat(fs), enc, torch.cat(ts))
+        return sets
+
+    def _prepare(self, *, split: bool) -> None:
+        """Sample training (and validation) pixels of the current labels; statistics of fresh models."""
+        labelled = [lab != UNLABELLED for lab in self.labels]
+        held = validation_blocks(self.labels, self.rng) if split else [np.zeros_like(m) for m in labelled]
+        if split and not any(h.any() for h in held):
+            self.chosen = next(iter(self.candidates))  # too few labels to validate: the first kind
+            split = False
+        self.train_set = self._gather(_sample([m & ~h for m, h in zip(labelled, held)], MAX_PIXELS, self.rng))
+        self.val_set = self._gather(_sample(held, MAX_PIXELS // 2, self.rng)) if split else None
+        if self.fresh:
+            for kind, model in self.candidates.items():
+                fit_statistics(model, self.train_set[kind].filters, self.train_set[kind].encoder)
+            self.fresh = False
+        self.optimizers = {k: torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=self.lr,
+                                                weight_decay=WEIGHT_DECAY) for k, m in self.candidates.items()}
+
+    def _active(self) -> list[str]:
+        return [self.chosen] if self.chosen is not None else list(self.candidates)
+
+    def train_step(self) -> float:
+        losses = []
+        for kind in self._active():
+            model, data = self.candidates[kind], self.train_set[kind]
+            idx = torch.from_numpy(self.rng.integers(data.target.numel(), size=BATCH_PIXELS)).to(self.device)
+            model.train()
+            logits = model.pixel_logits(data.filters[idx], None if data.encoder is None else
+                                        [e[idx] for e in data.encoder])
+            loss = F.binary_cross_entropy_with_logits(logits, data.target[idx])
+            if not torch.isfinite(loss):
+                raise NanowireSSLError(f"training diverged: loss is {loss.item()}; lower the learning rate")
+            self.optimizers[kind].zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizers[kind].step()
+            losses.append(float(loss.detach()))
+        return float(np.mean(losses))
+
+    @torch.no_grad()
+    def choose(self) -> str:
+        """Validation Dice of every candidate on the held-out blocks; keep the best; train on all labels."""
+        if self.chosen is None:
+            for kind, model in self.candidates.items():
+                model.eval()
+                data = self.val_set[kind]
+                self.validation[kind] = _dice(model.pixel_logits(data.filters, data.encoder), data.target)
+            self.chosen = max(self.validation, key=lambda k: self.validation[k])
+            self.candidates[self.chosen].validation = dict(self.validation)
+            self.candidates = {self.chosen: self.candidates[self.chosen]}
+            self._prepare(split=False)
+            self.running_loss, self.best_loss = None, float("inf")
+        return self.chosen
+
+    def add_confident_labels(self, *, wire: float = CONFIDENT_WIRE, background: float = CONFIDENT_BACKGROUND,
+                             should_stop=None) -> float | None:
+        """Self-training, as :meth:`.segment.SegmentationTrainer.add_confident_labels`."""
+        from .tiling import predict_tiled
+
+        model, confident = self.restore_best(), []
+        for image, painted in zip(self.images, self.painted):
+            probability = predict_tiled(model, image, should_stop=should_stop)
+            if probability is None:
+                return None
+            labels, unpainted = painted.copy(), painted == UNLABELLED
+            labels[unpainted & (probability > wire)] = NANOWIRE
+            labels[unpainted & (probability < background)] = BACKGROUND
+            confident.append(labels)
+        self.labels = confident
+        self._prepare(split=False)
+        self.running_loss, self.best_loss = None, float("inf")
+        return sum(int((lab != UNLABELLED).sum()) for lab in self.labels) / sum(lab.size for lab in self.labels)
+
+    def steps(self, n_steps: int, *, self_training: int = 0, should_stop=None):
+        """Events as :meth:`.segment.SegmentationTrainer.steps`; the choice is made after half the steps."""
+        if n_steps < 1:
+            raise NanowireSSLError(f"number of steps must be at least 1, got {n_steps}")
+        if self_training < 0:
+            raise NanowireSSLError(f"self-training steps must be at least 0, got {self_training}")
+        total = n_steps + (self_training if self.has_unpainted else 0)
+        for step in range(total):
+            t0 = time.perf_counter()
+            if step == n_steps // 2 and self.chosen is None:
+                self.choose()
+            if step == n_steps and self.add_confident_labels(should_stop=should_stop) is None:
+                return
+            loss = self.train_step()
+            self.losses.append(loss)
+            self.running_loss = loss if self.running_loss is None else 0.9 * self.running_loss + 0.1 * loss
+            self.best_loss = min(self.best_loss, self.running_loss)
+            yield SegmentEvent(step, total, loss, time.perf_counter() - t0)
+        if self.chosen is None:
+            self.choose()
+
+    def restore_best(self) -> PixelClassifier:
+        """The chosen model (the last state: pixel batches make the loss smooth), in eval mode."""
+        return self.model.eval()
+
+    def choice_line(self) -> str:
+        """One line for the status bar and the CLI summary: the chosen kind and the validation scores."""
+        if not self.validation:
+            return f"model: {self.model.kind} (not validated: too few labels to hold some out)" if self.chosen \
+                else f"model: {self.model.kind}"
+        scores = ", ".join(f"{k} {v:.3f}" for k, v in self.validation.items())
+        return f"model: {self.chosen} (validation Dice on held-out labelled blocks: {scores})"
+
