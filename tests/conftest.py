@@ -19,16 +19,57 @@ def real_data() -> Path:
     return REAL_DATA
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session", autouse=True)
 def one_torch_thread():
-    """One torch thread for a test module: small CPU inferences on a busy 2-core
-    machine run many times faster without thread contention."""
+    """One torch thread for every test: small CPU inferences on a busy 2-core machine run
+    many times faster without thread contention (and results do not depend on the count)."""
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def random_resnet18():
+    """A ResNet18 encoder with random weights (seed 0), in eval mode: fast to make, and
+    features are features for code that does not judge their quality."""
+    import torch
+
+    from napari_nanowire_ssl.models.encoder import Encoder
+
+    torch.manual_seed(0)
+    return Encoder("resnet18").eval()
+
+
+@pytest.fixture
+def notices(monkeypatch):
+    """What the plugin's widgets told the user, as (kind, message), in order.
+
+    Every widget module imports show_error / show_warning / show_info by name;
+    each of those names is replaced in every module of the napari layer.
+    """
+    import importlib
+    import pkgutil
+
+    import napari_nanowire_ssl.napari_plugin as plugin
+
+    said: list[tuple[str, str]] = []
+    for info in pkgutil.iter_modules(plugin.__path__):
+        module = importlib.import_module(f"{plugin.__name__}.{info.name}")
+        for kind in ("show_error", "show_warning", "show_info"):
+            if hasattr(module, kind):
+                monkeypatch.setattr(module, kind, lambda message, kind=kind: said.append((kind, str(message))))
+    return said
+
+
+def read_csv(path) -> list[dict[str, str]]:
+    """The rows of a CSV file written by the plugin, as dictionaries keyed by its header."""
+    import csv
+
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
 
 
 @pytest.fixture(autouse=True)

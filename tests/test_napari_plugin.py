@@ -43,11 +43,27 @@ def test_real_sample_carries_pixel_size_and_attribution(make_napari_viewer):
 
 
 def test_widgets_dock(make_napari_viewer):
+    """Every widget of the manifest docks under its display name as the class the manifest names,
+    and all of them share the viewer's one session."""
+    import importlib
+    from pathlib import Path
+
+    from npe2 import PluginManifest
+
+    from napari_nanowire_ssl.session import session_for
+
+    manifest = PluginManifest.from_file(Path(__file__).resolve().parents[1] / "napari.yaml")
+    commands = {c.id: c.python_name for c in manifest.contributions.commands}
+    widgets = manifest.contributions.widgets
+    assert len(widgets) == 8
     viewer = make_napari_viewer()
-    for name in ("Encoder", "Pretrain encoder", "Classify morphology", "Segment nanowires", "Analyse morphology"):
-        dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
-        assert widget is not None
-    assert len(viewer.window.dock_widgets) >= 5
+    for entry in widgets:
+        module, _, cls = commands[entry.command].partition(":")
+        dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, entry.display_name)
+        assert type(widget) is getattr(importlib.import_module(module), cls), entry
+        assert entry.display_name in dock.windowTitle()
+        assert getattr(widget, "session", session_for(viewer)) is session_for(viewer), entry
+    assert len(viewer.window.dock_widgets) == len(widgets)
 
 
 def test_encoder_widget_shows_features_in_a_worker(make_napari_viewer, qtbot):

@@ -23,7 +23,6 @@ from napari_nanowire_ssl.pairvae.morphologies import MORPHOLOGIES, generate_morp
 from napari_nanowire_ssl.pairvae.scattering import detector_counts, log_scale
 from napari_nanowire_ssl.pairvae.train import PairVAETrainer, TrainConfig, sem_loss
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SIZE = 32
 TINY = PairVAEConfig(latent_size=4, image_size=SIZE, hidden=32, width=8)
 

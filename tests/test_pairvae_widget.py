@@ -14,7 +14,6 @@ from napari_nanowire_ssl.pairvae.data import write_synthetic_pairs
 from napari_nanowire_ssl.pairvae.model import PairVAE, PairVAEConfig, feature_dim, save_pairvae
 
 PLUGIN = "napari-nanowire-ssl"
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-
 import numpy as np
 import pytest
 import tifffile
 import torch
+
+from conftest import read_csv
 
 from napari_nanowire_ssl.bundle import DEFAULT_OPTIONS, Bundle, save_bundle
 from napari_nanowire_ssl.cli import main
@@ -18,7 +18,6 @@ from napari_nanowire_ssl.models.decoder import SegmentationModel, UNetDecoder
 from napari_nanowire_ssl.models.encoder import Encoder
 from napari_nanowire_ssl.synth import generate
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 CLASSES = ["dispersed", "network"]
 
 
@@ -42,17 +41,12 @@ def workspace(tmp_path_factory):
     return root, encoder, head, decoder, images
 
 
-def read_rows(path):
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
 def test_classify_with_a_bundle_matches_its_head(workspace, tmp_path):
     root, encoder, head, _, images = workspace
     out = tmp_path / "preds.csv"
     assert main(["classify", "--bundle", str(root / "head_only.safetensors"), "--predict", str(root / "images"),
                  "--out", str(out), "--device", "cpu"]) == 0
-    rows = read_rows(out)
+    rows = read_csv(out)
     assert [r["path"].split("/")[-1] for r in rows] == [f"{n}.tif" for n in sorted(images)]
     probs = head.predict_proba(image_features(encoder, [images[n] for n in sorted(images)], **head.tiling))
     np.testing.assert_allclose([[float(r["prob_dispersed"]), float(r["prob_network"])] for r in rows], probs,
@@ -73,7 +67,7 @@ def test_analyze_with_a_bundle_segments_classifies_and_measures(workspace, tmp_p
     assert main(["analyze", str(root / "images"), "--bundle", str(root / "full.safetensors"), "--out", str(out),
                  "--device", "cpu", "--criterion", "lr"]) == 0
     assert "4 image(s) processed with resnet18 encoder (test)" in capsys.readouterr().out
-    rows = read_rows(out)
+    rows = read_csv(out)
     assert len(rows) == 4 and all(r["error"] == "" and r["label"] in CLASSES for r in rows)
     for row in rows:
         name = row["path"].split("/")[-1][:-4]

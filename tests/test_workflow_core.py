@@ -27,7 +27,6 @@ from napari_nanowire_ssl.session import Session
 from napari_nanowire_ssl.settings import Settings, load_settings, save_settings, settings_path
 from napari_nanowire_ssl.synth import generate
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 CLASSES = ["dispersed", "network"]
 
 

@@ -8,19 +8,17 @@ viewer while a training runs.
 
 from __future__ import annotations
 
-import csv
-
 import numpy as np
 import pytest
 import tifffile
 import torch
+from conftest import read_csv
 from qtpy.QtCore import Qt
 
 from napari_nanowire_ssl.fewshot.features import encoder_identity
 from napari_nanowire_ssl.fewshot.segment import save_decoder
 from napari_nanowire_ssl.models.decoder import SegmentationModel, UNetDecoder
 from napari_nanowire_ssl.models.encoder import Encoder
-from napari_nanowire_ssl.napari_plugin import batch_widget, segment_widget
 from napari_nanowire_ssl.napari_plugin.workflow_widget import STEPS, WorkflowWidget
 from napari_nanowire_ssl.napari_plugin.workers import viewer_workers
 from napari_nanowire_ssl.session import session_for
@@ -28,7 +26,7 @@ from napari_nanowire_ssl.settings import load_settings
 from napari_nanowire_ssl.synth import generate
 from napari_nanowire_ssl.synth.strokes import brush_clicks
 
-pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("one_torch_thread")]
+pytestmark = pytest.mark.gui
 WAIT_MS = 180_000
 IMAGE = "synthetic network"
 
@@ -48,16 +46,6 @@ def paint_strokes(layer, wire_mask: np.ndarray) -> None:
     for y, x, label in brush_clicks(wire_mask, n=40, background_gap=4):
         layer.paint((y, x), label, refresh=False)
     layer.refresh()
-
-
-@pytest.fixture
-def notices(monkeypatch):
-    """What the widgets told the user: (kind, message)."""
-    said = []
-    for module in (segment_widget, batch_widget):
-        for kind in ("show_error", "show_warning", "show_info"):
-            monkeypatch.setattr(module, kind, lambda m, kind=kind: said.append((kind, m)))
-    return said
 
 
 @pytest.mark.slow
@@ -105,8 +93,7 @@ def test_sample_to_percolation_csv_and_a_batch_run(make_napari_viewer, qtbot, no
     click(qtbot, ana.export_button)
     qtbot.waitUntil(lambda: (tmp_path / "percolation.csv").exists(), timeout=WAIT_MS)
     qtbot.waitUntil(lambda: ana.export_button.enabled, timeout=WAIT_MS)
-    with open(tmp_path / "percolation.csv", newline="") as fh:
-        rows = {row["layer"]: row for row in csv.DictReader(fh)}
+    rows = {row["layer"]: row for row in read_csv(tmp_path / "percolation.csv")}
     row = rows[f"{IMAGE} nanowires"]
     assert float(row["pixel_density"]) == pytest.approx(mask_layer.data.astype(bool).mean())
     assert row["percolates"] == "True"  # a network sample, segmented, still spans the image
@@ -125,8 +112,7 @@ def test_sample_to_percolation_csv_and_a_batch_run(make_napari_viewer, qtbot, no
     bat.input_folder.value, bat.output_folder.value = folder, tmp_path / "results"
     click(qtbot, bat.run_button)
     wait_for(qtbot, bat)
-    with open(tmp_path / "results" / "results.csv", newline="") as fh:
-        batch_rows = list(csv.DictReader(fh))
+    batch_rows = read_csv(tmp_path / "results" / "results.csv")
     assert [r["error"] for r in batch_rows] == ["", ""]
     assert sorted(p.name for p in (tmp_path / "results" / "masks").iterdir()) == ["network_11.tif", "network_12.tif"]
     assert bat.status.value.startswith("Wrote 2 result(s)")
