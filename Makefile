@@ -4,6 +4,7 @@
 #               headless and write its outputs to demo-output/)
 #   make test   create .venv, install the test tools and, as root, the
 #               virtual-display packages, then run the whole suite under Xvfb
+#   make test-fast  the same without the tests marked slow (under 2 minutes)
 #   make screenshots  regenerate the user guide's pictures (docs/images/user-guide)
 #               by driving the real widgets under Xvfb
 PYTHON ?= python3
@@ -17,7 +18,7 @@ XVFB_PACKAGES := xvfb xauth libgl1-mesa-dri libglx-mesa0 libegl1 libxkbcommon-x1
 	libfontconfig1
 PYTEST_ARGS ?=
 
-.PHONY: venv test demo screenshots system-packages clean
+.PHONY: venv test test-fast demo screenshots system-packages clean
 
 venv: $(STAMP)
 
@@ -41,6 +42,9 @@ system-packages:
 
 test: venv system-packages
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: venv system-packages
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 screenshots: venv system-packages
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) docs/screenshots.py docs/images/user-guide
