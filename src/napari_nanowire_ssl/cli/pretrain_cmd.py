@@ -1,5 +1,8 @@
 """``nanowire-ssl pretrain``: self-supervised pretraining of an encoder.
 
+``--init default|FILE`` adapts an existing encoder instead of starting from
+random weights (continued self-supervised training on the given images).
+
 Runs unchanged under ``torchrun --nproc-per-node N`` (DistributedDataParallel;
 each rank trains on its shard of the images, rank 0 writes the files).
 """
@@ -16,16 +19,23 @@ def register(subparsers) -> None:
         help="pretrain an encoder without labels (Barlow Twins or SimCLR)",
         description="Pretrain a ResNet encoder on unlabelled micrographs. Writes the encoder "
         "model file OUT and a resumable checkpoint OUT.ckpt after every epoch; Ctrl-C stops "
-        "cleanly and still writes both.",
+        "cleanly and still writes both. With --init, continues from an existing encoder "
+        "(adaptation to your images): its backbone and normalisation are kept and the file "
+        "records which encoder it was adapted from.",
     )
     p.add_argument("inputs", nargs="+", type=Path, metavar="IMAGES_OR_DIRS",
                    help="image files or folders of images (stacks give one image per slice)")
     p.add_argument("--method", choices=("barlow", "simclr"), default="barlow")
-    p.add_argument("--backbone", choices=("resnet18", "resnet34", "resnet50"), default="resnet18")
+    p.add_argument("--init", default=None, metavar="default|FILE",
+                   help="start from this encoder (the shipped default, a model file or a torchvision / "
+                   "CEM500K checkpoint) instead of random weights")
+    p.add_argument("--backbone", choices=("resnet18", "resnet34", "resnet50"), default=None,
+                   help="default resnet18; with --init, the init's")
     p.add_argument("--image-size", type=int, default=128, metavar="PX", help="size of the views (default 128)")
     p.add_argument("--epochs", type=int, default=10, metavar="N")
     p.add_argument("--batch-size", type=int, default=64, metavar="B", help="per process (default 64)")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default: 1e-3 AdamW, 0.2 LARS)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default: 1e-3 AdamW, 0.2 LARS; 2e-4 AdamW with --init)")
     p.add_argument("--optimizer", choices=("adamw", "lars"), default="adamw")
     p.add_argument("--out", type=Path, required=True, metavar="FILE", help="encoder model file (.safetensors)")
     p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
@@ -38,25 +48,46 @@ def checkpoint_path(out: Path) -> Path:
     return out.with_name(out.name + ".ckpt")
 
 
+def load_init(spec: str):
+    """(encoder, source, content hash or None) for ``--init``."""
+    from ..models.default import default_encoder_path, resolve_encoder
+    from ..models.modelfile import read_metadata
+
+    encoder = resolve_encoder(spec)
+    path = default_encoder_path() if spec == "default" else Path(spec)
+    content_hash = read_metadata(path).get("content_hash") if path.suffix == ".safetensors" else None
+    return encoder, spec if spec == "default" else str(path.resolve()), content_hash
+
+
 def run(args) -> int:
     from tqdm import tqdm
 
+    from ..errors import NanowireSSLError
     from ..io import list_images, read_image
-    from ..ssl.pretrain import Pretrainer, PretrainConfig
+    from ..ssl.pretrain import ADAPT_LR, PretrainConfig, Pretrainer
 
     files = list_images(args.inputs, report=lambda line: print(line, file=sys.stderr))
     images = []
     for f in files:
         data = read_image(f).data
         images.extend(data if data.ndim == 3 else [data])
-    config = PretrainConfig(method=args.method, backbone=args.backbone, image_size=args.image_size,
+    init = source = content_hash = None
+    if args.init is not None:
+        init, source, content_hash = load_init(args.init)
+        if args.backbone not in (None, init.backbone):
+            raise NanowireSSLError(f"--init {args.init} is a {init.backbone}; drop --backbone {args.backbone}")
+    backbone = init.backbone if init is not None else args.backbone or "resnet18"
+    config = PretrainConfig(method=args.method, backbone=backbone, image_size=args.image_size,
                             epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
                             seed=args.seed)
     if args.lr is not None:
         config.lr = args.lr
     elif args.optimizer == "lars":
         config.lr = 0.2
-    trainer = Pretrainer(images, config, device=args.device, checkpoint=checkpoint_path(args.out))
+    elif init is not None:
+        config.lr = ADAPT_LR
+    trainer = Pretrainer(images, config, device=args.device, checkpoint=checkpoint_path(args.out), init=init,
+                         init_source=source, init_content_hash=content_hash)
     if args.resume:
         trainer.resume()
     main_rank = trainer.rank == 0

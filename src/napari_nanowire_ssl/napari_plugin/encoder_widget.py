@@ -1,11 +1,19 @@
-"""Dock widget "Encoder": choose the encoder every step uses and look at its features."""
+"""Dock widget "Encoder": choose the encoder every step uses, look at its features, adapt it to the open images.
+
+*Adapt to open images* continues the self-supervised training of the active
+encoder on the open grayscale image layers (:func:`~..ssl.pretrain.adaptation_config`,
+the same loop as ``nanowire-ssl pretrain --init``), in a worker with progress
+and Stop; the result is saved in :data:`ADAPTED_DIR` under a new name (an
+earlier adaptation is never overwritten) and becomes the active encoder.
+"""
 
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, SpinBox
 from napari.layers import Image
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
@@ -16,11 +24,24 @@ from .workers import track
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 BACKBONES = ("resnet18", "resnet34", "resnet50")
+ADAPTED_DIR = Path.home() / "nanowire-ssl"  # where adapted encoders are saved
 
 
 def image_layer_choices(viewer):
     """Image layers of ``viewer`` (a ComboBox choices callback)."""
     return [layer for layer in viewer.layers if isinstance(layer, Image)]
+
+
+def open_layer_images(viewer) -> tuple[list, int]:
+    """The 2D images of the open grayscale image layers (a stack gives its slices) and the layer count."""
+    layers = [layer for layer in image_layer_choices(viewer) if not layer.rgb and layer.ndim in (2, 3)]
+    if not layers:
+        raise NanowireSSLError("No grayscale image layer open: open images or choose a folder")
+    images = []
+    for layer in layers:
+        data = layer.data
+        images.extend(list(data) if data.ndim == 3 else [data])
+    return images, len(layers)
 
 
 def device_choices(current: str) -> list[str]:
@@ -73,8 +94,20 @@ class EncoderWidget(Container):
         self.status = Label(label="encoder", value="none loaded")
         self.image = ComboBox(label="image", choices=lambda _: image_layer_choices(self.viewer))
         self.features_button = PushButton(text="Show features")
+        from ..ssl.pretrain import ADAPT_STEPS
+
+        self.adapt_steps = SpinBox(label="adaptation steps", value=ADAPT_STEPS, min=1, max=100_000,
+                                   tooltip="self-supervised steps on the open images (a few minutes on a CPU)")
+        self.adapt_button = PushButton(text="Adapt to open images")
+        self.adapt_stop_button = PushButton(text="Stop adaptation", enabled=False)
+        self.adapt_status = Label(label="adaptation", value="")
         self.extend([self.default_button, self.backbone, self.new_button, self.model_file, self.load_button,
-                     self.device, self.status, self.image, self.features_button])
+                     self.device, self.status, self.image, self.features_button, self.adapt_steps,
+                     self.adapt_button, self.adapt_stop_button, self.adapt_status])
+        self.adapt_worker = None
+        self._adapt_stop = threading.Event()
+        self.adapt_button.changed.connect(self.adapt)
+        self.adapt_stop_button.changed.connect(self.stop_adaptation)
         self.default_button.changed.connect(self.use_default)
         self.new_button.changed.connect(self.new_encoder)
         self.load_button.changed.connect(self.load_encoder)
@@ -161,3 +194,51 @@ class EncoderWidget(Container):
                                   translate=source_layer.translate[-2:], opacity=0.7,
                                   metadata={"encoder": encoder_source})
 
+    def adapt(self) -> None:
+        """Continue training the active encoder on the open image layers, in a worker (see the module docstring)."""
+        from ..models.default import default_encoder_path
+        from ..models.modelfile import read_metadata
+        from ..ssl.pretrain import Pretrainer, adaptation_config
+        from .pretrain_widget import _train
+
+        try:
+            images, n_layers = open_layer_images(self.viewer)
+            init = self.session.active_encoder()
+            source = self.session.encoder_source
+            content_hash = read_metadata(default_encoder_path())["content_hash"] if source == "default" else None
+            config = adaptation_config(init, images, steps=self.adapt_steps.value)
+            ADAPTED_DIR.mkdir(parents=True, exist_ok=True)
+            out = ADAPTED_DIR / f"adapted_encoder_{time.strftime('%Y%m%d-%H%M%S')}.safetensors"
+            trainer = Pretrainer(images, config, device=self.device.value, init=init, init_source=source,
+                                 init_content_hash=content_hash)
+        except (NanowireSSLError, OSError) as exc:
+            show_error(str(exc))
+            return
+        self._adapt_stop.clear()
+        total = config.epochs * trainer.steps_per_epoch
+        self.adapt_worker = _train(trainer, self._adapt_stop, out, f"{n_layers} napari layers")
+        track(self.viewer, self.adapt_worker, self._adapt_stop, "Adapting the encoder", total)
+        self.adapt_worker.yielded.connect(
+            lambda e: setattr(self.adapt_status, "value", f"step {e.epoch * e.steps_per_epoch + e.step + 1}/{total}, "
+                                                          f"loss {e.loss:.4g}"))
+        self.adapt_worker.returned.connect(lambda path: self._adapted(trainer, path))
+        self.adapt_worker.errored.connect(lambda exc: show_error(f"Adaptation failed: {exc}"))
+        self.adapt_worker.finished.connect(self._adaptation_ended)
+        self.adapt_button.enabled, self.adapt_stop_button.enabled = False, True
+        self.adapt_status.value = f"starting: {len(images)} images, {total} steps"
+        self.adapt_worker.start()
+
+    def stop_adaptation(self) -> None:
+        """End after the current step; the encoder trained so far is saved and made active."""
+        self._adapt_stop.set()
+        self.adapt_status.value = "stopping after this step..."
+
+    def _adapted(self, trainer, path) -> None:
+        encoder = trainer.encoder.cpu().eval()
+        self.session.set_encoder(encoder, f"adapted, {Path(path).name}")
+        self.session.update_settings(encoder=str(path))  # the encoder to start with next time
+        self.adapt_status.value = f"saved {path}"
+        show_info(f"Adapted encoder saved to {path}; it is now the active encoder")
+
+    def _adaptation_ended(self) -> None:
+        self.adapt_button.enabled, self.adapt_stop_button.enabled = True, False

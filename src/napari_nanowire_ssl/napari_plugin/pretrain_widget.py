@@ -20,7 +20,7 @@ from qtpy.QtWidgets import QWidget
 
 from ..errors import NanowireSSLError
 from ..session import session_for
-from .encoder_widget import BACKBONES, device_combo, image_layer_choices
+from .encoder_widget import BACKBONES, device_combo, open_layer_images
 from .workers import track
 
 OPEN_LAYERS, FOLDER = "open image layers", "folder"
@@ -100,17 +100,11 @@ class PretrainWidget(Container):
                 data = read_image(path).data
                 images.extend(data if data.ndim == 3 else [data])
             return images, f"folder {self.folder.value}"
-        layers = [layer for layer in image_layer_choices(self.viewer) if not layer.rgb]
-        if not layers:
-            raise NanowireSSLError("No grayscale image layer open: open images or choose a folder")
-        images = []
-        for layer in layers:
-            data = layer.data
-            images.extend(list(data) if data.ndim == 3 else [data] if data.ndim == 2 else [])
-        return images, f"{len(layers)} napari layers"
+        images, n_layers = open_layer_images(self.viewer)
+        return images, f"{n_layers} napari layers"
 
     def start(self) -> None:
-        from ..ssl.pretrain import Pretrainer, PretrainConfig
+        from ..ssl.pretrain import PretrainConfig, Pretrainer
 
         try:
             images, description = self._images()
