@@ -12,10 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ImageReadError, check_file
+from ..errors import ImageReadError, NanowireSSLError, check_file
 from .density import check_pixel_size, density, region
 from .morphology import MorphologyCall, morphology_call
+from .network import NETWORK_COLUMNS, network_metrics
 from .percolation import PercolationResult, as_mask, percolation
+from .resistance import DEFAULT_ELECTRODES, DEFAULT_JUNCTION_RESISTANCE_OHM, SheetResistance, check_resistances, \
+    sheet_resistance
 from .wires import WireStats, wire_stats
 
 # Column names in output order.
@@ -40,6 +43,7 @@ COLUMNS = (
     "total_length_um",
     "mean_width_nm",
     "length_per_area_um",
+    *NETWORK_COLUMNS,
 )
 
 
@@ -53,6 +57,7 @@ class MaskAnalysis:
     percolation: PercolationResult
     wires: WireStats
     call: MorphologyCall
+    resistance: SheetResistance | None = None
 
 
 def measure_mask(mask, **options) -> dict:
@@ -70,8 +75,13 @@ def analyse_mask(
     criterion: str = "both",
     roi=None,
     crop_bottom: int = 0,
+    wire_resistance_ohm_per_um: float | None = None,
+    junction_resistance_ohm: float = DEFAULT_JUNCTION_RESISTANCE_OHM,
+    electrodes: str = DEFAULT_ELECTRODES,
 ) -> MaskAnalysis:
-    """Analyse one wire mask (nonzero = wire): percolation, density, wire statistics.
+    """Analyse one wire mask (nonzero = wire): percolation, density, wire statistics,
+    the wire graph and, given ``wire_resistance_ohm_per_um`` and a pixel size, the
+    sheet resistance between the ``electrodes`` edges (``lr`` or ``tb``).
 
     ``crop_bottom`` rows (an instrument banner) are cut off before anything is
     measured, so the image edges for percolation are those of the cropped
@@ -81,6 +91,10 @@ def analyse_mask(
     mask = as_mask(mask)
     if pixel_size_nm is not None:
         pixel_size_nm = check_pixel_size(pixel_size_nm)
+    if wire_resistance_ohm_per_um is not None:
+        check_resistances(wire_resistance_ohm_per_um, junction_resistance_ohm, electrodes)
+        if pixel_size_nm is None:
+            raise NanowireSSLError("sheet resistance: needs a pixel size (the wire resistance is per um)")
     h = mask.shape[0] - crop_bottom
     inside = region(mask.shape, roi=roi, crop_bottom=crop_bottom)[:h]
     mask = mask[:h] & inside
@@ -88,6 +102,11 @@ def analyse_mask(
     wires = wire_stats(mask, labels=perc.labels, pixel_size_nm=pixel_size_nm)
     dens = density(mask, pixel_size_nm=pixel_size_nm, roi=inside, length_px=wires.total_length_px)
     call = morphology_call(perc, dens.pixel_density)
+    resistance = None
+    if wire_resistance_ohm_per_um is not None:
+        resistance = sheet_resistance(wires.graph, pixel_size_nm=pixel_size_nm,
+                                      wire_resistance_ohm_per_um=wire_resistance_ohm_per_um,
+                                      junction_resistance_ohm=junction_resistance_ohm, electrodes=electrodes)
     row = {
         "pixel_density": dens.pixel_density,
         "spans_lr": perc.spans_lr,
@@ -109,8 +128,13 @@ def analyse_mask(
         "total_length_um": wires.total_length_um,
         "mean_width_nm": wires.mean_width_nm,
         "length_per_area_um": dens.length_per_area_um,
+        **network_metrics(wires, region_pixels=dens.region_pixels, pixel_size_nm=pixel_size_nm),
+        "wire_resistance_ohm_per_um": None if resistance is None else float(wire_resistance_ohm_per_um),
+        "junction_resistance_ohm": None if resistance is None else float(junction_resistance_ohm),
+        "electrodes": None if resistance is None else electrodes,
+        "sheet_resistance_ohm_sq": None if resistance is None else resistance.sheet_resistance_ohm_sq,
     }
-    return MaskAnalysis(row, perc, wires, call)
+    return MaskAnalysis(row, perc, wires, call, resistance)
 
 
 def read_mask(path) -> np.ndarray:

@@ -10,8 +10,9 @@ step): the plain 1 / sqrt(2) chain-code length overestimates digital lines by
 up to 8 % (at 22.5 degrees), this one is within about 1 % at any angle. Lengths
 run between pixel centres.
 
-- End points are skeleton pixels with one edge, junction pixels those with
-  three or more; touching junction pixels make one junction.
+- End points and junctions are the nodes of the wire graph
+  (:func:`.graph.wire_graph`: skan's branches, crossings merged into one
+  junction); ``graph`` holds its branches.
 - Width is ``2 * edt - 1`` sampled on the skeleton, ``edt`` being the Euclidean
   distance to the nearest background pixel: exact for odd widths, one pixel
   short for even ones.
@@ -35,6 +36,7 @@ from skimage.morphology import skeletonize
 
 from ..errors import NanowireSSLError
 from .density import check_pixel_size
+from .graph import WireGraph, wire_graph
 from .percolation import as_mask, cluster_labels
 
 ORIENTATION_RADIUS = 5  # half-width of the window for the local direction, px
@@ -60,11 +62,12 @@ class WireStats:
     mean_width_px: float
     median_width_px: float
     end_points: np.ndarray  # (k, 2) row, col
-    junctions: np.ndarray  # (k, 2) row, col of each junction's centre
+    junctions: np.ndarray  # (k, 2) row, col of each junction's centre (crossings merged)
     nematic_order: float
     director_deg: float
     orientation_hist: np.ndarray  # skeleton length (px) per orientation bin
     orientation_bin_edges_deg: np.ndarray
+    graph: WireGraph
     pixel_size_nm: float | None = None
 
     @property
@@ -224,22 +227,15 @@ def wire_stats(mask, *, labels: np.ndarray | None = None, pixel_size_nm: float |
     edt = ndimage.distance_transform_edt(mask)
     if prune_px is None:
         prune_px = max(2, round(float(np.median(2.0 * edt[skel] - 1.0)))) if skel.any() else 0
-    skel = prune_spurs(skel, prune_px)
-    degree, weight = _degree_and_weight(skel)
+    graph = wire_graph(prune_spurs(skel, prune_px), edt, prune_px=prune_px)
+    skel = graph.skeleton
+    weight = _degree_and_weight(skel)[1]
 
     # A skeleton pixel lies inside its wire, so it takes the wire's cluster label.
     cluster_lengths = np.bincount(labels[skel], weights=weight[skel], minlength=n_clusters + 1)
     total = float(cluster_lengths.sum())
 
     widths = 2.0 * edt[skel] - 1.0
-    end_points = np.argwhere(skel & (degree == 1))
-    junction_labels, n_junctions = ndimage.label(skel & (degree >= 3), structure=np.ones((3, 3)))
-    junction_pixels = np.argwhere(junction_labels)
-    which = junction_labels[tuple(junction_pixels.T)]
-    counts = np.bincount(which, minlength=n_junctions + 1)[1:]
-    sums = [np.bincount(which, weights=junction_pixels[:, i], minlength=n_junctions + 1)[1:] for i in (0, 1)]
-    junctions = np.stack(sums, axis=1).reshape(-1, 2) / counts[:, None]
-
     theta = local_orientation(skel)
     w = weight[skel]
     edges_deg = np.linspace(0.0, 180.0, ORIENTATION_BINS + 1)
@@ -257,11 +253,12 @@ def wire_stats(mask, *, labels: np.ndarray | None = None, pixel_size_nm: float |
         widths_px=widths,
         mean_width_px=float(widths.mean()) if widths.size else math.nan,
         median_width_px=float(np.median(widths)) if widths.size else math.nan,
-        end_points=end_points,
-        junctions=junctions,
+        end_points=graph.end_points,
+        junctions=graph.junctions,
         nematic_order=order,
         director_deg=director,
         orientation_hist=hist,
         orientation_bin_edges_deg=edges_deg,
+        graph=graph,
         pixel_size_nm=pixel_size_nm,
     )
