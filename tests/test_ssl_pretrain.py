@@ -9,13 +9,17 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT
 
 from napari_nanowire_ssl.cli import main
 from napari_nanowire_ssl.errors import NanowireSSLError
 from napari_nanowire_ssl.models.modelfile import load_encoder, read_metadata
-from napari_nanowire_ssl.ssl.pretrain import CropPool, Pretrainer, PretrainConfig, _warmup_cosine
-
-from conftest import ROOT
+from napari_nanowire_ssl.ssl.pretrain import (
+    CropPool,
+    PretrainConfig,
+    Pretrainer,
+    _warmup_cosine,
+)
 
 
 def tiny_config(**overrides) -> PretrainConfig:
@@ -170,3 +174,17 @@ def test_cli_runs_unchanged_under_torchrun(tmp_path):
     assert result.stdout.count("wrote ") == 1  # rank 0 alone reports and writes
     meta = read_metadata(out)
     assert meta["training"]["epochs_completed"] == 1 and meta["training"]["data"] == "4 images from 4 files"
+
+
+def test_cli_steps_per_epoch_sets_the_epoch_length(tmp_path):
+    from PIL import Image
+
+    data = tmp_path / "images"
+    data.mkdir()
+    Image.fromarray(np.random.default_rng(5).integers(0, 255, (64, 64), dtype=np.uint8)).save(data / "0.png")
+    out = tmp_path / "enc.safetensors"
+    assert main(["pretrain", str(data), "--image-size", "32", "--batch-size", "2", "--epochs", "2",
+                 "--steps-per-epoch", "3", "--out", str(out), "--device", "cpu"]) == 0
+    training = read_metadata(out)["training"]
+    assert training["steps"] == 6 and training["config"]["steps_per_epoch"] == 3
+    assert main(["pretrain", str(data), "--steps-per-epoch", "0", "--out", str(out), "--device", "cpu"]) == 2

@@ -34,6 +34,8 @@ def register(subparsers) -> None:
     p.add_argument("--image-size", type=int, default=128, metavar="PX", help="size of the views (default 128)")
     p.add_argument("--epochs", type=int, default=10, metavar="N")
     p.add_argument("--batch-size", type=int, default=64, metavar="B", help="per process (default 64)")
+    p.add_argument("--steps-per-epoch", type=int, default=None, metavar="N",
+                   help="steps between checkpoints (default: as many batches as windows tile the images)")
     p.add_argument("--lr", type=float, default=None,
                    help="learning rate (default: 1e-3 AdamW, 0.2 LARS; 2e-4 AdamW with --init)")
     p.add_argument("--optimizer", choices=("adamw", "lars"), default="adamw")
@@ -79,7 +81,7 @@ def run(args) -> int:
     backbone = init.backbone if init is not None else args.backbone or "resnet18"
     config = PretrainConfig(method=args.method, backbone=backbone, image_size=args.image_size,
                             epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
-                            seed=args.seed)
+                            seed=args.seed, steps_per_epoch=args.steps_per_epoch)
     if args.lr is not None:
         config.lr = args.lr
     elif args.optimizer == "lars":
