@@ -90,8 +90,11 @@ def test_train_predicts_into_own_layers_and_continues_from_the_decoder(make_napa
 
     run_and_wait(qtbot, widget, train)
     # 6 steps on the strokes, then 2 self-training steps; previews after steps 3 and 6.
-    assert [st.split(",")[0] for st in statuses] == [f"step {k}/8" for k in range(1, 7)] + [
-        "step 7/8 (self-training)", "step 8/8 (self-training)"]
+    assert [st.split(",")[0].split(" (")[0] for st in statuses] == [f"step {k}/8" for k in range(1, 9)]
+    assert ["(self-training: confident pixels count as labels, so the loss jumps" in st for st in statuses] == \
+        [False] * 6 + [True] * 2
+    # The choice between the pixel models is made after half the steps and reported from then on.
+    assert "model: filters" in statuses[-1] and "validation Dice" in statuses[-1]
     assert errors == [] and len(previews) == 2 and previews[0].shape == (128, 128)
     prob = viewer.layers["wires nanowire probability"]
     mask = viewer.layers["wires nanowires"]
@@ -104,13 +107,16 @@ def test_train_predicts_into_own_layers_and_continues_from_the_decoder(make_napa
     np.testing.assert_array_equal(scribbles.data, painted)
     assert viewer.layers.selection.active is scribbles  # the brush layer stays selected
     assert widget.progress.value == module.PROGRESS_MAX and widget.status.value.startswith("trained 8 steps")
+    assert f"model: {widget.model.kind} (validation Dice" in widget.status.value
+    # Predicted wires (1) are drawn in the colour of the nanowire strokes (2).
+    np.testing.assert_allclose(mask.colormap.map(1), scribbles.colormap.map(2))
     # Outputs are not offered as inputs.
     assert widget.image.choices == (viewer.layers["wires"],) and widget.scribbles.choices == (scribbles,)
 
-    decoder = widget.model.decoder
+    first = widget.model
     widget.n_steps.value, widget.self_training.value = 3, 0
     run_and_wait(qtbot, widget, lambda: (widget.train(), setattr(widget, "continued", widget.trainer)))
-    assert widget.continued.model.decoder is decoder and widget.model.decoder is decoder
+    assert widget.model is widget.continued.model and widget.model.kind == first.kind  # trained on, same kind
     assert len(widget.continued.losses) == 3
     assert [layer.name for layer in viewer.layers] == ["wires", "wires scribbles", "wires nanowire probability",
                                                        "wires nanowires"]

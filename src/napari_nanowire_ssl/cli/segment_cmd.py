@@ -33,6 +33,8 @@ from ..errors import NanowireSSLError
 from .distributed import bundle_parts, load_encoder_for_rank, process_group, ranks
 
 SCRIBBLE_VALUES = {0, 1, 2}
+MODELS = ("auto", "filters", "filters+encoder", "decoder")  # fewshot.segment.MODELS (not imported: fast --help)
+DEFAULT_MODEL = "auto"
 
 
 def register(subparsers) -> None:
@@ -62,6 +64,10 @@ def register(subparsers) -> None:
     p.add_argument("--self-training-steps", type=int, metavar="M",
                    help="after the epochs, M more steps with the confident predictions on unlabelled pixels "
                         "as labels (scribble masks only; default 100, 0 = off)")
+    p.add_argument("--model", choices=MODELS, default=DEFAULT_MODEL,
+                   help="auto (default): pixel classifiers on multiscale filters with and without the encoder's "
+                        "features, the one that scores better on held-out labelled blocks is kept; filters or "
+                        "filters+encoder: that one; decoder: the U-Net decoder on the encoder maps (slower)")
     p.add_argument("--tile", type=int, default=512, metavar="PX",
                    help="inference window, a multiple of 32 px (default 512)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
@@ -178,21 +184,18 @@ def default_crop(images) -> int:
 
 
 def train(encoder, args, decoder_model, *, show: bool):
-    """Train (or continue training) the decoder on ``args.train``; returns (model, summary line,
-    number of self-training steps done)."""
+    """Train (or continue training) the model on ``args.train``; returns (model, summary line,
+    number of self-training steps done, trainer)."""
     import numpy as np
     from tqdm import tqdm
 
-    from ..fewshot.segment import BACKGROUND, NANOWIRE, SELF_TRAINING_STEPS, SegmentationTrainer
+    from ..fewshot.segment import BACKGROUND, NANOWIRE, SELF_TRAINING_STEPS, make_trainer
 
     images, labels, names, n_scribble = load_training_set(args.train)
     n_steps = args.epochs * args.steps_per_epoch
-    kwargs = {}
-    if decoder_model is not None:
-        kwargs = {"decoder": decoder_model.decoder, "unfreeze_last_stage": decoder_model.unfreeze_last_stage}
     t0 = time.perf_counter()
-    trainer = SegmentationTrainer(encoder, images, labels, crop=default_crop(images), seed=args.seed,
-                                  device=next(encoder.parameters()).device, **kwargs)
+    trainer = make_trainer(encoder, images, labels, model=args.model, previous=decoder_model,
+                           crop=default_crop(images), seed=args.seed, device=next(encoder.parameters()).device)
     wanted = SELF_TRAINING_STEPS if args.self_training_steps is None else args.self_training_steps
     self_training = wanted if trainer.has_unpainted else 0
     with tqdm(total=n_steps + self_training, unit="step", desc="training", file=sys.stderr, disable=not show) as bar:
@@ -207,8 +210,8 @@ def train(encoder, args, decoder_model, *, show: bool):
     total = sum(lab.size for lab in labels)
     summary = (f"trained on {len(images)} images ({n_scribble} as scribbles; {labelled / total:.1%} of pixels "
                f"labelled), {n_steps} steps + {self_training} self-training steps in "
-               f"{time.perf_counter() - t0:.1f} s; best running loss {trainer.best_loss:.3f}")
-    return model, summary, self_training
+               f"{time.perf_counter() - t0:.1f} s; best running loss {trainer.best_loss:.3f}; {trainer.choice_line()}")
+    return model, summary, self_training, trainer
 
 
 def share_weights(model, dist) -> None:
@@ -249,14 +252,14 @@ def run(args) -> int:
         model = load_decoder(args.decoder, encoder) if args.decoder is not None else None
     encoder_hash = encoder_identity(encoder)
     if args.train is not None:
-        model, summary, self_training = train(encoder, args, model, show=me.main)
+        model, summary, self_training, trainer = train(encoder, args, model, show=me.main)
         if me.main:
             print(summary)
             if args.save_decoder is not None:
                 args.save_decoder.parent.mkdir(parents=True, exist_ok=True)
                 save_decoder(model, args.save_decoder, encoder_hash=encoder_hash, training={
                     "data": str(args.train), "steps": args.epochs * args.steps_per_epoch,
-                    "self_training_steps": self_training, "seed": args.seed,
+                    "self_training_steps": self_training, "seed": args.seed, "choice": trainer.choice_line(),
                     "continued_from": str(args.decoder or args.bundle or "") or None})
                 print(f"wrote {args.save_decoder}")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,9 @@ pixels, and Adam minimises the binary cross-entropy on batches of
 outside a random quarter of :data:`BLOCK` px blocks; after half the steps the
 candidate with the higher Dice on the held-out blocks is chosen (the user's
 own labels decide: encoder features help on some images and hurt on others,
-docs/benchmarks.md) and trains on all the labelled pixels for the rest.
+docs/benchmarks.md), the encoder's only when it wins by :data:`ENCODER_MARGIN`
+(the filters alone predict twice as fast), and trains on all the labelled
+pixels for the rest.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ BATCH_PIXELS = 4096
 BLOCK = 64  # px: validation holds out whole blocks, so neighbours of training pixels rarely validate
 VALIDATION_FRACTION = 0.25
 LR, WEIGHT_DECAY = 3e-3, 1e-4
+PCA_PIXELS = 4000  # training pixels the PCA of each encoder map is fitted on
+ENCODER_MARGIN = 0.01  # validation Dice the encoder's features must add to be kept
 
 
 class PixelClassifier(nn.Module):
@@ -102,8 +106,10 @@ class PixelClassifier(nn.Module):
         z = F.conv2d(m.float() - getattr(self, f"pca_mean{level}").view(1, -1, 1, 1), pca[:, :, None, None])
         return self.levels[level](z)
 
-    def head(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.body(hidden)
+    def project(self, encoder_feats: list[torch.Tensor]) -> torch.Tensor:
+        """PCA of sampled pixels' encoder vectors (one ``(N, C_l)`` per level), concatenated: ``(N, sum k)``."""
+        return torch.cat([(e.float() - getattr(self, f"pca_mean{level}")) @ getattr(self, f"pca{level}").T
+                          for level, e in enumerate(encoder_feats)], 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim == 3:
@@ -118,14 +124,16 @@ class PixelClassifier(nn.Module):
                 h = h + up[..., :hh, :ww]
         return self.body(h)
 
-    def pixel_logits(self, filters: torch.Tensor, encoder_feats: list[torch.Tensor] | None) -> torch.Tensor:
-        """Logits ``(N,)`` of sampled pixels from their raw filter vectors ``(N, C)`` and encoder vectors."""
+    def pixel_logits(self, filters: torch.Tensor, projected: torch.Tensor | None) -> torch.Tensor:
+        """Logits ``(N,)`` of sampled pixels from their raw filter vectors ``(N, C)`` and (encoder
+        models) their :meth:`project` ed encoder vectors: the 1x1 convolutions as matrix products."""
         f = (filters - self.filter_mean) / self.filter_std
-        h = self.first(f[:, :, None, None])
+        h = F.linear(f, self.first.weight[:, :, 0, 0], self.first.bias)
         if self.use_encoder:
-            for level, e in enumerate(encoder_feats):
-                h = h + self._projected(level, e[:, :, None, None])
-        return self.body(h).reshape(-1)
+            h = h + F.linear(projected, torch.cat([lv.weight[:, :, 0, 0] for lv in self.levels], 1))
+        mid, last = self.body[1], self.body[3]
+        h = F.linear(F.relu(h), mid.weight[:, :, 0, 0], mid.bias)
+        return F.linear(F.relu(h), last.weight[:, :, 0, 0], last.bias).reshape(-1)
 
     @torch.no_grad()
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
@@ -138,21 +146,28 @@ class PixelClassifier(nn.Module):
 
 
 @torch.no_grad()
-def pixel_features(model: PixelClassifier, image: np.ndarray, ys: np.ndarray, xs: np.ndarray,
-                   device) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
-    """Raw filter vectors ``(N, C)`` and (for encoder models) encoder vectors per level at pixels
-    ``(ys, xs)`` of a normalised image, sampled exactly as :meth:`PixelClassifier.forward` upsamples."""
+def pixel_features(model: PixelClassifier, image: np.ndarray, pixels: list[tuple[np.ndarray, np.ndarray]],
+                   device, *, encoder: bool | None = None) -> list[tuple[torch.Tensor, list[torch.Tensor] | None]]:
+    """For each ``(ys, xs)`` of ``pixels``: raw filter vectors ``(N, C)`` and (``encoder``, by default
+    ``model.use_encoder``) encoder vectors per level, of a normalised image, sampled exactly as
+    :meth:`PixelClassifier.forward` upsamples. The maps are computed once for all the sets."""
     x = torch.from_numpy(np.ascontiguousarray(image, np.float32))[None, None].to(device)
-    yt, xt = torch.from_numpy(ys).to(device), torch.from_numpy(xs).to(device)
-    filters = model.filters(x)[0][:, yt, xt].T.contiguous()
-    if not model.use_encoder:
-        return filters, None
-    padded, _ = pad_to_multiple(x)
-    hp, wp = padded.shape[-2:]
-    grid = torch.stack([(2 * (xt.float() + 0.5) / wp) - 1, (2 * (yt.float() + 0.5) / hp) - 1], -1)[None, None]
-    feats = [F.grid_sample(m.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)[0, :, 0].T
-             for m in model.encoder.forward_features(padded)]
-    return filters, [f.contiguous() for f in feats]
+    maps = model.filters(x)[0]
+    enc_maps = None
+    if model.use_encoder if encoder is None else encoder:
+        padded, _ = pad_to_multiple(x)
+        hp, wp = padded.shape[-2:]
+        enc_maps = [m.float() for m in model.encoder.forward_features(padded)]
+    out = []
+    for ys, xs in pixels:
+        yt, xt = torch.from_numpy(ys).to(device), torch.from_numpy(xs).to(device)
+        feats = None
+        if enc_maps is not None:
+            grid = torch.stack([(2 * (xt.float() + 0.5) / wp) - 1, (2 * (yt.float() + 0.5) / hp) - 1], -1)
+            feats = [F.grid_sample(m, grid[None, None], mode="bilinear", padding_mode="border",
+                                   align_corners=False)[0, :, 0].T.contiguous() for m in enc_maps]
+        out.append((maps[:, yt, xt].T.contiguous(), feats))
+    return out
 
 
 def fit_statistics(model: PixelClassifier, filters: torch.Tensor, encoder_feats: list[torch.Tensor] | None) -> None:
@@ -164,7 +179,7 @@ def fit_statistics(model: PixelClassifier, filters: torch.Tensor, encoder_feats:
         return
     for level, e in enumerate(encoder_feats):
         mean = e.mean(0)
-        sample = e[torch.randperm(e.shape[0], generator=torch.Generator().manual_seed(0))[:20_000].to(e.device)]
+        sample = e[torch.randperm(e.shape[0], generator=torch.Generator().manual_seed(0))[:PCA_PIXELS].to(e.device)]
         _, s, vt = torch.linalg.svd(sample - mean, full_matrices=False)
         k = model.components[level]
         scale = s[:k] / max(1, sample.shape[0] - 1) ** 0.5
@@ -206,8 +221,8 @@ def _sample(where: list[np.ndarray], n: int, rng: np.random.Generator) -> list[t
 
 @dataclass
 class _PixelSet:
-    filters: torch.Tensor
-    encoder: list[torch.Tensor] | None
+    filters: torch.Tensor  # raw filter responses (N, C)
+    encoder: list[torch.Tensor] | torch.Tensor | None  # raw per level, then projected (N, sum k)
     target: torch.Tensor  # float 0/1
 
 
@@ -260,20 +275,24 @@ class PixelTrainer:
     def has_unpainted(self) -> bool:
         return any((lab == UNLABELLED).any() for lab in self.painted)
 
-    def _gather(self, pixels: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, _PixelSet]:
-        sets = {}
-        for kind, model in self.candidates.items():
-            fs, es, ts = [], [], []
-            for image, lab, (ys, xs) in zip(self.images, self.labels, pixels):
-                if ys.size == 0:
-                    continue
-                f, e = pixel_features(model, image, ys, xs, self.device)
+    def _gather(self, parts: list[list[tuple[np.ndarray, np.ndarray]]]) -> list[dict[str, _PixelSet]]:
+        """Per part (pixels of every image), the raw features of every candidate (maps computed once)."""
+        any_model = next(iter(self.candidates.values()))
+        encoder = any(m.use_encoder for m in self.candidates.values())
+        per_part = [([], [], []) for _ in parts]
+        for i, (image, lab) in enumerate(zip(self.images, self.labels)):
+            pixels = [part[i] for part in parts]
+            for (fs, es, ts), (f, e), (ys, xs) in zip(per_part, pixel_features(any_model, image, pixels, self.device,
+                                                                               encoder=encoder), pixels):
                 fs.append(f)
                 es.append(e)
                 ts.append(torch.from_numpy((lab[ys, xs] == NANOWIRE).astype(np.float32)).to(self.device))
+        out = []
+        for fs, es, ts in per_part:
             enc = None if es[0] is None else [torch.cat([e[level] for e in es]) for level in range(len(es[0]))]
-            sets[kind] = _PixelSet(torch.cat(fs), enc, torch.cat(ts))
-        return sets
+            out.append({k: _PixelSet(torch.cat(fs), enc if m.use_encoder else None, torch.cat(ts))
+                        for k, m in self.candidates.items()})
+        return out
 
     def _prepare(self, *, split: bool) -> None:
         """Sample training (and validation) pixels of the current labels; statistics of fresh models."""
@@ -282,12 +301,19 @@ class PixelTrainer:
         if split and not any(h.any() for h in held):
             self.chosen = next(iter(self.candidates))  # too few labels to validate: the first kind
             split = False
-        self.train_set = self._gather(_sample([m & ~h for m, h in zip(labelled, held)], MAX_PIXELS, self.rng))
-        self.val_set = self._gather(_sample(held, MAX_PIXELS // 2, self.rng)) if split else None
+        parts = [_sample([m & ~h for m, h in zip(labelled, held)], MAX_PIXELS, self.rng)]
+        if split:
+            parts.append(_sample(held, MAX_PIXELS // 2, self.rng))
+        sets = self._gather(parts)
+        self.train_set, self.val_set = sets[0], sets[1] if split else None
         if self.fresh:
             for kind, model in self.candidates.items():
                 fit_statistics(model, self.train_set[kind].filters, self.train_set[kind].encoder)
             self.fresh = False
+        for kind, model in self.candidates.items():
+            for data in (self.train_set[kind], self.val_set[kind] if self.val_set else None):
+                if data is not None and data.encoder is not None:
+                    data.encoder = model.project(data.encoder)
         self.optimizers = {k: torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=self.lr,
                                                 weight_decay=WEIGHT_DECAY) for k, m in self.candidates.items()}
 
@@ -300,8 +326,7 @@ class PixelTrainer:
             model, data = self.candidates[kind], self.train_set[kind]
             idx = torch.from_numpy(self.rng.integers(data.target.numel(), size=BATCH_PIXELS)).to(self.device)
             model.train()
-            logits = model.pixel_logits(data.filters[idx], None if data.encoder is None else
-                                        [e[idx] for e in data.encoder])
+            logits = model.pixel_logits(data.filters[idx], None if data.encoder is None else data.encoder[idx])
             loss = F.binary_cross_entropy_with_logits(logits, data.target[idx])
             if not torch.isfinite(loss):
                 raise NanowireSSLError(f"training diverged: loss is {loss.item()}; lower the learning rate")
@@ -319,7 +344,8 @@ class PixelTrainer:
                 model.eval()
                 data = self.val_set[kind]
                 self.validation[kind] = _dice(model.pixel_logits(data.filters, data.encoder), data.target)
-            self.chosen = max(self.validation, key=lambda k: self.validation[k])
+            penalty = {k: ENCODER_MARGIN if self.candidates[k].use_encoder else 0.0 for k in self.validation}
+            self.chosen = max(self.validation, key=lambda k: self.validation[k] - penalty[k])
             self.candidates[self.chosen].validation = dict(self.validation)
             self.candidates = {self.chosen: self.candidates[self.chosen]}
             self._prepare(split=False)

@@ -1,9 +1,12 @@
-"""Dock widget "Segment nanowires": train a decoder from a few strokes, predict masks.
+"""Dock widget "Segment nanowires": train a segmentation model from a few strokes, predict masks.
 
 Scribbles are a Labels layer with the plugin's convention (0 = not labelled,
-1 = background, 2 = nanowire). Training runs
-:class:`~..fewshot.segment.SegmentationTrainer` in a generator worker with a
-live loss and a preview of the probability map; Stop keeps the best state.
+1 = background, 2 = nanowire). Training runs the trainer of
+:func:`~..fewshot.segment.make_trainer` (``model``: auto by default, the pixel
+classifier chosen on held-out strokes) in a generator worker with a live loss
+and a preview of the probability map; Stop keeps the best state. The status
+line names the model kept and its validation Dice. The predicted wires are
+drawn in the colour of the nanowire strokes (label 2).
 Predictions (:func:`~..fewshot.tiling.segment_image`) never touch the
 scribbles: they go to the layers ``<image> nanowire probability`` and
 ``<image> nanowires`` (1 = nanowire), which the widget owns (marked in their
@@ -26,7 +29,8 @@ from qtpy.QtCore import QObject, Signal
 
 from ..errors import NanowireSSLError
 from ..fewshot.features import encoder_identity
-from ..fewshot.segment import SELF_TRAINING_STEPS, SegmentationTrainer, check_labels, load_decoder, save_decoder
+from ..fewshot.segment import (DEFAULT_MODEL, MODELS, NANOWIRE, SELF_TRAINING_STEPS, check_labels, load_decoder,
+                               make_trainer, model_description, save_decoder)
 from ..fewshot.tiling import predict_tiled, segment_image
 from ..models.decoder import STRIDE
 from ..session import session_for
@@ -43,6 +47,7 @@ HELP = "Scribbles: paint 2 = nanowire, 1 = background, 0 = leave unlabelled"
 NO_MODEL = "No trained decoder: paint scribbles and press Train, or load a decoder"
 PROGRESS_MAX = 1000
 CROP = 256  # training crop (px); smaller images use one crop of their own size
+BRUSH_SIZE = 3  # px: no wider than the thin (2-3 px) wires of SEM films; widen it for open background
 
 
 def image_data(layer) -> np.ndarray:
@@ -79,6 +84,11 @@ class SegmentWidget(Container):
         self.scribbles = ComboBox(label="scribbles", choices=self._scribble_layers,
                                   tooltip="Labels layer of strokes: 2 = nanowire, 1 = background, 0 = unlabelled")
         self.new_scribbles_button = PushButton(text="New scribble layer")
+        self.model_kind = ComboBox(
+            label="model", choices=MODELS, value=DEFAULT_MODEL,
+            tooltip="auto: pixel classifiers on multiscale filters with and without the encoder's features; "
+                    "the one scoring better on a held-out quarter of your strokes is kept. decoder: the U-Net "
+                    "decoder on the encoder maps (slower)")
         self.n_steps = SpinBox(label="steps", value=200, min=1, max=100_000)
         self.self_training = SpinBox(
             label="self-training steps", value=SELF_TRAINING_STEPS, min=0, max=100_000,
@@ -106,7 +116,7 @@ class SegmentWidget(Container):
             self.help,
             Container(widgets=[self.image, self.scribbles]),
             self.new_scribbles_button,
-            Container(widgets=[self.n_steps, self.self_training, self.batch_size, self.preview_every, self.device]),
+            Container(widgets=[self.model_kind, self.n_steps, self.self_training, self.batch_size, self.preview_every, self.device]),
             Container(widgets=[self.train_button, self.stop_button], layout="horizontal", labels=False),
             self.progress, self.status,
             Container(widgets=[self.predict_button, self.predict_all_button], layout="horizontal", labels=False),
@@ -151,7 +161,7 @@ class SegmentWidget(Container):
         scribbles = self.viewer.add_labels(np.zeros(image_data(layer).shape, np.uint8), name=f"{layer.name} scribbles",
                                            scale=layer.scale, translate=layer.translate)
         scribbles.selected_label = 2
-        scribbles.brush_size = 5
+        scribbles.brush_size = BRUSH_SIZE
         scribbles.mode = "paint"
         self.scribbles.value = scribbles
         self.status.value = HELP
@@ -203,8 +213,20 @@ class SegmentWidget(Container):
                 layer.scale, layer.translate = source.scale, source.translate  # each assignment redraws
             return layer
         add = self.viewer.add_image if kind == "probability" else self.viewer.add_labels
+        style = dict(STYLES[kind])
+        if kind == "nanowires":
+            style["colormap"] = self._wire_colormap()
         return add(data, name=f"{source.name} {KIND_NAMES[kind]}", scale=source.scale, translate=source.translate,
-                   metadata={OUTPUT_OF: source.name, OUTPUT_KIND: kind}, visible=visible, **STYLES[kind])
+                   metadata={OUTPUT_OF: source.name, OUTPUT_KIND: kind}, visible=visible, **style)
+
+    def _wire_colormap(self):
+        """Mask value 1 drawn in the colour of the nanowire strokes (label 2 of the scribble layer)."""
+        from napari.utils.colormaps import DirectLabelColormap
+
+        scribbles = self.scribbles.value
+        colour = scribbles.colormap.map(NANOWIRE) if scribbles is not None else Labels(
+            np.zeros((1, 1), np.uint8)).colormap.map(NANOWIRE)
+        return DirectLabelColormap(color_dict={0: np.zeros(4), 1: np.asarray(colour), None: np.zeros(4)})
 
     # --- encoder and model ----------------------------------------------------------------
 
@@ -242,10 +264,10 @@ class SegmentWidget(Container):
                                        f"'{layer.name}' is {shape_text(image.shape)}")
             check_labels(image, labels, name=f"Layer '{scribbles.name}'")
             encoder = self.session.active_encoder()
-            decoder = self.model.decoder if self.model is not None else None
             crop = min(CROP, -(-max(image.shape) // STRIDE) * STRIDE)  # no padding work on small images
-            self.trainer = SegmentationTrainer(encoder, [image], [labels.copy()], decoder=decoder, crop=crop,
-                                               batch_size=self.batch_size.value, device=self.device.value)
+            self.trainer = make_trainer(encoder, [image], [labels.copy()], model=self.model_kind.value,
+                                        previous=self.model, crop=crop, batch_size=self.batch_size.value,
+                                        device=self.device.value)
         except NanowireSSLError as exc:
             show_error(str(exc))
             return
@@ -261,8 +283,10 @@ class SegmentWidget(Container):
             self._show(layer, prob)
             return
         self._set_progress(event.fraction)
-        phase = " (self-training)" if event.step >= n_steps else ""
-        self.status.value = f"step {event.step + 1}/{event.n_steps}{phase}, loss {event.loss:.4f}"
+        phase = (" (self-training: confident pixels count as labels, so the loss jumps and is not comparable "
+                 "with before)") if event.step >= n_steps else ""
+        self.status.value = f"step {event.step + 1}/{event.n_steps}{phase}, loss {event.loss:.4f}; " \
+                            f"{self.trainer.choice_line()}"
 
     def _on_trained(self, layer, result) -> None:
         trainer = self.trainer
@@ -270,10 +294,11 @@ class SegmentWidget(Container):
         steps = len(trainer.losses)
         if result is None:
             self.status.value = f"stopped after {steps} steps; the best state is kept (best loss " \
-                                f"{trainer.best_loss:.4f}); press Predict to see it"
+                                f"{trainer.best_loss:.4f}; {trainer.choice_line()}); press Predict to see it"
             return
         self._show(layer, *result)
-        self.status.value = f"trained {steps} steps (best loss {trainer.best_loss:.4f}); '{layer.name}' predicted"
+        self.status.value = f"trained {steps} steps (best loss {trainer.best_loss:.4f}); '{layer.name}' " \
+                            f"predicted; {trainer.choice_line()}"
 
     # --- prediction -----------------------------------------------------------------------
 
@@ -401,7 +426,7 @@ class SegmentWidget(Container):
             show_error(str(exc))
             return
         self.session.set_decoder(model)
-        self.status.value = f"decoder loaded from {path.name}"
+        self.status.value = f"decoder loaded from {path.name}: {model_description(model)}"
         show_info(f"Decoder loaded from {path}")
 
 

@@ -1,0 +1,172 @@
+"""Filter bank and pixel classifiers: responses, the choice on held-out labels, model files."""
+
+import numpy as np
+import pytest
+import torch
+
+from napari_nanowire_ssl.errors import ModelFileError
+from napari_nanowire_ssl.fewshot.filters import PER_SCALE, SIGMAS, FilterBank
+from napari_nanowire_ssl.fewshot.pixel_classifier import PixelClassifier, pixel_features, validation_blocks
+from napari_nanowire_ssl.fewshot.segment import (MODELS, decoder_state, labels_from_mask, load_decoder, make_trainer,
+                                                 save_decoder)
+from napari_nanowire_ssl.fewshot.tiling import predict_tiled
+from napari_nanowire_ssl.models.decoder import SegmentationModel, UNetDecoder
+from napari_nanowire_ssl.models.encoder import Encoder
+from napari_nanowire_ssl.models.modelfile import read_metadata, save_tensors, tensor_hash
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    torch.manual_seed(0)
+    return Encoder("resnet18").eval()
+
+
+class PhaseEncoder(Encoder):
+    """Constructed encoder that sees what no filter of the bank sees: the phase of a checkerboard
+    (+1 where pixel (y, x) is bright with y + x even, -1 where odd), pooled to each stride."""
+
+    def forward_features(self, x):
+        x = x if x.ndim == 4 else x.unsqueeze(1)
+        h, w = x.shape[-2:]
+        sign = (-1.0) ** (torch.arange(h)[:, None] + torch.arange(w)[None, :])
+        phase = (x - 0.5) * 2 * sign
+        return [torch.nn.functional.avg_pool2d(phase, s).expand(-1, c, -1, -1)
+                for s, c in zip((2, 4, 8, 16, 32), self.feature_channels)]
+
+
+class NoiseEncoder(Encoder):
+    """Constructed encoder whose maps are noise: nothing to learn from them but spurious detail."""
+
+    def forward_features(self, x):
+        x = x if x.ndim == 4 else x.unsqueeze(1)
+        g = torch.Generator().manual_seed(int(x.shape[-1]))
+        return [torch.randn(x.shape[0], c, -(-x.shape[-2] // s), -(-x.shape[-1] // s), generator=g)
+                for s, c in zip((2, 4, 8, 16, 32), self.feature_channels)]
+
+
+def checkerboards(n=2, size=128, seed=0):
+    """Images that are a checkerboard everywhere; inside a disc its phase is shifted by one pixel."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    board = ((yy + xx) % 2).astype(np.float32)
+    out = []
+    for _ in range(n):
+        cy, cx = rng.integers(32, size - 32, 2)
+        mask = (yy - cy) ** 2 + (xx - cx) ** 2 < 30**2
+        out.append((np.where(mask, 1 - board, board), mask))
+    return out
+
+
+def lines(n=2, size=128, seed=0):
+    """Bright 3 px lines on a noisy dark background: the filters' Hessian finds them."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        image = rng.normal(0.2, 0.05, (size, size)).astype(np.float32)
+        mask = np.zeros((size, size), bool)
+        for r in rng.choice(np.arange(8, size - 8), 4, replace=False):
+            mask[r - 1:r + 2] = True
+        image[mask] += 0.6
+        out.append((image, mask))
+    return out
+
+
+def test_filter_bank_channels_and_responses():
+    bank = FilterBank()
+    assert bank.out_channels == 1 + len(PER_SCALE) * len(SIGMAS) == len(bank.names)
+    flat = bank(torch.full((1, 1, 40, 70), 0.3))
+    assert flat.shape == (1, bank.out_channels, 40, 70)
+    assert torch.allclose(flat[:, 1], torch.full_like(flat[:, 1], 0.3), atol=1e-5)  # Gaussian of a constant
+    assert flat[:, 2:7].abs().max() < 1e-5  # no gradient, Hessian or structure
+    x = torch.zeros(1, 1, 64, 64)
+    x[..., 31:34] = 1.0  # a bright vertical ridge, 3 px wide
+    r = bank(x)[0]
+    hessian_min = r[bank.names.index("hessian_min_2")]
+    assert hessian_min[32, 32] < -0.2 and abs(hessian_min[32, 5]) < 1e-3  # strongly curved on the ridge only
+
+
+def test_encoder_features_of_sampled_pixels_match_the_full_forward(encoder):
+    """Training samples the encoder maps exactly as inference upsamples them (bilinear, odd sizes)."""
+    model = PixelClassifier(encoder, use_encoder=True)
+    image = np.random.default_rng(0).random((70, 90)).astype(np.float32)
+    ys, xs = np.array([0, 5, 69, 33]), np.array([0, 89, 44, 7])
+    [(f, e)] = pixel_features(model, image, [(ys, xs)], "cpu")
+    torch.nn.init.normal_(model.first.weight)
+    for level in model.levels:
+        torch.nn.init.normal_(level.weight)
+    for level in range(5):
+        getattr(model, f"pca{level}").copy_(torch.randn_like(getattr(model, f"pca{level}")))
+    model.eval()
+    full = model(torch.from_numpy(image)[None, None])[0, 0]
+    with torch.no_grad():
+        sampled = model.pixel_logits(f, model.project(e))
+    np.testing.assert_allclose(sampled.numpy(), full[ys, xs].detach().numpy(), rtol=1e-4, atol=1e-4)
+
+
+def train_auto(encoder, pairs, steps=120):
+    trainer = make_trainer(encoder, [p[0] for p in pairs], [labels_from_mask(p[1]) for p in pairs], seed=0)
+    for _ in trainer.steps(steps):
+        pass
+    return trainer
+
+
+def test_the_encoder_wins_where_only_it_sees_the_classes():
+    trainer = train_auto(PhaseEncoder("resnet18").eval(), checkerboards())
+    assert trainer.chosen == "filters+encoder", trainer.validation
+    assert trainer.validation["filters+encoder"] > 0.9 > trainer.validation["filters"] + 0.2
+    assert "model: filters+encoder (validation Dice" in trainer.choice_line()
+    image, mask = checkerboards(1, seed=5)[0]
+    assert np.mean((predict_tiled(trainer.restore_best(), image) > 0.5) == mask) > 0.9
+
+
+def test_the_filters_win_where_they_suffice(encoder):
+    trainer = train_auto(NoiseEncoder("resnet18").eval(), lines())
+    assert trainer.chosen == "filters", trainer.validation
+    assert trainer.validation["filters"] > 0.95 and trainer.validation["filters"] >= trainer.validation[
+        "filters+encoder"]
+    image, mask = lines(1, seed=5)[0]
+    assert np.mean((predict_tiled(trainer.restore_best(), image) > 0.5) == mask) > 0.98
+
+
+def test_validation_blocks_hold_out_both_classes_or_nothing():
+    rng = np.random.default_rng(0)
+    lab = labels_from_mask(np.arange(256 * 256).reshape(256, 256) % 256 < 128)
+    held = validation_blocks([lab], rng)[0]
+    assert 0.05 < held.mean() < 0.5 and set(np.unique(lab[held])) == {1, 2}
+    strokes = np.zeros((256, 256), np.uint8)
+    strokes[10, 10], strokes[200, 200] = 1, 2  # one pixel per class: nothing can be held out
+    assert not validation_blocks([strokes], rng)[0].any()
+
+
+def test_pixel_model_file_round_trip_and_metadata(encoder, tmp_path):
+    trainer = train_auto(encoder, lines(), steps=20)
+    model = trainer.restore_best()
+    path = tmp_path / "pixels.safetensors"
+    save_decoder(model, path, encoder_hash=tensor_hash(encoder.state_dict()))
+    meta = read_metadata(path, kind="decoder")
+    assert meta["model"] == "pixels" and meta["use_encoder"] == (trainer.chosen == "filters+encoder")
+    assert set(meta["validation"]) == {"filters", "filters+encoder"}
+    loaded = load_decoder(path, encoder)
+    image = lines(1, seed=3)[0][0]
+    np.testing.assert_array_equal(predict_tiled(loaded, image), predict_tiled(model, image))
+    # Training on continues the loaded model, of the same kind.
+    again = make_trainer(encoder, [image], [labels_from_mask(lines(1, seed=3)[0][1])], previous=loaded)
+    assert again.chosen == loaded.kind and next(iter(again.steps(1))).n_steps == 1
+
+
+def test_old_decoder_files_still_load_and_unknown_models_are_refused(encoder, tmp_path):
+    unet = SegmentationModel(encoder, UNetDecoder(encoder.feature_channels, width=8)).eval()
+    tensors, meta = decoder_state(unet, encoder_hash=tensor_hash(encoder.state_dict()))
+    old = {k: v for k, v in meta.items() if k != "model"}  # files written before the pixel classifiers
+    save_tensors(tmp_path / "old.safetensors", tensors, old)
+    assert isinstance(load_decoder(tmp_path / "old.safetensors", encoder), SegmentationModel)
+    save_tensors(tmp_path / "new.safetensors", tensors, {**meta, "model": "transformer"})
+    with pytest.raises(ModelFileError, match=r"new\.safetensors: holds a segmentation model of type 'transformer', "
+                                             "unknown to this version"):
+        load_decoder(tmp_path / "new.safetensors", encoder)
+
+
+def test_the_cli_offers_the_library_models():
+    from napari_nanowire_ssl.cli import segment_cmd
+
+    assert segment_cmd.MODELS == MODELS and segment_cmd.DEFAULT_MODEL == "auto"
