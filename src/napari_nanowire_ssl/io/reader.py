@@ -151,7 +151,7 @@ def _read_tiff(path: Path):
     if "S" in axes:
         if axes.index("S") != len(axes) - 1:
             data = np.moveaxis(data, axes.index("S"), -1)
-        data = _grayscale(data, path, meta)
+        data = grayscale(data, path, meta)
     data = data.reshape((-1,) + data.shape[-2:]) if data.ndim > 2 else data
     if data.ndim == 3 and data.shape[0] == 1:
         data = data[0]
@@ -264,21 +264,24 @@ def _read_pil(path: Path):
         raise ImageReadError(f"{path}: cannot be read, truncated or corrupt ({first_line(exc)})") from None
     meta = {"format": fmt, "dtype": str(data.dtype)}
     if data.ndim == 3:
-        data = _grayscale(data, path, meta)
+        data = grayscale(data, path, meta)
     return data, None, meta
 
 
-def _grayscale(data: np.ndarray, path: Path, meta: dict) -> np.ndarray:
+def grayscale(data: np.ndarray, name, meta: dict | None = None) -> np.ndarray:
     """Collapse trailing colour samples to gray when the channels are equal.
 
     Alpha is dropped. Up to :data:`MAX_COLOUR_FRACTION` of pixels may carry
     colour (coloured scale bars); the gray value is then the channel mean.
-    Genuinely colour images are refused: the encoders see one channel and
-    silently mixing colours would give wrong measurements.
+    Genuinely colour images are refused with an error naming ``name`` (a
+    file, or a layer as "Layer 'x'"): the encoders see one channel and
+    silently mixing colours would give wrong measurements. What was done is
+    noted in ``meta``. Files and napari layers share this one decision.
     """
+    meta = {} if meta is None else meta
     samples = data.shape[-1]
     if samples not in (2, 3, 4):
-        raise ImageReadError(f"{path}: unexpected {samples} samples per pixel")
+        raise ImageReadError(f"{name}: unexpected {samples} samples per pixel")
     if samples == 2:  # gray + alpha
         meta["dropped"] = "alpha"
         return data[..., 0]
@@ -289,7 +292,7 @@ def _grayscale(data: np.ndarray, path: Path, meta: dict) -> np.ndarray:
     if fraction > MAX_COLOUR_FRACTION:
         kind = "RGBA" if samples == 4 else "RGB"
         raise ImageReadError(
-            f"{path}: {kind} colour image whose channels differ in {fraction:.0%} of pixels; "
+            f"{name}: {kind} colour image whose channels differ in {fraction:.0%} of pixels; "
             "TEM analysis needs a grayscale image (convert it first)"
         )
     meta["colour_pixel_fraction"] = fraction
