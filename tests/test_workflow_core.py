@@ -164,6 +164,19 @@ def test_session_settings_persist(tmp_path):
     assert Session().settings.tile == 1024  # the next session starts from the saved values
 
 
+def test_session_runs_the_active_encoder_on_its_device(monkeypatch, random_resnet18):
+    import torch
+
+    session = Session()
+    session.update_settings(device="cpu")
+    assert session.device() == torch.device("cpu")
+    session.set_encoder(random_resnet18, "test")
+    assert session.active_encoder() is random_resnet18
+    # Wherever the settings point, the active encoder is moved there before any widget uses it.
+    monkeypatch.setattr(Session, "device", lambda self: torch.device("meta"))
+    assert next(session.active_encoder().parameters()).device == torch.device("meta")
+
+
 # --- batch ------------------------------------------------------------------------------------
 
 

@@ -53,13 +53,23 @@ class Session:
         self.encoder_changed.emit(encoder, source)
 
     def active_encoder(self):
-        """The active encoder; when there is none yet, the one the settings name (default: shipped)."""
+        """The active encoder, on :meth:`device`; when there is none yet, the one the settings name
+        (default: the shipped one). Every widget runs it from here, so all run where the user chose."""
         if self.encoder is None:
             from .models.default import resolve_encoder
 
             spec = self.settings.encoder
             self.set_encoder(resolve_encoder(spec), "default" if spec == "default" else spec)
+        device = self.device()
+        if next(self.encoder.parameters()).device != device:
+            self.encoder.to(device)
         return self.encoder
+
+    def device(self):
+        """The torch device the settings choose (auto: CUDA, then MPS, then CPU)."""
+        from .models.device import select_device
+
+        return select_device(self.settings.device)
 
     def set_head(self, head) -> None:
         self.head = head
