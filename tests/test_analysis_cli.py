@@ -30,6 +30,8 @@ def test_measure_mask_row_has_stable_columns_and_known_values():
     assert (row["spans_lr"], row["spans_tb"], row["percolates"]) == (True, True, True)
     assert row["n_clusters"] == 1 and row["n_junctions"] == 1 and row["n_end_points"] == 4
     assert row["total_length_px"] == pytest.approx(78 * AXIAL_STEP)
+    assert row["n_branches"] == 4 and row["mean_degree"] == pytest.approx(8 / 5)
+    assert row["sheet_resistance_ohm_sq"] is None
     assert row["morphology"] == "network"
     assert row["wire_area_um2"] is None and row["total_length_um"] is None
     phys = measure_mask(m, pixel_size_nm=5.0)
@@ -123,3 +125,38 @@ def test_cli_bad_input_exits_2_naming_the_file(tmp_path, capsys, problem):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and str(bad) in err and "\n" not in err
     assert not out.exists()
+
+
+def test_cli_network_columns_and_branch_table_read_back(tmp_path, capsys):
+    m = np.zeros((120, 200), np.uint8)
+    for k in range(4):
+        m[15 + 25 * k : 18 + 25 * k, :] = 255  # 4 parallel wires across
+    m[:, 99:102] = 255  # one vertical wire crossing them all
+    Image.fromarray(m).save(tmp_path / "grid.png")
+    out, branches = tmp_path / "metrics.csv", tmp_path / "branches.csv"
+    code = main(["analyze", str(tmp_path / "grid.png"), "--out", str(out), "--pixel-size", "10",
+                 "--wire-resistance", "5", "--junction-resistance", "100", "--branches", str(branches)])
+    assert code == 0
+    assert f"and {branches} (" in capsys.readouterr().out
+    (row,) = csv.DictReader(out.open())
+    for column in ("n_junctions", "junction_density_per_um2", "mean_degree", "median_branch_length_um",
+                   "median_tortuosity", "sheet_resistance_ohm_sq"):
+        assert row[column] != "", column
+    assert int(row["n_junctions"]) == 4
+    assert float(row["junction_density_per_um2"]) == pytest.approx(4 / (1.2 * 2.0))
+    assert float(row["sheet_resistance_ohm_sq"]) == pytest.approx(5 * 0.01 * 120 / 4, rel=0.01)
+    assert float(row["median_tortuosity"]) == pytest.approx(1.0, abs=0.01)
+    table = list(csv.DictReader(branches.open()))
+    assert len(table) == int(row["n_branches"])
+    assert list(table[0])[:3] == ["path", "branch", "wire"]
+    lengths = sorted(float(t["length_um"]) for t in table)
+    assert float(row["median_branch_length_um"]) == pytest.approx(float(np.median(lengths)))
+    currents = [float(t["current_fraction"]) for t in table]
+    assert max(currents) == pytest.approx(0.25, rel=0.01)  # each horizontal carries a quarter
+
+
+def test_cli_wire_resistance_needs_a_pixel_size(tmp_path, capsys):
+    Image.fromarray(_cross()).save(tmp_path / "m.png")
+    assert main(["analyze", str(tmp_path / "m.png"), "--out", str(tmp_path / "m.csv"),
+                 "--wire-resistance", "5"]) == 2
+    assert "--wire-resistance: needs --pixel-size" in capsys.readouterr().err

@@ -4,6 +4,11 @@ The default link distance is 0 (plain 8-connectivity: wires must touch);
 ``--link-distance 2`` reproduces the paper's DBSCAN clustering (eps = 2 px),
 which also joins wires separated by a one-pixel gap.
 
+``--wire-resistance`` (ohm per um, needs ``--pixel-size``) adds the sheet
+resistance of the wire graph (Kirchhoff, electrodes on the left and right
+edges or, with ``--electrodes tb``, top and bottom); ``--branches FILE.csv``
+writes one row per graph branch of every mask.
+
 With ``--bundle FILE`` (a model bundle saved in napari) the inputs are
 images instead: each is segmented by the bundle's decoder and classified by
 its classifier (:func:`..batch.process_files`, the loop the GUI's batch run
@@ -14,6 +19,8 @@ CSV, and the analysis options default to the bundle's.
 from __future__ import annotations
 
 import argparse
+
+from ..analysis.resistance import DEFAULT_ELECTRODES, DEFAULT_JUNCTION_RESISTANCE_OHM, ELECTRODES
 
 OPTION_DEFAULTS = {"connectivity": 8, "link_distance": 0.0, "criterion": "both"}
 
@@ -46,6 +53,16 @@ def register(subparsers) -> None:
                    "either, left-right or top-bottom")
     p.add_argument("--crop-bottom", type=int, default=0, metavar="ROWS",
                    help="leave out this many bottom rows (instrument banner); masks only")
+    p.add_argument("--wire-resistance", type=float, default=None, metavar="OHM_PER_UM",
+                   help="resistance of a wire per um of length: adds sheet_resistance_ohm_sq (needs --pixel-size)")
+    p.add_argument("--junction-resistance", type=float, default=DEFAULT_JUNCTION_RESISTANCE_OHM, metavar="OHM",
+                   help=f"contact resistance of a junction between two wires (default {DEFAULT_JUNCTION_RESISTANCE_OHM:g})")
+    p.add_argument("--electrodes", choices=ELECTRODES, default=DEFAULT_ELECTRODES,
+                   help=f"electrode edges for the sheet resistance: left-right or top-bottom "
+                   f"(default {DEFAULT_ELECTRODES})")
+    p.add_argument("--branches", metavar="FILE.csv", default=None,
+                   help="also write the per-branch table (length, width, end-to-end distance, tortuosity, "
+                   "current) of every mask; masks only")
     p.add_argument("--device", default="auto", help="with --bundle: auto, cpu, cuda, cuda:N or mps (default auto)")
     p.set_defaults(func=run)
 
@@ -60,35 +77,53 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_masks(args: argparse.Namespace) -> int:
-    import csv
     from pathlib import Path
 
-    from ..analysis.measure import COLUMNS, measure_mask, read_mask
+    from ..analysis.measure import COLUMNS, analyse_mask, read_mask
+    from ..analysis.network import BRANCH_COLUMNS, branch_table
     from ..errors import NanowireSSLError
     from ..io.reader import list_images
 
+    if args.wire_resistance is not None and args.pixel_size is None:
+        raise NanowireSSLError("--wire-resistance: needs --pixel-size (the wire resistance is per um)")
     files = list_images(args.inputs, what="mask")
     options = {**OPTION_DEFAULTS, **explicit_options(args)}
-    rows = []
+    rows, branches = [], []
     for path in files:
         try:
-            row = measure_mask(read_mask(path), pixel_size_nm=args.pixel_size, crop_bottom=args.crop_bottom,
-                               **options)
+            analysis = analyse_mask(read_mask(path), pixel_size_nm=args.pixel_size, crop_bottom=args.crop_bottom,
+                                    wire_resistance_ohm_per_um=args.wire_resistance,
+                                    junction_resistance_ohm=args.junction_resistance, electrodes=args.electrodes,
+                                    **options)
         except NanowireSSLError as exc:
             message = str(exc)
             raise type(exc)(message if str(path) in message else f"{path}: {message}") from None
-        rows.append({"path": str(path), **row})
+        rows.append({"path": str(path), **analysis.row})
+        if args.branches is not None:
+            current = None if analysis.resistance is None else analysis.resistance.branch_current
+            table = branch_table(analysis.wires.graph, pixel_size_nm=args.pixel_size, current=current)
+            branches += [{"path": str(path), **{k: table[k][i] for k in BRANCH_COLUMNS}}
+                         for i in range(analysis.wires.graph.n_branches)]
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=("path", *COLUMNS))
-        writer.writeheader()
-        writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
+    _write_csv(out, ("path", *COLUMNS), rows)
+    if args.branches is not None:
+        _write_csv(Path(args.branches), ("path", *BRANCH_COLUMNS), branches)
     n_perc = sum(r["percolates"] for r in rows)
     mean_density = sum(r["pixel_density"] for r in rows) / len(rows)
     print(f"{len(rows)} mask(s) measured, {n_perc} percolate ({options['criterion']}), "
-          f"mean pixel density {mean_density:.3f}; wrote {out}")
+          f"mean pixel density {mean_density:.3f}; wrote {out}"
+          + (f" and {args.branches} ({len(branches)} branches)" if args.branches is not None else ""))
     return 0
+
+
+def _write_csv(path, columns, rows) -> None:
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
 
 
 def run_bundle(args: argparse.Namespace) -> int:
@@ -104,6 +139,8 @@ def run_bundle(args: argparse.Namespace) -> int:
 
     if args.crop_bottom:
         raise NanowireSSLError("--crop-bottom: not available with --bundle (it applies to masks)")
+    if args.branches is not None or args.wire_resistance is not None:
+        raise NanowireSSLError("--branches / --wire-resistance: not available with --bundle (they apply to masks)")
     files = list_images(args.inputs)
     bundle = load_bundle(args.bundle, device=args.device)
     bundle.options = check_options({**bundle.options, **explicit_options(args)}, source="options")
