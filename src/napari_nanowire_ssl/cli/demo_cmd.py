@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from ..errors import NanowireSSLError
+from .options import add_encoder
 
 PLUGIN = "napari-nanowire-ssl"
 WORKFLOW = "Nanowire workflow"  # the dock with every step as a tab
@@ -29,8 +30,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--headless", action="store_true", help="no window: write outputs to --out")
     p.add_argument("--out", type=Path, default=Path("demo-output"), help="output folder (headless)")
-    p.add_argument("--encoder", default="default", metavar="FILE|default",
-                   help="encoder for the feature pictures (default: the shipped default encoder)")
+    add_encoder(p, what="encoder for the feature pictures")
     p.add_argument("--screenshot", type=Path, metavar="PNG",
                    help="open the window, save a screenshot of it to PNG and close (needs a display)")
     p.set_defaults(func=run)

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from ..errors import NanowireSSLError
+from .options import add_device, add_encoder, add_seed, load_encoder
 
 
 def register(subparsers) -> None:
@@ -36,7 +37,7 @@ def register(subparsers) -> None:
     s.add_argument("out", type=Path, metavar="OUT_DIR", help="output folder (created)")
     s.add_argument("--n", type=int, default=20, metavar="N", help="pairs per morphology (default 20)")
     s.add_argument("--size", type=int, default=64, metavar="PX", help="image side in px (default 64)")
-    s.add_argument("--seed", type=int, default=0, metavar="K", help="seed (default 0)")
+    add_seed(s, of="the generated pairs")
     s.set_defaults(func=run_synth)
 
     t = sub.add_parser("train", help="train a PairVAE on a folder of SAXS/SEM pairs",
@@ -45,8 +46,7 @@ def register(subparsers) -> None:
                        "SAXS pixel MAE and S2 MAE (per morphology with PAIRS_DIR/labels.csv).")
     t.add_argument("pairs", type=Path, metavar="PAIRS_DIR", help="folder with saxs/ and sem/ sub-folders")
     t.add_argument("--out", type=Path, required=True, metavar="FILE", help="model file to write (.safetensors)")
-    t.add_argument("--encoder", default="default", metavar="FILE|default",
-                   help="frozen encoder model file or checkpoint (default: the shipped encoder)")
+    add_encoder(t, what="frozen encoder model file or checkpoint")
     t.add_argument("--epochs", type=int, default=30, metavar="N", help="epochs of joint training (default 30)")
     t.add_argument("--vae-epochs", type=int, default=10, metavar="N",
                    help="epochs of each VAE alone before joint training (default 10)")
@@ -61,8 +61,8 @@ def register(subparsers) -> None:
     t.add_argument("--no-augment", action="store_true", help="do not train on the 8 rotations/flips of each pair")
     t.add_argument("--holdout", type=float, default=0.2, metavar="F",
                    help="fraction of pairs held out for the reported errors (default 0.2; 0 = none)")
-    t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
-    t.add_argument("--seed", type=int, default=0, metavar="K", help="seed of the split and training (default 0)")
+    add_device(t)
+    add_seed(t, of="the split and training")
     t.set_defaults(func=run_train)
 
     g = sub.add_parser("generate", help="generate SEM images from SAXS patterns or the reverse",
@@ -71,11 +71,10 @@ def register(subparsers) -> None:
                        "intensities in [0, 1]).")
     g.add_argument("--model", type=Path, required=True, metavar="FILE", help="a model file from pairvae train")
     g.add_argument("--from", dest="source", choices=("saxs", "sem"), required=True, help="modality of the inputs")
-    g.add_argument("inputs", nargs="+", metavar="INPUTS", help="files or folders (not recursive)")
+    g.add_argument("inputs", nargs="+", metavar="INPUTS", help="files or folders (sub-folders included)")
     g.add_argument("--out", type=Path, required=True, metavar="OUT_DIR", help="output folder (created)")
-    g.add_argument("--encoder", default="default", metavar="FILE|default",
-                   help="the encoder the model was trained with (default: the shipped encoder)")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    add_encoder(g, what="the encoder the model was trained with")
+    add_device(g)
     g.set_defaults(func=run_generate)
 
 
@@ -103,7 +102,6 @@ def holdout_split(n: int, fraction: float, seed: int) -> tuple[list[int], list[i
 def run_train(args) -> int:
     from tqdm import tqdm
 
-    from ..models.default import resolve_encoder
     from ..models.device import select_device
     from ..pairvae.data import load_pairs
     from ..pairvae.metrics import evaluate, format_table
@@ -120,7 +118,7 @@ def run_train(args) -> int:
     pairs = load_pairs(args.pairs, config.image_size)
     train_idx, held_idx = holdout_split(len(pairs), args.holdout, args.seed)
     device = select_device(args.device)
-    encoder = resolve_encoder(args.encoder, device=device)
+    encoder = load_encoder(args)
     fit = pairs.subset(train_idx)
     trainer = PairVAETrainer(encoder, fit.saxs, fit.sem, config, train, device=device)
     t0 = time.perf_counter()
@@ -147,13 +145,10 @@ def run_generate(args) -> int:
 
     from .segment_cmd import output_paths
     from ..io import list_images
-    from ..models.default import resolve_encoder
-    from ..models.device import select_device
     from ..pairvae.data import SAXS_SUFFIXES, load_saxs, load_sem
     from ..pairvae.model import generate, load_pairvae
 
-    device = select_device(args.device)
-    encoder = resolve_encoder(args.encoder, device=device)
+    encoder = load_encoder(args)
     vae = load_pairvae(args.model, encoder)
     size = vae.config.image_size
     if args.source == "saxs":

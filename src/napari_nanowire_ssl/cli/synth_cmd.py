@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 from ..errors import NanowireSSLError
+from .options import add_seed
 
 TRUTH_COLUMNS = ("id", "class", "image", "mask", "density", "spans_lr", "spans_tb")
 
@@ -23,7 +24,7 @@ def register(subparsers) -> None:
     p.add_argument("out", type=Path, metavar="OUT", help="output folder (created; existing files are overwritten)")
     p.add_argument("--per-class", type=int, default=10, metavar="N", help="images per class (default 10)")
     p.add_argument("--size", type=int, default=256, metavar="S", help="image side in px, >= 64 (default 256)")
-    p.add_argument("--seed", type=int, default=0, metavar="K", help="dataset seed (default 0)")
+    add_seed(p, of="the dataset")
     p.add_argument(
         "--classes",
         metavar="LIST",
