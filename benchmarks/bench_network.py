@@ -11,6 +11,15 @@ first call in a process; that first call is reported apart):
 - analyse_mask: the whole row with the sheet resistance, as the CLI computes it.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_network.py [--size 4096] [--repeat 3]
+
+With ``--agnw FILE`` it measures instead the Otsu mask of a real silver-nanowire
+SEM image (banner of ``--crop-bottom`` rows cut off) and, when StructuralGT is
+importable (``PYTHONPATH`` to a separate install; it is not a dependency), the
+graph StructuralGT 1.0 builds from the same mask (skeletonize, node merging by
+radius-2 discs, sknw graph, self loops dropped) with the quantities both define:
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_network.py \
+        --agnw ../shared/data/real/agnw_network_sem/AgNWN_slice0001.tif --crop-bottom 67 --pixel-size 32.3
 """
 
 from __future__ import annotations
@@ -51,11 +60,81 @@ def timed(fn, repeat: int):
     return first, float(np.median(times)), out
 
 
+def structuralgt_graph(mask: np.ndarray):
+    """StructuralGT 1.0's graph of ``mask`` (merge nodes on, pruning and cleaning off), or None."""
+    try:
+        import sknw
+        from StructuralGT import skel_ID
+    except ImportError:
+        return None
+    np.bool = bool  # StructuralGT 1.0 still uses the alias numpy removed
+    skel = skel_ID.make_skel((mask * 255).astype(np.uint8), 1, 0, 0, 0)[0]
+    graph = sknw.build_sknw(skel.astype(np.uint16))
+    graph.remove_edges_from([(s, e) for s, e in graph.edges() if s == e])
+    return graph
+
+
+def agnw(args) -> None:
+    import networkx as nx
+    import tifffile
+    from skimage.filters import threshold_otsu
+
+    image = tifffile.imread(args.agnw).astype(float)
+    image = image[: image.shape[0] - args.crop_bottom]
+    mask = image > threshold_otsu(image)
+    t = time.perf_counter()
+    a = analyse_mask(mask, pixel_size_nm=args.pixel_size, wire_resistance_ohm_per_um=WIRE_OHM_PER_UM,
+                     junction_resistance_ohm=JUNCTION_OHM)
+    ours_s = time.perf_counter() - t
+    row = a.row
+    print(f"{args.agnw}: {mask.shape[1]} x {mask.shape[0]} px after cropping {args.crop_bottom} rows, "
+          f"{args.pixel_size} nm/px; Otsu mask, pixel density {row['pixel_density']:.3f}\n")
+    g = a.wires.graph
+    ours = {"nodes": len(g.nodes), "edges": g.n_branches, "nodes of degree >= 3": len(g.junctions),
+            "nodes of degree 1": int((g.degree == 1).sum()), "average degree": row["mean_degree"],
+            "median edge length (px)": row["median_branch_length_px"], "time (s)": ours_s}
+    t = time.perf_counter()
+    sgt = structuralgt_graph(mask)
+    sgt_s = time.perf_counter() - t
+    theirs = {}
+    if sgt is not None:
+        deg = np.array([d for _, d in sgt.degree()])
+        theirs = {"nodes": sgt.number_of_nodes(), "edges": sgt.number_of_edges(),
+                  "nodes of degree >= 3": int((deg >= 3).sum()), "nodes of degree 1": int((deg == 1).sum()),
+                  "average degree": float(deg.mean()),
+                  "median edge length (px)": float(np.median([d["weight"] for *_, d in sgt.edges(data=True)])),
+                  "time (s)": sgt_s}
+        print(f"StructuralGT graph: {nx.number_connected_components(sgt)} components")
+    print("| quantity | this plugin | StructuralGT 1.0 |")
+    print("|---|---|---|")
+    for key, value in ours.items():
+        other = theirs.get(key, "not installed")
+        fmt = (lambda v: f"{v:.3g}" if isinstance(v, float) else str(v))
+        print(f"| {key} | {fmt(value)} | {fmt(other)} |")
+    print("\nAll the plugin's network columns:\n")
+    print("| column | value |")
+    print("|---|---|")
+    for key in ("n_junctions", "junction_density_per_um2", "mean_degree", "n_graph_components",
+                "largest_component_length_fraction", "median_branch_length_um", "branch_length_iqr_um",
+                "median_branch_width_nm", "branch_width_iqr_nm", "median_tortuosity", "n_wires",
+                "mean_wire_length_um", "stick_percolation_ratio", "length_per_area_um", "nematic_order",
+                "sheet_resistance_ohm_sq"):
+        value = row[key]
+        print(f"| {key} | {value:.4g} |" if isinstance(value, float) else f"| {key} | {value} |")
+    print(f"\n(sheet resistance with {WIRE_OHM_PER_UM} ohm/um per wire and {JUNCTION_OHM} ohm per junction)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--agnw", metavar="TIFF", help="measure the Otsu mask of this image instead")
+    parser.add_argument("--crop-bottom", type=int, default=0)
+    parser.add_argument("--pixel-size", type=float, default=PIXEL_SIZE_NM)
     args = parser.parse_args()
+    if args.agnw:
+        agnw(args)
+        return
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}; median of {args.repeat} runs after a first call\n")
     mask = wire_mask(args.size, 0.3, 2.0 * args.size)
