@@ -18,7 +18,7 @@ from napari_nanowire_ssl.napari_plugin.analysis_widget import (
 )
 
 PLUGIN = "napari-nanowire-ssl"
-KINDS = ("clusters", "percolating cluster", "skeleton")
+KINDS = ("clusters", "percolating cluster", "branches", "junctions")
 
 
 @pytest.fixture
@@ -67,14 +67,19 @@ def test_network_sample_metrics_overlays_and_rerun(make_napari_viewer, qtbot):
     assert set(found) == set(KINDS)
     for kind, layer in found.items():
         assert layer.name == f"synthetic network true mask {kind}"
-        assert layer.data.shape == (512, 512)
+        if kind != "junctions":
+            assert layer.data.shape == (512, 512)
     clusters = found["clusters"]
     assert clusters.data.max() == row["n_clusters"]
     assert list(clusters.features["index"]) == list(range(1, row["n_clusters"] + 1))
     assert clusters.features["pixels"].sum() == np.count_nonzero(original)
     assert clusters.features["percolating"].any()
     np.testing.assert_array_equal(found["percolating cluster"].data > 0, clusters.data > 0)  # one spanning cluster
-    assert found["skeleton"].data.any() and not (found["skeleton"].data & (original == 0)).any()
+    assert found["branches"].data.any() and not ((found["branches"].data > 0) & (original == 0)).any()
+    assert found["branches"].metadata["colour_by"] == "length (px)"
+    assert len(found["junctions"].data) == row["n_junctions"] > 0
+    assert (found["junctions"].features["degree"] >= 3).all()
+    assert widget.histograms.title == source.name
     # Overlays are not offered for analysis themselves.
     assert widget.layer.choices == (source,)
     (cells,) = widget.table.to_dict("split")["data"]
@@ -154,10 +159,10 @@ def test_pixel_size_comes_from_the_layer_scale_and_crop_bottom_applies(make_napa
     row = viewer.layers["in nm"].metadata[METRICS_KEY]
     assert_row_equal(row, measure_mask(mask, pixel_size_nm=5.0, link_distance=2.0, crop_bottom=10))
     assert row["pixel_size_nm"] == 5.0 and row["pixel_density"] == pytest.approx(0.1)
-    skeleton = viewer.layers["in nm skeleton"]
-    assert skeleton.data.shape == (50, 50) and not skeleton.data[40:].any()
-    np.testing.assert_allclose(skeleton.scale, [5.0, 5.0])
-    np.testing.assert_allclose(skeleton.translate, [10.0, 20.0])
+    branches = viewer.layers["in nm branches"]
+    assert branches.data.shape == (50, 50) and not branches.data[40:].any()
+    np.testing.assert_allclose(branches.scale, [5.0, 5.0])
+    np.testing.assert_allclose(branches.translate, [10.0, 20.0])
     # "Analyse all" uses each layer's own scale.
     finish(widget, qtbot, widget.analyse_all)
     assert viewer.layers["plain"].metadata[METRICS_KEY]["pixel_size_nm"] is None
@@ -230,3 +235,49 @@ def test_errors_leave_layers_untouched(make_napari_viewer, qtbot, errors, tmp_pa
     assert errors[n_errors:] == ["Layer 'stack': analysis needs a 2D mask, got shape (3, 16, 16)"]
     assert METRICS_KEY in flat.metadata and METRICS_KEY not in stack.metadata
     assert (stack.data == 1).all()
+
+
+def test_network_parameters_sheet_resistance_overlays_and_histograms(make_napari_viewer, qtbot, errors):
+    grid = np.zeros((120, 200), np.uint8)
+    for k in range(4):
+        grid[15 + 25 * k : 18 + 25 * k, :] = 1  # 4 wires across
+    grid[:, 99:102] = 1  # one wire crossing them
+    viewer = make_napari_viewer()
+    source = viewer.add_labels(grid.copy(), name="grid")
+    widget = AnalysisWidget(viewer)
+    widget.wire_resistance.value = 5.0
+    widget.junction_resistance.value = 100.0
+    widget.analyse()  # no pixel size: refused before anything runs
+    assert errors[-1].startswith("Layer 'grid': the sheet resistance needs a pixel size")
+    assert METRICS_KEY not in source.metadata
+
+    widget.pixel_size.value = 10.0
+    finish(widget, qtbot, widget.analyse)
+    row = source.metadata[METRICS_KEY]
+    assert_row_equal(row, measure_mask(grid, pixel_size_nm=10.0, link_distance=2.0, wire_resistance_ohm_per_um=5.0,
+                                       junction_resistance_ohm=100.0))
+    assert row["sheet_resistance_ohm_sq"] == pytest.approx(5 * 0.01 * 120 / 4, rel=0.01)
+    found = overlays(viewer, "grid")
+    assert set(found) == set(KINDS)
+    junctions = found["junctions"]
+    assert len(junctions.data) == 4 and list(junctions.features["degree"]) == [4, 4, 4, 4]
+    np.testing.assert_allclose(sorted(junctions.data[:, 0]), [16, 41, 66, 91], atol=1.0)
+    branches = found["branches"]
+    assert branches.metadata["colour_by"] == "current fraction"
+    assert branches.data.max() == pytest.approx(0.25, rel=0.01)  # each wire across carries a quarter
+    (cells,) = widget.table.to_dict("split")["data"]
+    assert cells[-4:-1] == ["4", f"{row['mean_degree']:.2f}", f"{row['median_branch_length_um']:.3g} µm"]
+    assert cells[-1] == f"{row['sheet_resistance_ohm_sq']:.4g} Ω/sq"
+    assert widget.histograms.title == "grid"
+    assert sum(p.get_height() for p in widget.histograms.axes[2].patches) == len(junctions.data) + row["n_end_points"]
+
+    # Re-running with other parameters updates the same layers in place.
+    n_layers = len(viewer.layers)
+    widget.junction_resistance.value = 0.0
+    widget.wire_resistance.value = 0.0
+    finish(widget, qtbot, widget.analyse)
+    assert len(viewer.layers) == n_layers
+    assert overlays(viewer, "grid")["junctions"] is junctions and overlays(viewer, "grid")["branches"] is branches
+    assert source.metadata[METRICS_KEY]["sheet_resistance_ohm_sq"] is None
+    assert branches.metadata["colour_by"] == "length (µm)"
+    np.testing.assert_array_equal(source.data, grid)

@@ -1,12 +1,15 @@
-"""Dock widget "Analyse morphology": percolation, density and wire statistics of Labels layers.
+"""Dock widget "Analyse morphology": percolation, density, wire statistics, the wire
+graph and the sheet resistance of Labels layers.
 
 Any Labels layer is a wire mask (nonzero = wire), except segmentation scribbles
 (values 1 = background and 2 = nanowire both present), where only 2 is wire.
 The numbers come from :func:`..analysis.measure_mask`, the same function the
 ``nanowire-ssl analyze`` CLI calls, so the widget's table and CSV match the
-CLI's. The overlays (clusters, percolating cluster, skeleton) are layers the
-widget owns, marked in their metadata and updated in place on re-runs; the
-analysed layer's data is only read.
+CLI's. The overlays (clusters, percolating cluster, the skeleton's branches
+coloured by length or current, junctions as points) are layers the widget
+owns, marked in their metadata and updated in place on re-runs; the analysed
+layer's data is only read. A histogram panel shows the branch lengths, widths
+and node degrees of the last analysed layer.
 """
 
 from __future__ import annotations
@@ -18,12 +21,16 @@ from pathlib import Path
 
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
 from napari.layers import Labels
 from napari.qt.threading import thread_worker
 from napari.utils.colormaps import DirectLabelColormap
 from napari.utils.notifications import show_error, show_info
 
 from ..analysis import COLUMNS, analyse_mask
+from ..analysis.network import branch_value_image, degree_counts
+from ..analysis.resistance import DEFAULT_ELECTRODES, DEFAULT_JUNCTION_RESISTANCE_OHM
 from ..errors import NanowireSSLError
 from ..session import session_for
 from .tables import results_table
@@ -32,14 +39,15 @@ from .workers import track
 METRICS_KEY = "nanowire_ssl_metrics"  # source layer metadata: measure_mask's row
 ANALYSED_KEY = "nanowire_ssl_analysed"  # fingerprint of the mask and options behind it
 OVERLAY_OF = "nanowire_ssl_overlay_of"  # overlay metadata: name of the analysed layer
-OVERLAY_KIND = "nanowire_ssl_overlay"  # overlay metadata: clusters / percolating cluster / skeleton
+OVERLAY_KIND = "nanowire_ssl_overlay"  # overlay metadata: clusters / percolating cluster / branches / junctions
 NO_LAYER = "No Labels layer: open a mask or segment an image first"
 TABLE_COLUMNS = ("layer", "morphology", "pixel_density", "percolates", "spans_lr", "spans_tb",
-                 "n_clusters", "largest_cluster_fraction", "total_length", "mean_width", "nematic_order")
+                 "n_clusters", "largest_cluster_fraction", "total_length", "mean_width", "nematic_order",
+                 "n_junctions", "mean_degree", "median_branch_length", "sheet_resistance")
+ELECTRODE_CHOICES = (("left-right", "lr"), ("top-bottom", "tb"))
 CRITERIA = (("both directions (paper)", "both"), ("either direction", "any"),
             ("left-right", "lr"), ("top-bottom", "tb"))
 SPANNING_COLOURS = DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 1: (1.0, 0.1, 0.9, 1.0)})
-SKELETON_COLOURS = DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 1: (1.0, 1.0, 0.0, 1.0)})
 
 
 def wire_mask(data) -> tuple[np.ndarray, str]:
@@ -93,10 +101,19 @@ def cluster_features(labels: np.ndarray, lengths_px: np.ndarray, spanning: np.nd
 
 def overlays(mask: np.ndarray, *, crop_bottom: int = 0, **options) -> dict:
     """The core analysis of ``mask`` plus what the overlays show, at full mask size
-    (cropped rows empty), and the per-cluster features."""
+    (cropped rows empty), the per-cluster features and the histograms' data.
+
+    Branches are coloured by their share of the current when the sheet resistance
+    was computed, otherwise by their length (µm with a pixel size, else px)."""
     analysis = analyse_mask(mask, crop_bottom=crop_bottom, **options)
     h = mask.shape[0] - crop_bottom
     perc, wires = analysis.percolation, analysis.wires
+    graph = wires.graph
+    scale = 1.0 if options.get("pixel_size_nm") is None else options["pixel_size_nm"] / 1000.0
+    if analysis.resistance is not None:
+        colour_by, values = "current fraction", analysis.resistance.branch_current
+    else:
+        colour_by, values = ("length (µm)" if scale != 1.0 else "length (px)"), graph.length_px * scale
 
     def full(part, dtype):
         out = np.zeros(mask.shape, dtype=dtype)
@@ -108,24 +125,31 @@ def overlays(mask: np.ndarray, *, crop_bottom: int = 0, **options) -> dict:
         "call": str(analysis.call),
         "clusters": full(perc.labels, np.int32),
         "spanning": full(perc.spanning_mask, np.uint8),
-        "skeleton": full(wires.skeleton, np.uint8),
+        "branches": full(branch_value_image(graph, values), np.float32),
+        "colour_by": colour_by,
+        "junctions": graph.junctions,
+        "junction_degree": graph.degree[graph.degree >= 3],
         "features": cluster_features(perc.labels, wires.cluster_lengths_px, perc.spanning_mask),
+        "histograms": {"length": graph.length_px * scale, "width": graph.mean_width_px * scale * 1000.0
+                       if scale != 1.0 else graph.mean_width_px, "degree": degree_counts(graph),
+                       "unit": "µm" if scale != 1.0 else "px"},
     }
 
 
-def update_overlay(viewer, source, kind: str, data, **properties):
-    """Replace the data of ``source``'s ``kind`` overlay, adding the Labels layer
-    ``"<source> <kind>"`` the first time: one overlay per (source, kind)."""
+def update_overlay(viewer, source, kind: str, data, *, layer_type: str = "labels", **properties):
+    """Replace the data of ``source``'s ``kind`` overlay, adding the layer
+    ``"<source> <kind>"`` (``layer_type`` labels, image or points) the first time:
+    one overlay per (source, kind)."""
     for layer in viewer.layers:
         if layer.metadata.get(OVERLAY_OF) == source.name and layer.metadata.get(OVERLAY_KIND) == kind:
             layer.data = data
-            layer.scale, layer.translate = source.scale, source.translate
+            layer.scale, layer.translate = source.scale[-2:], source.translate[-2:]
             for key, value in properties.items():
                 setattr(layer, key, value)
             return layer
-    return viewer.add_labels(data, name=f"{source.name} {kind}", scale=source.scale,
-                             translate=source.translate,
-                             metadata={OVERLAY_OF: source.name, OVERLAY_KIND: kind}, **properties)
+    add = getattr(viewer, f"add_{layer_type}")
+    return add(data, name=f"{source.name} {kind}", scale=source.scale[-2:], translate=source.translate[-2:],
+               metadata={OVERLAY_OF: source.name, OVERLAY_KIND: kind}, **properties)
 
 
 def _fmt(value, spec: str) -> str:
@@ -148,7 +172,44 @@ def table_row(name: str, row: dict) -> list[str]:
         f"{_fmt(row['total_length_um'], '.4g')} µm" if physical else f"{_fmt(row['total_length_px'], '.4g')} px",
         f"{_fmt(row['mean_width_nm'], '.3g')} nm" if physical else f"{_fmt(row['mean_width_px'], '.3g')} px",
         _fmt(row["nematic_order"], ".2f"),
+        str(row["n_junctions"]),
+        _fmt(row["mean_degree"], ".2f"),
+        f"{_fmt(row['median_branch_length_um'], '.3g')} µm" if physical
+        else f"{_fmt(row['median_branch_length_px'], '.3g')} px",
+        "–" if row["sheet_resistance_ohm_sq"] is None else f"{_fmt(row['sheet_resistance_ohm_sq'], '.4g')} Ω/sq",
     ]
+
+
+class Histograms:
+    """The dock's matplotlib panel: branch length, branch width and node degree of one layer."""
+
+    def __init__(self):
+        self.figure = Figure(figsize=(6, 2.0), layout="constrained")
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(170)
+        self.axes = self.figure.subplots(1, 3)
+        self.title = ""
+
+    def show(self, name: str, data: dict) -> None:
+        unit = data["unit"]
+        width_unit = "nm" if unit == "µm" else "px"
+        for ax in self.axes:
+            ax.clear()
+        for ax, values, label in ((self.axes[0], data["length"], f"branch length ({unit})"),
+                                  (self.axes[1], data["width"], f"branch width ({width_unit})")):
+            values = np.asarray(values)[np.isfinite(values)]
+            if len(values):
+                ax.hist(values, bins=min(30, max(5, len(values) // 5)), color="tab:blue")
+            ax.set_xlabel(label, fontsize=8)
+        degrees = data["degree"]
+        self.axes[2].bar(list(degrees), list(degrees.values()), color="tab:orange")
+        self.axes[2].set_xlabel("node degree", fontsize=8)
+        self.axes[0].set_ylabel("count", fontsize=8)
+        for ax in self.axes:
+            ax.tick_params(labelsize=7)
+        self.title = name
+        self.figure.suptitle(name, fontsize=8)
+        self.canvas.draw_idle()
 
 
 class AnalysisWidget(Container):
@@ -178,6 +239,14 @@ class AnalysisWidget(Container):
         self.pixel_size.native.setDecimals(4)
         self.crop_bottom = SpinBox(label="crop bottom (rows)", value=0, min=0, max=1_000_000,
                                    tooltip="Leave out this many bottom rows (instrument banner)")
+        self.wire_resistance = FloatSpinBox(label="wire resistance (Ω/µm, 0 = off)", value=0.0, min=0.0, max=1e9,
+                                            step=1.0, tooltip="Resistance of a wire per µm of its length; with a "
+                                            "pixel size it adds the sheet resistance (Kirchhoff on the wire graph)")
+        self.junction_resistance = FloatSpinBox(label="junction resistance (Ω)", min=0.0, max=1e12, step=10.0,
+                                                value=DEFAULT_JUNCTION_RESISTANCE_OHM,
+                                                tooltip="Contact resistance where two wires cross or touch")
+        self.electrodes = ComboBox(label="electrodes", choices=ELECTRODE_CHOICES, value=DEFAULT_ELECTRODES,
+                                   tooltip="Edges of the field that the sheet resistance is measured between")
         self.analyse_button = PushButton(text="Analyse")
         self.analyse_all_button = PushButton(text="Analyse all")
         self.status = Label(value="Choose a Labels layer and press Analyse")
@@ -186,10 +255,13 @@ class AnalysisWidget(Container):
         self.csv_file = FileEdit(label="CSV file", mode="w", filter="CSV files (*.csv)")
         self.export_button = PushButton(text="Export CSV")
         # Options get a label column; the table and status use the full width.
+        self.histograms = Histograms()
         self.extend([Container(widgets=[self.layer, self.connectivity, self.link_distance, self.criterion,
-                                        self.pixel_size, self.crop_bottom]),
+                                        self.pixel_size, self.crop_bottom, self.wire_resistance,
+                                        self.junction_resistance, self.electrodes]),
                      self.analyse_button, self.analyse_all_button, self.status, self.table,
                      Container(widgets=[self.csv_file]), self.export_button])
+        self.native.layout().addWidget(self.histograms.canvas)
         self.analyse_button.changed.connect(self.analyse)
         self.analyse_all_button.changed.connect(self.analyse_all)
         self.export_button.changed.connect(self.export_csv)
@@ -244,10 +316,15 @@ class AnalysisWidget(Container):
             pixel_size = self.pixel_size.value or None
         else:
             pixel_size = scale_pixel_size_nm(layer)
+        wire_resistance = self.wire_resistance.value or None
+        if wire_resistance is not None and pixel_size is None:
+            raise NanowireSSLError(f"Layer '{layer.name}': the sheet resistance needs a pixel size (the wire "
+                                   "resistance is per µm); set it or the wire resistance to 0")
         mask, note = wire_mask(data)
         options = {"pixel_size_nm": pixel_size, "connectivity": self.connectivity.value,
                    "link_distance": self.link_distance.value, "criterion": self.criterion.value,
-                   "crop_bottom": crop}
+                   "crop_bottom": crop, "wire_resistance_ohm_per_um": wire_resistance,
+                   "junction_resistance_ohm": self.junction_resistance.value, "electrodes": self.electrodes.value}
         fingerprint = hashlib.blake2b(np.ascontiguousarray(data).tobytes(), digest_size=16)
         fingerprint.update(repr(sorted(options.items())).encode())
         return {"layer": layer, "mask": mask, "note": note, "options": options,
@@ -362,8 +439,16 @@ class AnalysisWidget(Container):
                        opacity=0.5)
         update_overlay(self.viewer, layer, "percolating cluster", result["spanning"],
                        colormap=SPANNING_COLOURS, opacity=0.6)
-        update_overlay(self.viewer, layer, "skeleton", result["skeleton"], colormap=SKELETON_COLOURS,
-                       opacity=1.0)
+        branches = result["branches"]
+        top = float(branches.max()) or 1.0
+        coloured = update_overlay(self.viewer, layer, "branches", branches, layer_type="image", colormap="turbo",
+                                  blending="additive", contrast_limits=(0.0, top))
+        coloured.metadata["colour_by"] = result["colour_by"]
+        points = update_overlay(self.viewer, layer, "junctions", result["junctions"], layer_type="points",
+                                size=max(3.0, 0.01 * max(branches.shape)), face_color="red",
+                                border_color="white")
+        points.features = {"degree": result["junction_degree"]}
+        self.histograms.show(layer.name, result["histograms"])
         self._rows[layer.name] = table_row(layer.name, result["row"])
         self._refresh_table()
         self.status.value = f"{layer.name}: {result['call']}{job['note']}"
