@@ -51,19 +51,18 @@ def test_generate_adds_the_counterpart_layer_and_updates_it_in_place(make_napari
     assert saxs not in widget.layer.choices and viewer.layers["synthetic SEM"] in widget.layer.choices
 
 
-def test_wrong_encoder_and_missing_model_are_reported(make_napari_viewer, encoder, monkeypatch, tmp_path):
-    errors = []
-    monkeypatch.setattr(module, "show_error", errors.append)
+def test_wrong_encoder_and_missing_model_are_reported(make_napari_viewer, encoder, notices, tmp_path):
+    errors = notices
     viewer = make_napari_viewer()
     viewer.add_image(np.random.default_rng(0).random((64, 64)).astype(np.float32), name="pattern")
     widget = widget_with_model(viewer, encoder, tmp_path)
     torch.manual_seed(5)
     widget.session.set_encoder(Encoder("resnet18").eval(), "other")
     widget.generate()
-    assert "pv.safetensors: this PairVAE was trained on another encoder" in errors[-1]
+    assert "pv.safetensors: this PairVAE was trained on another encoder" in errors[-1][1]
     widget.model.value = tmp_path / "missing.safetensors"
     widget.generate()
-    assert errors[-1].endswith("missing.safetensors: no such model file")
+    assert errors[-1][0] == "show_error" and errors[-1][1].endswith("missing.safetensors: no such model file")
     assert len(viewer.layers) == 1
 
 

@@ -16,12 +16,12 @@ from pathlib import Path
 
 from magicgui.widgets import Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
 from napari.qt.threading import thread_worker
-from napari.utils.notifications import show_error, show_info, show_warning
+from napari.utils.notifications import show_info, show_warning
 
 from ..errors import NanowireSSLError
 from ..session import session_for
 from .encoder_widget import device_combo
-from .workers import track
+from .workers import Job, reports_errors
 
 PROGRESS_MAX = 1000
 
@@ -59,8 +59,6 @@ class BatchWidget(Container):
         super().__init__(labels=False)
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
-        self.worker = None
-        self._stop = threading.Event()
         settings = self.session.settings
 
         self.contents = Label()
@@ -77,6 +75,7 @@ class BatchWidget(Container):
         self.tile = SpinBox(label="tile (px)", value=settings.tile, min=64, max=8192, step=32)
         self.batch_size = SpinBox(label="batch size", value=settings.batch_size, min=1, max=256)
         self.start_encoder = Label(label="encoder at start")
+        self.job = Job(napari_viewer, [self.run_button, self.save_button, self.load_button], self.stop_button)
         for label in (self.contents, self.status):
             label.native.setWordWrap(True)
         self.extend([
@@ -116,11 +115,9 @@ class BatchWidget(Container):
         self.tile.value, self.batch_size.value = settings.tile, settings.batch_size
         self.start_encoder.value = settings.encoder
 
+    @reports_errors
     def _update_settings(self, **changes) -> None:
-        try:
-            self.session.update_settings(**changes)
-        except NanowireSSLError as exc:
-            show_error(str(exc))
+        self.session.update_settings(**changes)
 
     # --- bundles ----------------------------------------------------------------------------
 
@@ -130,55 +127,44 @@ class BatchWidget(Container):
             raise NanowireSSLError("Choose a bundle file first (the 'bundle file' field)")
         return path if path.suffix else path.with_suffix(".safetensors")
 
+    @reports_errors
     def save(self) -> None:
         """Write the session's encoder, classifier, decoder and options as one bundle file."""
         from ..bundle import save_bundle
 
-        try:
-            path = self._bundle_path()
-            bundle = self.session.bundle()
-            save_bundle(path, bundle)
-        except NanowireSSLError as exc:
-            show_error(str(exc))
-            return
+        path = self._bundle_path()
+        bundle = self.session.bundle()
+        save_bundle(path, bundle)
         self.status.value = f"Saved {bundle.describe()} to {path.name}"
         show_info(f"Bundle saved to {path}")
 
+    @reports_errors
     def load(self) -> None:
         """Make a bundle's encoder, classifier, decoder and options the session's."""
         from ..bundle import load_bundle
 
-        try:
-            path = self._bundle_path()
-            bundle = load_bundle(path, device=self.session.settings.device)
-        except NanowireSSLError as exc:
-            show_error(str(exc))
-            return
+        path = self._bundle_path()
+        bundle = load_bundle(path, device=self.session.settings.device)
         self.session.apply_bundle(bundle, path.name)
         self.status.value = f"Loaded {bundle.describe()} from {path.name}"
         show_info(f"Bundle loaded from {path}")
 
     # --- batch ------------------------------------------------------------------------------
 
+    @property
+    def worker(self):
+        return self.job.worker
+
+    @reports_errors
     def run(self) -> None:
         """Run the session's bundle over every image of the input folder, in the background."""
-        try:
-            bundle = self.session.bundle()
-            files, dst = folder_job(self.input_folder.value, self.output_folder.value)
-        except NanowireSSLError as exc:
-            show_error(str(exc))
-            return
-        self._stop.clear()
-        self.worker = worker = batch_worker(bundle, files, dst, self._stop)
-        worker.yielded.connect(self._advanced)
-        worker.returned.connect(lambda rows: self._done(dst, len(files), rows))
-        worker.errored.connect(lambda exc: show_error(f"Batch run failed: {exc}"))
-        worker.finished.connect(lambda: self._set_busy(False))
-        track(self.viewer, worker, self._stop, f"Batch: {len(files)} file(s)", len(files))
-        self._set_busy(True)
+        bundle = self.session.bundle()
+        files, dst = folder_job(self.input_folder.value, self.output_folder.value)
         self.progress.value = 0
         self.status.value = f"Processing {len(files)} file(s) into {dst}…"
-        worker.start()
+        self.job.start(batch_worker(bundle, files, dst, self.job.stop_flag), f"Batch: {len(files)} file(s)",
+                       total=len(files), yielded=self._advanced,
+                       returned=lambda rows: self._done(dst, len(files), rows), failed="Batch run failed")
 
     def _advanced(self, event) -> None:
         self.progress.value = int(round(event.fraction * PROGRESS_MAX))
@@ -194,10 +180,5 @@ class BatchWidget(Container):
             show_info(f"Batch done: {len(rows)} file(s), results in {dst / 'results.csv'}")
 
     def stop(self) -> None:
-        self._stop.set()
+        self.job.stop()
         self.status.value = "stopping…"
-
-    def _set_busy(self, busy: bool) -> None:
-        for button in (self.run_button, self.save_button, self.load_button):
-            button.enabled = not busy
-        self.stop_button.enabled = busy

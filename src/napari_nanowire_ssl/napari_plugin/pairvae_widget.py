@@ -16,14 +16,13 @@ from pathlib import Path
 
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, SpinBox
-from napari.layers import Image
 from napari.qt.threading import thread_worker
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_info
 
 from ..errors import NanowireSSLError
 from ..session import session_for
-from .workers import track
-from .encoder_widget import check_gray_2d
+from .layers import image_layers, image_pixels, image_problem, layer_name
+from .workers import Job, reports_errors
 
 SAXS, SEM = "SAXS pattern", "SEM image"
 MODALITY = {SAXS: "saxs", SEM: "sem"}
@@ -51,8 +50,6 @@ class PairVAEWidget(Container):
         super().__init__(labels=True)
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
-        self.worker = None
-        self._stop = threading.Event()
         self._loaded: tuple | None = None  # (path, mtime, encoder, vae)
         self.layer = ComboBox(label="image", choices=self._image_layers, tooltip="2D SAXS pattern or SEM image")
         self.source = ComboBox(label="the image is a", choices=(SAXS, SEM), value=SAXS)
@@ -65,6 +62,7 @@ class PairVAEWidget(Container):
         self.train_button = PushButton(text="Train")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.status = Label(label="status", value="idle")
+        self.job = Job(napari_viewer, [self.train_button], self.stop_button)
         self.extend([self.layer, self.source, self.model, self.generate_button, self.pairs, self.epochs,
                      self.vae_epochs, self.out, self.train_button, self.stop_button, self.status])
         self.generate_button.changed.connect(self.generate)
@@ -73,8 +71,12 @@ class PairVAEWidget(Container):
         for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
             event.connect(lambda _=None: self.layer.reset_choices())
 
+    @property
+    def worker(self):
+        return self.job.worker
+
     def _image_layers(self, _=None) -> list:
-        return [layer for layer in self.viewer.layers if isinstance(layer, Image) and OUTPUT_OF not in layer.metadata]
+        return [layer for layer in image_layers(self.viewer) if OUTPUT_OF not in layer.metadata]
 
     def _vae(self):
         """The PairVAE of the model file on the active encoder (reloaded when either changes)."""
@@ -89,27 +91,22 @@ class PairVAEWidget(Container):
             self._loaded = (*key, load_pairvae(path, encoder))
         return encoder, self._loaded[3]
 
+    @reports_errors
     def generate(self) -> None:
         """Add or update ``"<layer> -> SEM"`` / ``"<layer> -> SAXS"``."""
         from ..pairvae.model import generate
 
         layer = self.layer.value
-        problem = check_gray_2d(layer)
+        problem = image_problem(layer)
         if problem:
-            show_error(problem)
-            return
+            raise NanowireSSLError(problem)
         source = MODALITY[self.source.value]
+        encoder, vae = self._vae()
         try:
-            encoder, vae = self._vae()
-        except NanowireSSLError as exc:
-            show_error(str(exc))
-            return
-        try:
-            image = network_input(layer.data, source, vae.config.image_size)
+            image = network_input(image_pixels(layer), source, vae.config.image_size)
             out = generate(vae, encoder, image[None], source)[0]
         except NanowireSSLError as exc:
-            show_error(f"Layer '{layer.name}': {exc}")
-            return
+            raise NanowireSSLError(f"{layer_name(layer)}: {exc}") from None
         name = output_name(layer.name, source)
         metadata = {OUTPUT_OF: layer.name, "model": str(self.model.value)}
         if name in self.viewer.layers:
@@ -121,39 +118,30 @@ class PairVAEWidget(Container):
             self.viewer.add_image(out, name=name, metadata=metadata, colormap="magma", contrast_limits=(0, 1))
         self.status.value = f"generated {name}"
 
+    @reports_errors
     def train(self) -> None:
         """Train on the pairs folder in a worker; the saved file becomes the model in use."""
         from ..pairvae.data import load_pairs
         from ..pairvae.model import PairVAEConfig
         from ..pairvae.train import PairVAETrainer, TrainConfig
 
-        try:
-            if not str(self.pairs.value) or not Path(self.pairs.value).is_dir():
-                raise NanowireSSLError(f"{self.pairs.value}: choose a pairs folder (with saxs/ and sem/)")
-            config = PairVAEConfig()
-            pairs = load_pairs(Path(self.pairs.value), config.image_size)
-            out = Path(self.out.value)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            trainer = PairVAETrainer(self.session.active_encoder(), pairs.saxs, pairs.sem, config,
-                                     TrainConfig(vae_epochs=self.vae_epochs.value, joint_epochs=self.epochs.value))
-        except (NanowireSSLError, OSError) as exc:
-            show_error(str(exc))
-            return
-        self._stop.clear()
+        if not str(self.pairs.value) or not Path(self.pairs.value).is_dir():
+            raise NanowireSSLError(f"{self.pairs.value}: choose a pairs folder (with saxs/ and sem/)")
+        config = PairVAEConfig()
+        pairs = load_pairs(Path(self.pairs.value), config.image_size)
+        out = Path(self.out.value)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        trainer = PairVAETrainer(self.session.active_encoder(), pairs.saxs, pairs.sem, config,
+                                 TrainConfig(vae_epochs=self.vae_epochs.value, joint_epochs=self.epochs.value))
         total = sum(n for _, n in trainer.plan())
-        self.worker = _train(trainer, self._stop, out, self.session.encoder_source, str(self.pairs.value))
-        track(self.viewer, self.worker, self._stop, "Training PairVAE", total)
-        self.worker.yielded.connect(self._on_step)
-        self.worker.returned.connect(self._on_done)
-        self.worker.errored.connect(lambda exc: show_error(f"PairVAE training failed: {exc}"))
-        self.worker.finished.connect(self._on_finished)
-        self.train_button.enabled, self.stop_button.enabled = False, True
         self.status.value = f"starting: {len(pairs)} pairs, {total} steps"
-        self.worker.start()
+        self.job.start(_train(trainer, self.job.stop_flag, out, self.session.encoder_source, str(self.pairs.value)),
+                       "Training PairVAE", total=total, yielded=self._on_step, returned=self._on_done,
+                       failed="PairVAE training failed")
 
     def stop(self) -> None:
         """End training before the next step; the model trained so far is saved."""
-        self._stop.set()
+        self.job.stop()
         self.status.value = "stopping..."
 
     def _on_step(self, event) -> None:
@@ -164,9 +152,6 @@ class PairVAEWidget(Container):
         self.model.value = path
         self.status.value = f"saved {path}"
         show_info(f"PairVAE saved to {path}; Generate now uses it")
-
-    def _on_finished(self) -> None:
-        self.train_button.enabled, self.stop_button.enabled = True, False
 
 
 @thread_worker(start_thread=False)

@@ -13,16 +13,25 @@ widget hands it to :func:`track`, which
 
 The close is seen by an event filter on the viewer's main window (napari
 has no public "viewer closing" event); the filter only reads Close events.
+
+Widgets use two things from here rather than writing their own:
+:class:`Job` (their one background job: busy buttons, stop flag, handlers
+connected before the start, failures reported) and :func:`reports_errors`
+(an action whose bad input becomes one error message, nothing else done).
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import weakref
 
+from napari.utils.notifications import show_error
 from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import QApplication
+
+from ..errors import NanowireSSLError
 
 CLOSE_WAIT_S = 60.0  # longest wait for running workers when the viewer closes
 
@@ -93,3 +102,75 @@ def track(viewer, worker, stop: threading.Event, description: str, total: int = 
         release_gpu_memory()
 
     worker.finished.connect(ended)
+
+
+def report_error(message) -> None:
+    """Tell the user about a problem: one line, in napari's notification area."""
+    show_error(str(message))
+
+
+def reports_errors(action):
+    """Decorate a widget action: a :class:`NanowireSSLError` or an ``OSError`` (a file that cannot be
+    written...) from it becomes one :func:`report_error` line and the action does nothing more."""
+
+    @functools.wraps(action)
+    def run(*args, **kwargs):
+        try:
+            return action(*args, **kwargs)
+        except (NanowireSSLError, OSError) as exc:
+            report_error(exc)
+            return None
+
+    return run
+
+
+class Job:
+    """The one background job a widget runs at a time.
+
+    ``start`` disables the ``start_buttons`` and enables ``stop_button`` until
+    the worker ends, connects every handler before the worker starts (so no
+    signal is missed), reports a failure as ``"<failed>: <error>"``, and
+    tracks the worker with the viewer (:func:`track`). ``stop`` sets the
+    flag the worker's loop checks (``should_stop=job.stop_flag.is_set``).
+    """
+
+    def __init__(self, viewer, start_buttons, stop_button=None) -> None:
+        self.viewer = viewer
+        self.start_buttons = list(start_buttons)
+        self.stop_button = stop_button
+        self.stop_flag = threading.Event()
+        self.worker = None
+
+    @property
+    def busy(self) -> bool:
+        return self.worker is not None and self.worker.is_running
+
+    def start(self, worker, description: str, *, total: int = 0, yielded=None, returned=None,
+              failed: str = "Failed", finished=None) -> None:
+        """Run ``worker`` (a ``thread_worker`` made with ``start_thread=False``)."""
+        if self.busy:
+            raise NanowireSSLError("Still working: wait for the running job or press Stop")
+        self.stop_flag.clear()
+        self.worker = worker
+        if yielded is not None:
+            worker.yielded.connect(yielded)
+        if returned is not None:
+            worker.returned.connect(returned)
+        worker.errored.connect(lambda exc: report_error(f"{failed}: {exc}"))
+        worker.finished.connect(lambda: self._set_busy(False))
+        if finished is not None:
+            worker.finished.connect(finished)
+        track(self.viewer, worker, self.stop_flag, description, total)
+        self._set_busy(True)
+        worker.start()
+
+    def stop(self) -> None:
+        """Ask the running worker to end at its loop's next check of the flag; what follows the
+        loop (saving, restoring the best state) still runs."""
+        self.stop_flag.set()
+
+    def _set_busy(self, busy: bool) -> None:
+        for button in self.start_buttons:
+            button.enabled = not busy
+        if self.stop_button is not None:
+            self.stop_button.enabled = busy
