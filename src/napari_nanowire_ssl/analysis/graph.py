@@ -1,8 +1,8 @@
 """The wire graph of a skeleton: branches between junctions and end points, with
 crossings merged into one junction and the wires traced through them.
 
-skan (``skan.Skeleton``) splits the skeleton into paths between pixels whose
-degree is not 2. On top of it (formulas in docs/analysis.md):
+skan (``skan.csr.PathGraph``) splits the skeleton's pixel graph into paths
+between pixels whose degree is not 2. On top of it (formulas in docs/analysis.md):
 
 - Residual spurs: end branches (junction to end point) of at most ``prune_px``
   pixels are removed and skan is run again (at most :data:`PRUNE_PASSES` times);
@@ -37,7 +37,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
-from skimage.morphology import thin
 
 POLYLINE_STEP = 5  # px between the vertices of the polyline a branch is measured on
 PRUNE_PASSES = 3  # skan passes that remove end branches of at most prune_px pixels
@@ -46,6 +45,33 @@ CROSSING_SLACK = 1.5  # joining branch of a crossing: at most this x (w + 1) / s
 OFFSET_SLACK_PX = 1.5  # arms of one wire across a crossing: offset < w / 2 + this
 ARM_WIDTHS = 3.0  # an arm's direction is measured over this many wire widths (at least ARM_MIN_PX)...
 ARM_MIN_PX = 10  # ... starting one width past the junction disc
+
+
+# Neighbour offsets (dy, dx) of the skeleton graph, one of each +/- pair.
+_STEPS = ((0, 1), (1, 0), (1, 1), (1, -1))
+
+
+def _pairs(shape, dy: int, dx: int):
+    """Slices (a, b) such that a pixel of a[...] and b[...] are (dy, dx) apart."""
+    h, w = shape
+    a = (slice(0, h - dy), slice(max(0, -dx), w - max(0, dx)))
+    b = (slice(dy, h), slice(max(0, dx), w - max(0, -dx)))
+    return a, b
+
+
+def skeleton_edges(skeleton: np.ndarray):
+    """Yield (a, b, edge, diagonal) per step direction: ``edge`` marks edges between
+    ``skeleton[a]`` and ``skeleton[b]`` pixels."""
+    for dy, dx in _STEPS:
+        a, b = _pairs(skeleton.shape, dy, dx)
+        edge = skeleton[a] & skeleton[b]
+        if dy and dx:  # diagonal: drop it when a common 4-neighbour joins the two pixels
+            h, w = skeleton.shape
+            c1 = skeleton[dy:, max(0, -dx) : w - max(0, dx)]  # (y + 1, x)
+            c2 = skeleton[: h - dy, max(0, dx) : w - max(0, -dx)]  # (y, x + dx)
+            edge &= ~(c1 | c2)
+        yield a, b, edge, bool(dy and dx)
+
 
 
 @dataclass(frozen=True)
@@ -113,19 +139,33 @@ class WireGraph:
 
 
 def _paths(skeleton: np.ndarray):
-    """skan's paths of ``skeleton``: (indptr, pixel ids, pixel coordinates, pixel degrees), or None."""
-    if np.count_nonzero(skeleton) < 2:
-        return None
-    from skan import Skeleton
+    """skan's paths of ``skeleton``: (indptr, pixel ids, pixel coordinates, pixel degrees), or None.
 
-    try:
-        skel = Skeleton(skeleton, keep_images=False)
-    except ValueError:  # skan fails on skeletons without any path (isolated pixels only)
+    The pixel graph is :func:`skeleton_edges` (a diagonal step left out where a
+    common 4-neighbour joins the two pixels, so staircase corners make no
+    junction), handed to skan's ``PathGraph``, which walks the paths.
+    """
+    coords = np.argwhere(skeleton)
+    if len(coords) < 2:
         return None
-    if skel.n_paths == 0:
+    from skan.csr import PathGraph
+
+    index = np.full(skeleton.shape, -1, dtype=np.int32)
+    index[tuple(coords.T)] = np.arange(len(coords), dtype=np.int32)
+    i, j, d = [], [], []
+    for a, b, edge, diagonal in skeleton_edges(skeleton):
+        i.append(index[a][edge])
+        j.append(index[b][edge])
+        d.append(np.full(len(i[-1]), math.sqrt(2.0) if diagonal else 1.0))
+    i, j, d = np.concatenate(i), np.concatenate(j), np.concatenate(d)
+    if not len(i):
         return None
-    return skel.paths.indptr.astype(np.int64), skel.paths.indices.astype(np.int64), \
-        np.asarray(skel.coordinates, dtype=np.int64), skel.degrees
+    n = len(coords)
+    adj = coo_matrix((np.concatenate([d, d]), (np.concatenate([i, j]), np.concatenate([j, i]))), shape=(n, n)).tocsr()
+    pg = PathGraph.from_graph(adj=adj, node_coordinates=coords)
+    if pg.n_paths == 0:
+        return None
+    return pg.paths.indptr.astype(np.int64), pg.paths.indices.astype(np.int64), coords, np.diff(adj.indptr)
 
 
 def _prune(skeleton: np.ndarray, prune_px: int):
@@ -194,9 +234,7 @@ def _arm_geometry(indptr, pcoords, radius_at_end, width):
 def wire_graph(skeleton: np.ndarray, edt: np.ndarray, *, prune_px: int = 0) -> WireGraph:
     """The wire graph of ``skeleton`` (a thin 2D skeleton) with ``edt`` the mask's
     Euclidean distance to the background; see the module docstring."""
-    # One thinning pass removes the corner pixels that make skan read tiny loops and
-    # extra junctions (skeletonize leaves a few: about 1 in 250 pixels on a dense network).
-    skeleton, paths = _prune(thin(np.asarray(skeleton, dtype=bool), max_num_iter=1), prune_px)
+    skeleton, paths = _prune(np.asarray(skeleton, dtype=bool), prune_px)
     if paths is None:
         empty_i, empty_f = np.zeros(0, np.int64), np.zeros(0)
         return WireGraph(skeleton.shape, skeleton, np.zeros((0, 2)), empty_i, empty_f, empty_i, empty_i, empty_f,

@@ -36,14 +36,12 @@ from skimage.morphology import skeletonize
 
 from ..errors import NanowireSSLError
 from .density import check_pixel_size
-from .graph import WireGraph, wire_graph
+from .graph import WireGraph, skeleton_edges, wire_graph
 from .percolation import as_mask, cluster_labels
 
 ORIENTATION_RADIUS = 5  # half-width of the window for the local direction, px
 ORIENTATION_BINS = 18  # histogram bins over [0, 180) degrees
 
-# Neighbour offsets (dy, dx) of the skeleton graph, one of each +/- pair.
-_STEPS = ((0, 1), (1, 0), (1, 1), (1, -1))
 # Vossepoel & Smeulders (1982) length weights: axial step, diagonal step, corner.
 AXIAL_STEP, DIAGONAL_STEP, CORNER = 0.980, 1.406, 0.091
 
@@ -85,28 +83,6 @@ class WireStats:
     @property
     def mean_width_nm(self) -> float | None:
         return None if self.pixel_size_nm is None else self.mean_width_px * self.pixel_size_nm
-
-
-def _pairs(shape, dy: int, dx: int):
-    """Slices (a, b) such that a pixel of a[...] and b[...] are (dy, dx) apart."""
-    h, w = shape
-    a = (slice(0, h - dy), slice(max(0, -dx), w - max(0, dx)))
-    b = (slice(dy, h), slice(max(0, dx), w - max(0, -dx)))
-    return a, b
-
-
-def skeleton_edges(skeleton: np.ndarray):
-    """Yield (a, b, edge, diagonal) per step direction: ``edge`` marks edges between
-    ``skeleton[a]`` and ``skeleton[b]`` pixels."""
-    for dy, dx in _STEPS:
-        a, b = _pairs(skeleton.shape, dy, dx)
-        edge = skeleton[a] & skeleton[b]
-        if dy and dx:  # diagonal: drop it when a common 4-neighbour joins the two pixels
-            h, w = skeleton.shape
-            c1 = skeleton[dy:, max(0, -dx) : w - max(0, dx)]  # (y + 1, x)
-            c2 = skeleton[: h - dy, max(0, dx) : w - max(0, -dx)]  # (y, x + dx)
-            edge &= ~(c1 | c2)
-        yield a, b, edge, bool(dy and dx)
 
 
 def skeleton_length(skeleton, *, roi=None) -> float:
