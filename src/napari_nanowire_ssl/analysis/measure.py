@@ -1,4 +1,6 @@
-"""All per-image metrics of a mask as one flat, CSV-ready row.
+"""All per-image metrics of a mask as one flat, CSV-ready row: percolation,
+density, wire statistics, the wire graph's metrics and, given a wire
+resistance, the sheet resistance (docs/analysis.md).
 
 The CLI (``nanowire-ssl analyze``) and the napari widget both call
 :func:`measure_mask`, so a table written by one matches the other. Physical
