@@ -21,6 +21,9 @@ of the 4-shot split. Methods:
 Prints, per set, the median Dice over all test images of all seeds (and the
 kinds the pipeline chose), then the target rows: ours >= RF + 0.05 at 4
 images and from scribbles. Progress goes to stderr.
+
+``--agnw`` instead runs the acceptance case of the shipped AgNW sample and the
+speed checks (:func:`agnw_acceptance`, :func:`speed`).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from peers import otsu_dice, otsu_polarity, rf_dice, rf_features  # noqa: E402
-from real_sets import SETS, load_set, splits  # noqa: E402
+from real_sets import REAL, SETS, load_set, splits  # noqa: E402
 
 from napari_nanowire_ssl.fewshot.metrics import dice  # noqa: E402
 from napari_nanowire_ssl.fewshot.segment import SELF_TRAINING_STEPS, labels_from_mask, make_trainer  # noqa: E402
@@ -75,6 +78,96 @@ def ours(encoder, images, labels, tests, truths, *, model: str, steps: int, seed
     return d, getattr(net, "kind", "decoder"), secs
 
 
+AGNW_STROKES = {"n_wire": 10, "n_open": 5, "n_edge": 5}  # 10 wire and 10 background strokes
+
+
+def agnw_strokes(image: np.ndarray, seed: int = 0):
+    """The Otsu mask of a bright-wire image and ~20 strokes drawn from it (``synth.strokes.scribbles``)."""
+    from skimage.filters import threshold_otsu
+
+    from napari_nanowire_ssl.io import normalize
+
+    x = normalize(image)
+    otsu = x > threshold_otsu(x)
+    return otsu, scribbles(otsu, np.random.default_rng(seed), **AGNW_STROKES)
+
+
+def agnw_acceptance(encoder, seeds=(0, 1, 2)):
+    """Shipped AgNW crop: ~20 strokes, default Train; percolation and median wire width vs Otsu's."""
+    from importlib.resources import files
+
+    from napari_nanowire_ssl.analysis.measure import analyse_mask
+    from napari_nanowire_ssl.fewshot.tiling import segment_image
+    from napari_nanowire_ssl.io import read_image
+
+    image = read_image(str(files("napari_nanowire_ssl").joinpath("data", "agnw_network_sem_crop.tif"))).data
+    rows = []
+    for seed in seeds:
+        otsu, labels = agnw_strokes(image, seed)
+        ref = analyse_mask(otsu, link_distance=2.0).row
+        t0 = time.perf_counter()
+        trainer = make_trainer(encoder, [image], [labels], seed=seed)
+        for _ in trainer.steps(STEPS, self_training=SELF_TRAINING_STEPS):
+            pass
+        _, mask = segment_image(trainer.restore_best(), image)
+        secs = time.perf_counter() - t0
+        row = analyse_mask(mask, link_distance=2.0).row
+        ratio = row["median_width_px"] / ref["median_width_px"]
+        rows.append([seed, f"{(labels != 0).mean():.1%}", trainer.choice_line().split(" (")[0][7:],
+                     row["percolates"], f"{row['median_width_px']:.2f}", f"{ref['median_width_px']:.2f}",
+                     f"{ratio:.2f}", f"{row['pixel_density']:.2f} / {ref['pixel_density']:.2f}", f"{secs:.0f}",
+                     "met" if row["percolates"] and 1 / 1.5 <= ratio <= 1.5 else "not met"])
+        log(f"agnw seed {seed}: {rows[-1]}")
+    return ("**Shipped AgNW sample (512 px crop): ~20 strokes drawn from its Otsu mask, default Train**\n\n"
+            + table(["seed", "labelled pixels", "model", "percolates", "median width (px)", "Otsu median width (px)",
+                     "ratio", "density ours / Otsu", "seconds", "target (percolates, width within 1.5x)"], rows))
+
+
+def speed(encoder):
+    """Default Train on the full 1280 x 919 AgNW slice (strokes from its Otsu mask): first preview and
+    total; inference of 1024 x 1024 per model kind; filter-bank cost."""
+    from napari_nanowire_ssl.fewshot.filters import FilterBank
+    from napari_nanowire_ssl.io import read_image
+
+    image = read_image(REAL / "agnw_network_sem" / "AgNWN_slice0001.tif").data
+    _, labels = agnw_strokes(image)
+    t0 = time.perf_counter()
+    trainer = make_trainer(encoder, [image], [labels], seed=0)
+    first = None
+    for event in trainer.steps(STEPS, self_training=SELF_TRAINING_STEPS):
+        if event.step + 1 == 20:  # the widget's first preview
+            predict_tiled(trainer.model, image)
+            first = time.perf_counter() - t0
+    net = trainer.restore_best()
+    predict_tiled(net, image)
+    total = time.perf_counter() - t0
+    rows = [["default Train on 1280 x 919 (200 steps + 100 self-training, ~20 strokes) to its prediction",
+             f"{total:.1f} s ({trainer.choice_line().split(' (')[0]})"],
+            ["first preview (20 steps + prediction of the image)", f"{first:.1f} s"]]
+    big = np.random.default_rng(0).random((1024, 1024)).astype(np.float32)
+    bank = FilterBank()
+    times = []
+    for _ in range(3):
+        t1 = time.perf_counter()
+        with torch.inference_mode():
+            bank(torch.from_numpy(big)[None, None])
+        times.append(time.perf_counter() - t1)
+    rows.append(["filter bank, 1024 x 1024 (31 channels), median of 3",
+                 f"{np.median(times):.2f} s ({1.048576 / np.median(times):.1f} MP/s)"])
+    for kind in ("filters", "filters+encoder"):
+        t = make_trainer(encoder, [image], [labels], model=kind, seed=0)
+        for _ in t.steps(2):
+            pass
+        times = []
+        for _ in range(3):
+            t1 = time.perf_counter()
+            predict_tiled(t.restore_best(), big)
+            times.append(time.perf_counter() - t1)
+        rows.append([f"inference 1024 x 1024, {kind}, 512 px tiles, median of 3",
+                     f"{np.median(times):.2f} s ({1.048576 / np.median(times):.2f} MP/s)"])
+    return "**Speed (CPU)**\n\n" + table(["measure", "value"], rows)
+
+
 def table(header, rows) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
@@ -90,10 +183,16 @@ def main(argv=None) -> int:
     p.add_argument("--model", default="auto", help="the pipeline's model (fewshot.segment.MODELS)")
     p.add_argument("--steps", type=int, default=STEPS)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--agnw", action="store_true", help="only the AgNW acceptance case and the speed checks")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
     encoders = {"ours": load_default_encoder().eval()}
+    if args.agnw:
+        print(agnw_acceptance(encoders["ours"], seeds=args.seeds) + "\n\n" + speed(encoders["ours"]))
+        print(f"\nMachine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+              f"{torch.get_num_threads()} thread(s), CPU only; total {time.perf_counter() - t_start:.0f} s")
+        return 0
     if "random" in args.methods:
         torch.manual_seed(0)
         encoders["random"] = Encoder(encoders["ours"].backbone).eval()
