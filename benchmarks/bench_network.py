@@ -5,7 +5,7 @@ about 10 px wide at 4096, pixel density 0.3). Stages, each the median of
 ``--repeat`` runs after one warm-up run (skan compiles its numba code on the
 first call in a process; that first call is reported apart):
 
-- skeleton: skeletonize + distance transform + spur pruning (what wire_stats did before);
+- skeleton: small holes filled, skeletonize, distance transform, spur pruning (as in wire_stats);
 - graph: :func:`wire_graph` on the pruned skeleton (skan, pruning, crossings, wires);
 - metrics + resistance: :func:`network_metrics` and :func:`sheet_resistance`;
 - analyse_mask: the whole row with the sheet resistance, as the CLI computes it.
@@ -41,7 +41,7 @@ from bench_percolation import wire_mask  # noqa: E402
 from napari_nanowire_ssl.analysis.graph import wire_graph  # noqa: E402
 from napari_nanowire_ssl.analysis.measure import analyse_mask  # noqa: E402
 from napari_nanowire_ssl.analysis.resistance import sheet_resistance  # noqa: E402
-from napari_nanowire_ssl.analysis.wires import prune_spurs, wire_stats  # noqa: E402
+from napari_nanowire_ssl.analysis.wires import fill_small_holes, prune_spurs, wire_stats  # noqa: E402
 from napari_nanowire_ssl.analysis.network import network_metrics  # noqa: E402
 
 PIXEL_SIZE_NM, WIRE_OHM_PER_UM, JUNCTION_OHM = 10.0, 10.0, 100.0
@@ -143,8 +143,8 @@ def main() -> None:
     prune = max(2, round(float(np.median(2.0 * edt[skel] - 1.0))))
 
     def skeleton_stage():
-        s = skeletonize(mask)
-        return prune_spurs(s, prune), ndimage.distance_transform_edt(mask)
+        solid = fill_small_holes(mask)
+        return prune_spurs(skeletonize(solid), prune), ndimage.distance_transform_edt(solid)
 
     first_skel, t_skel, (pruned, edt) = timed(skeleton_stage, args.repeat)
     first_graph, t_graph, graph = timed(lambda: wire_graph(pruned, edt, prune_px=prune), args.repeat)

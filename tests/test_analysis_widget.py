@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from napari_nanowire_ssl.analysis import COLUMNS, measure_mask
+from napari_nanowire_ssl.analysis.wires import fill_small_holes
 from napari_nanowire_ssl.napari_plugin import analysis_widget as analysis_widget_module
 from napari_nanowire_ssl.napari_plugin.analysis_widget import (
     METRICS_KEY,
@@ -75,7 +76,8 @@ def test_network_sample_metrics_overlays_and_rerun(make_napari_viewer, qtbot):
     assert clusters.features["pixels"].sum() == np.count_nonzero(original)
     assert clusters.features["percolating"].any()
     np.testing.assert_array_equal(found["percolating cluster"].data > 0, clusters.data > 0)  # one spanning cluster
-    assert found["branches"].data.any() and not ((found["branches"].data > 0) & (original == 0)).any()
+    solid = fill_small_holes(original != 0)  # the skeleton may cross holes of a few pixels
+    assert found["branches"].data.any() and not ((found["branches"].data > 0) & ~solid).any()
     assert found["branches"].metadata["colour_by"] == "length (px)"
     assert len(found["junctions"].data) == row["n_junctions"] > 0
     assert (found["junctions"].features["degree"] >= 3).all()

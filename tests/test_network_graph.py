@@ -16,7 +16,7 @@ from napari_nanowire_ssl.analysis.network import (
     branch_value_image,
     degree_counts,
 )
-from napari_nanowire_ssl.analysis.wires import wire_stats
+from napari_nanowire_ssl.analysis.wires import fill_small_holes, wire_stats
 
 
 def capsule(mask, centre, angle_deg, length, width):
@@ -42,6 +42,18 @@ def test_two_wires_crossing_give_one_four_way_junction(angle, width):
     assert np.allclose(g.junctions[0], [100, 100], atol=2.0)
     assert g.n_wires == 2  # the arms pair up straight across the crossing
     assert np.allclose(g.wire_lengths_px(), 150, rtol=0.05)  # the skeleton spans the segment
+
+
+def test_one_pixel_holes_of_a_shallow_crossing_are_filled_before_skeletonizing():
+    m = np.zeros((220, 220), bool)
+    capsule(m, (110, 110), 10, 170, 3)
+    capsule(m, (110, 110), 35, 170, 3)  # 25 degrees: two 2-pixel holes in the slits
+    assert fill_small_holes(m).sum() == m.sum() + 4
+    g = wire_stats(m).graph
+    assert len(g.junctions) == 1 and sorted(g.degree) == [1, 1, 1, 1, 4]
+    notch = np.zeros((10, 10), bool)
+    notch[0, :4] = notch[0, 5:] = notch[1, :] = True  # a 1-pixel gap on the border is no hole
+    assert not fill_small_holes(notch)[0, 4]
 
 
 def test_six_crossings_at_25_to_90_degrees_and_3_to_9_px_give_six_junctions():

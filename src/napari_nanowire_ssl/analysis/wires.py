@@ -41,6 +41,7 @@ from .percolation import as_mask, cluster_labels
 
 ORIENTATION_RADIUS = 5  # half-width of the window for the local direction, px
 ORIENTATION_BINS = 18  # histogram bins over [0, 180) degrees
+SMALL_HOLE_PX = 9  # holes up to this many pixels are filled before skeletonizing
 
 # Vossepoel & Smeulders (1982) length weights: axial step, diagonal step, corner.
 AXIAL_STEP, DIAGONAL_STEP, CORNER = 0.980, 1.406, 0.091
@@ -181,6 +182,24 @@ def prune_spurs(skeleton: np.ndarray, length: int) -> np.ndarray:
     return pruned
 
 
+def fill_small_holes(mask: np.ndarray, max_pixels: int = SMALL_HOLE_PX) -> np.ndarray:
+    """``mask`` with its holes of at most ``max_pixels`` pixels filled (4-connected
+    background not touching the border). Where two wires cross at a small angle the
+    slit between them leaves such holes; the skeleton would loop around each, adding
+    junctions that are not there."""
+    background, n = ndimage.label(~mask)
+    if n == 0:
+        return mask
+    sizes = np.bincount(background.ravel(), minlength=n + 1)
+    small = sizes <= max_pixels
+    small[0] = False
+    for edge in (background[0], background[-1], background[:, 0], background[:, -1]):
+        small[edge] = False
+    if not small.any():
+        return mask
+    return mask | small[background]
+
+
 def wire_stats(mask, *, labels: np.ndarray | None = None, pixel_size_nm: float | None = None,
                prune_px: int | None = None) -> WireStats:
     """Skeletonize ``mask`` and measure its wires.
@@ -199,8 +218,9 @@ def wire_stats(mask, *, labels: np.ndarray | None = None, pixel_size_nm: float |
         raise NanowireSSLError(f"labels: shape {np.shape(labels)} differs from the mask's {mask.shape}")
     else:
         n_clusters = int(labels.max(initial=0))
-    skel = skeletonize(mask)
-    edt = ndimage.distance_transform_edt(mask)
+    solid = fill_small_holes(mask)
+    skel = skeletonize(solid)
+    edt = ndimage.distance_transform_edt(solid)
     if prune_px is None:
         prune_px = max(2, round(float(np.median(2.0 * edt[skel] - 1.0)))) if skel.any() else 0
     graph = wire_graph(prune_spurs(skel, prune_px), edt, prune_px=prune_px)
