@@ -88,3 +88,14 @@ def test_without_wire_resistance_the_column_is_empty_and_bad_values_are_refused(
         analyse(parallel_wires(1), junction_resistance_ohm=-5)
     with pytest.raises(NanowireSSLError, match="electrodes"):
         analyse(parallel_wires(1), electrodes="diagonal")
+
+
+def test_a_crossing_next_to_the_electrode_still_contacts_it():
+    # The vertical wire crosses the horizontal one 2 px from the left edge: the stub
+    # to the edge is pruned as a spur and the junction itself touches the electrode.
+    m = np.zeros((H, W), bool)
+    m[50:53, :] = True
+    m[10:100, 2:5] = True
+    a = analyse(m, junction_resistance_ohm=1e6)
+    assert a.row["sheet_resistance_ohm_sq"] < 2 * R * UM * H  # not inf, and not through the 1 MOhm contact
+    assert a.resistance.resistance_ohm == pytest.approx(R * W * UM, rel=0.02)

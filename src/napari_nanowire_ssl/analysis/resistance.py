@@ -99,8 +99,9 @@ def sheet_resistance(graph: WireGraph, *, pixel_size_nm: float, wire_resistance_
     rows, cols = [contact[0::2], pairs[:, 0]], [contact[1::2], pairs[:, 1]]
     g = [1.0 / np.maximum(graph.length_px * ohm_per_px, 1e-300), np.full(len(pairs), 1.0 / max(r_junction, 1e-300))]
 
-    # Electrodes: end points whose disc reaches the edge; the wire runs on to the field's edge.
-    ends_only = graph.degree == 1
+    # Electrodes: nodes whose disc reaches the edge (wire ends cut by the border, or a
+    # junction whose stub to the border was pruned); each of their contacts is joined to
+    # the electrode through the wire's resistance on to the edge of the field.
     y, x = graph.nodes[:, 0], graph.nodes[:, 1]
     reach = graph.node_radius + EDGE_SLACK_PX
     if electrodes == "lr":
@@ -109,14 +110,12 @@ def sheet_resistance(graph: WireGraph, *, pixel_size_nm: float, wire_resistance_
     else:
         to_a, to_b, dist_a, dist_b = y <= reach, (h - 1 - y) <= reach, y + 0.5, h - 0.5 - y
         span, separation = w, h
-    end_contact = np.full(len(graph.nodes), -1)
-    end_contact[node_of_end] = contact
     a_nodes, b_nodes = n_contacts, n_contacts + 1
-    for sel, dist, electrode in ((ends_only & to_a & ~to_b, dist_a, a_nodes), (ends_only & to_b & ~to_a, dist_b, b_nodes)):
-        idx = np.flatnonzero(sel)
-        rows.append(end_contact[idx])
-        cols.append(np.full(len(idx), electrode))
-        g.append(1.0 / np.maximum(dist[idx] * ohm_per_px, 1e-300))
+    for touches, dist, electrode in ((to_a & ~to_b, dist_a, a_nodes), (to_b & ~to_a, dist_b, b_nodes)):
+        at_edge = np.unique(np.stack([node_of_end, contact], axis=1)[touches[node_of_end]], axis=0)
+        rows.append(at_edge[:, 1])
+        cols.append(np.full(len(at_edge), electrode))
+        g.append(1.0 / np.maximum(dist[at_edge[:, 0]] * ohm_per_px, 1e-300))
     i, j, gv = np.concatenate(rows), np.concatenate(cols), np.concatenate(g)
     keep = i != j
     i, j, gv = i[keep], j[keep], gv[keep]
