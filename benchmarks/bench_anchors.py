@@ -33,13 +33,13 @@ from napari_nanowire_ssl.synth import CLASSES, generate_dataset
 POOL_PER_CLASS = 25
 
 
-def score(feats, labels, train) -> tuple[float, int]:
+def score(feats, labels, train, encoder) -> tuple[float, int]:
     """(accuracy on the images not in ``train``, number of classes without a training image)."""
     present = sorted(set(labels[train]))
     test = np.setdiff1d(np.arange(len(labels)), train)
     if len(present) < 2:
         return float((labels[test] == present[0]).mean()), len(CLASSES) - len(present)
-    head = LinearHead().fit(feats[train], labels[train], present)
+    head = LinearHead.for_encoder(encoder).fit(feats[train], labels[train], present)
     return float((head.predict(feats[test]) == labels[test]).mean()), len(CLASSES) - len(present)
 
 
@@ -78,7 +78,7 @@ def main() -> None:
                     [rng.choice(np.flatnonzero(y == c), n, replace=False) for c in CLASSES]),
             }
             for name, train in picks.items():
-                results.setdefault((name, n), []).append(score(feats, y, train))
+                results.setdefault((name, n), []).append(score(feats, y, train, encoder))
     print(f"command: python {' '.join(sys.argv)}")
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
           f"torch {torch.__version__}; encoder {enc_name}; features of {len(images)} images in {t_feat:.0f} s")

@@ -8,8 +8,10 @@ Two data sets:
   AgNW slice0000 is a rescaled copy of slice0001 and is left out), banners cropped.
 
 For 1, 2, 4, 8 labels per class (1, 2, 4 on the real set, which has 5-6 per
-class) and 100 random splits (the protocol's default), the median accuracy of a standardised logistic
-regression on the frozen features (``fewshot.evaluation``).
+class) and 100 random splits (the protocol's default), the median accuracy of the plugin's head
+(``LinearHead.for_encoder``: standardised, block-weighted logistic regression) on ``image_features``
+(``fewshot.evaluation``). Group-aware real class sets beside the classical peer:
+``bench_real_classification.py``.
 
     python benchmarks/bench_pretraining_value.py [--encoder FILE]
 """
@@ -22,9 +24,9 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from napari_nanowire_ssl.fewshot.classify import LinearHead
 from napari_nanowire_ssl.fewshot.evaluation import fewshot_accuracy
 from napari_nanowire_ssl.fewshot.features import image_features
 from napari_nanowire_ssl.io import read_image
@@ -76,7 +78,8 @@ def main() -> None:
             t0 = time.perf_counter()
             feats = image_features(encoder, images)
             elapsed = time.perf_counter() - t0
-            results = fewshot_accuracy(feats, labels, shots, repeats=args.repeats, seed=0)
+            results = fewshot_accuracy(feats, labels, shots, repeats=args.repeats, seed=0,
+                                       make_head=lambda: LinearHead.for_encoder(encoder))
             cells = [f"{r.median:.3f} [{r.interval[0]:.2f}-{r.interval[1]:.2f}]" for r in results]
             cells += ["-"] * (4 - len(cells))
             print(f"| {set_name} | {enc_name} | " + " | ".join(cells) + f" | {elapsed:.1f} |")

@@ -9,7 +9,7 @@ import torch
 from napari_nanowire_ssl.errors import ModelFileError, NanowireSSLError
 from napari_nanowire_ssl.fewshot import features as features_module
 from napari_nanowire_ssl.fewshot.anchors import suggest_anchors
-from napari_nanowire_ssl.fewshot.classify import LinearHead
+from napari_nanowire_ssl.fewshot.classify import DEFAULT_TEMPERATURE, LinearHead, softmax
 from napari_nanowire_ssl.fewshot.embedding import embed_2d
 from napari_nanowire_ssl.fewshot.features import FEATURES, FeatureCache, encoder_identity, image_features
 from napari_nanowire_ssl.models.encoder import Encoder
@@ -36,11 +36,10 @@ def encoders():
 
 
 def test_cache_avoids_encoding_again_and_misses_on_other_pixels_or_encoder(encoders, monkeypatch, tmp_path):
-    calls = []  # one per image encoded: encode_images runs once per scale
+    calls = []  # one per image encoded: encode_images runs once per image
     real = features_module.encode_images
-    per_image = 1 / len(features_module.SCALES)
     monkeypatch.setattr(features_module, "encode_images",
-                        lambda enc, parts, **kw: calls.append(per_image) or real(enc, parts, **kw))
+                        lambda enc, parts, **kw: calls.append(1) or real(enc, parts, **kw))
     a, b = encoders
     rng = np.random.default_rng(0)
     images = [rng.random((64, 64)).astype(np.float32) for _ in range(2)]
@@ -89,18 +88,19 @@ def test_head_separates_classes_in_the_given_order():
     assert default_order.class_names == sorted(names)
 
 
-def test_binary_head_has_two_columns_matching_scikit_learn():
+def test_binary_head_has_two_columns_matching_scikit_learn_before_its_temperature():
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
     feats, labels = blobs(8, {"b": 0.0, "a": 0.6}, spread=1.0)
-    head = LinearHead().fit(feats, labels, ["b", "a"])
+    head = LinearHead(c=1.0).fit(feats, labels, ["b", "a"])
     probs = head.predict_proba(feats)
-    assert probs.shape == (16, 2)
+    assert probs.shape == (16, 2) and head.c == 1.0
     scaler = StandardScaler().fit(feats)
     reference = LogisticRegression(max_iter=2000).fit(scaler.transform(feats), labels)
     expected = reference.predict_proba(scaler.transform(feats))  # columns in sorted order: a, b
-    np.testing.assert_allclose(probs, expected[:, ::-1], atol=1e-6)
+    np.testing.assert_allclose(softmax(head.logits(feats)), expected[:, ::-1], atol=1e-6)
+    np.testing.assert_allclose(probs, softmax(head.logits(feats) / head.temperature))
 
 
 def test_head_refuses_bad_training_sets():
@@ -118,7 +118,9 @@ def test_head_refuses_bad_training_sets():
 def test_saved_head_predicts_identically_and_refuses_another_encoder(encoders, tmp_path):
     a, b = encoders
     feats, labels = blobs(6, {"x": 0.0, "y": 1.0, "z": 2.0}, dim=512, spread=1.0)
-    head = LinearHead(encoder_hash=encoder_identity(a), tiling={"tile": 128, "max_tiles": 4}).fit(feats, labels)
+    blocks = {"encoder": slice(0, 500), "texture": slice(500, 512)}
+    head = LinearHead(encoder_hash=encoder_identity(a), tiling={"tile": 128, "max_tiles": 4},
+                      blocks=blocks).fit(feats, labels)
     path = tmp_path / "head.safetensors"
     head.save(path)
     meta = read_metadata(path, kind="linear_head")
@@ -127,7 +129,8 @@ def test_saved_head_predicts_identically_and_refuses_another_encoder(encoders, t
     loaded = LinearHead.load(path, a)
     test = np.random.default_rng(5).normal(1.0, 1.0, (7, 512))
     np.testing.assert_array_equal(loaded.predict_proba(test), head.predict_proba(test))
-    assert loaded.class_names == head.class_names and loaded.tiling == head.tiling
+    assert loaded.class_names == head.class_names and loaded.tiling == head.tiling and loaded.blocks == blocks
+    assert loaded.temperature == head.temperature and meta["temperature"] == head.temperature
     with pytest.raises(ModelFileError) as err:
         LinearHead.load(path, b)
     assert str(err.value) == (f"{path}: was trained on encoder {encoder_identity(a)[:8]}, "
@@ -136,6 +139,13 @@ def test_saved_head_predicts_identically_and_refuses_another_encoder(encoders, t
     save_tensors(tmp_path / "old.safetensors", tensors, {**meta, "pooling": "layer3+layer4 mean+std"})
     with pytest.raises(ModelFileError, match="trained on 'layer3\\+layer4 mean\\+std' features; .* train the head again"):
         LinearHead.load(tmp_path / "old.safetensors", a)
+    # A head of the previous recipe (two scales, 8 views, no block weights nor temperature) is refused too.
+    previous = "layer3+layer4 mean+std+max; mean over tiles x 8 dihedral views; square root; scales 1x and 2x concatenated"
+    old = {k: v for k, v in tensors.items() if k != "weight"}
+    save_tensors(tmp_path / "previous.safetensors", old,
+                 {k: v for k, v in meta.items() if k not in ("temperature", "blocks")} | {"pooling": previous})
+    with pytest.raises(ModelFileError, match="previous.safetensors: was trained on .*scales 1x and 2x.* train the head again"):
+        LinearHead.load(tmp_path / "previous.safetensors", a)
     with pytest.raises(ModelFileError, match="is an encoder file, expected a linear_head"):
         from napari_nanowire_ssl.models.modelfile import save_encoder
 
@@ -195,3 +205,44 @@ def test_features_of_tiny_images_are_finite_and_leave_the_encoder_mode_alone(enc
     image = np.random.default_rng(3).random((32, 32)).astype(np.float32)
     assert np.isfinite(image_features(a, [image])).all()  # 1 x 1 layer4 map: spread 0, not NaN
     assert not a.training
+
+
+def test_fit_temperature_recovers_the_overconfidence_factor():
+    from napari_nanowire_ssl.fewshot.classify import fit_temperature
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 1.5, (4000, 3))  # true logits; labels drawn from softmax(z)
+    truth = np.array([rng.choice(3, p=p) for p in softmax(z)])
+    assert fit_temperature(3 * z, truth) == pytest.approx(3.0, rel=0.1)  # a head 3x too sure
+    assert fit_temperature(z, truth) == pytest.approx(1.0, rel=0.1)
+
+
+def test_cross_validated_temperature_tames_an_overconfident_head():
+    # Two barely separated classes in 40 dimensions, 12 training images each: the plain
+    # logistic regression fits the training set perfectly and is far too sure on new images.
+    rng = np.random.default_rng(1)
+    dim = 40
+
+    def draw(n):
+        y = np.repeat(["a", "b"], n)
+        return rng.normal(0, 1, (2 * n, dim)) + np.where(y == "a", 0.0, 0.2)[:, None], y
+
+    x, y = draw(12)
+    xt, yt = draw(500)
+    head = LinearHead(c=1.0).fit(x, y)
+    truth = (yt == "b").astype(int)
+    nll = lambda p: -np.log(p[np.arange(len(truth)), truth]).mean()  # noqa: E731
+    raw = softmax(head.logits(xt))
+    assert head.temperature > 1.5
+    assert nll(head.predict_proba(xt)) < nll(raw) - 0.1
+    one = LinearHead(c=1.0).fit(x[[0, 12]], y[[0, 12]])  # one image per class: no cross-validation
+    assert one.temperature == DEFAULT_TEMPERATURE
+
+
+def test_label_next_puts_the_ambiguous_image_first_and_flags_it():
+    from napari_nanowire_ssl.fewshot.classify import UNCERTAIN_BELOW, is_uncertain, label_next, uncertainty
+
+    p = np.array([[0.90, 0.05, 0.05], [0.40, 0.38, 0.22], [0.10, 0.75, 0.15], [0.55, 0.05, 0.40]])
+    np.testing.assert_allclose(uncertainty(p), [0.15, 0.98, 0.40, 0.85])
+    assert list(label_next(p)) == [1, 3, 2, 0]
+    assert list(is_uncertain(p)) == [p[i].max() < UNCERTAIN_BELOW for i in range(4)] == [False, True, False, True]

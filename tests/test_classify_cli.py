@@ -12,6 +12,7 @@ from PIL import Image
 
 from napari_nanowire_ssl.cli import main
 from napari_nanowire_ssl.cli.classify_cmd import merge_parts, part_path, write_predictions
+from napari_nanowire_ssl.fewshot.classify import UNCERTAIN_BELOW
 from napari_nanowire_ssl.models.default import default_encoder_path
 from napari_nanowire_ssl.models.encoder import Encoder
 from napari_nanowire_ssl.models.modelfile import save_encoder
@@ -72,11 +73,16 @@ def test_classify_trains_saves_and_reloads_the_head(workspace, tmp_path):
                  "--encoder", enc, "--save-head", str(head), "--device", "cpu"]) == 0
     table = rows(out)
     classes = ["bundle", "dispersed", "network", "singular"]
-    assert table[0] == ["path", "label"] + [f"prob_{c}" for c in classes]
+    assert table[0] == ["path", "label"] + [f"prob_{c}" for c in classes] + ["uncertain", "label_next"]
     assert [Path(r[0]).name for r in table[1:]] == [f"network_000{i}.png" for i in range(4)] + ["singular_0000.png"]
     for r in table[1:]:
-        probs = np.array(r[2:], dtype=float)
+        probs = np.array(r[2:6], dtype=float)
         assert abs(probs.sum() - 1) < 1e-4 and r[1] == classes[int(probs.argmax())]
+        assert r[6] == ("yes" if probs.max() < UNCERTAIN_BELOW else "")
+    # label_next ranks the images from the most ambiguous (1) to the surest.
+    margins = [np.diff(np.sort(np.array(r[2:6], dtype=float))[-2:])[0] for r in table[1:]]
+    assert sorted(int(r[7]) for r in table[1:]) == [1, 2, 3, 4, 5]
+    assert [int(table[1 + i][7]) for i in np.argsort(margins, kind="stable")] == [1, 2, 3, 4, 5]
     # The training images themselves are separable by a linear head on 512-d features.
     assert [r[1] for r in table[1:]] == ["network"] * 4 + ["singular"]
     again = tmp_path / "again.csv"
@@ -120,6 +126,40 @@ def test_merge_restores_the_original_order(tmp_path):
     table = rows(out)
     assert [r[0] for r in table[1:]] == files and [r[1] for r in table[1:]] == ["even", "odd"] * 3 + ["even"]
     assert not any(p.exists() for p in parts)
+
+
+def test_classify_folder_trees_with_truth_from_folders(workspace, tmp_path, capsys):
+    data, enc = workspace / "data", str(workspace / "enc.safetensors")
+    tree = tmp_path / "tree"  # class folders with images in nested sub-folders too
+    for cls in ("network", "singular"):
+        for i, f in enumerate(sorted((data / cls).glob("*.png"))):
+            target = tree / cls / ("deep" if i % 2 else "") / f.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(f.read_bytes())
+    out = tmp_path / "preds.csv"
+    assert main(["classify", "--train", str(tree), "--predict", str(tree), "--truth-from-folders",
+                 "--out", str(out), "--encoder", enc]) == 0
+    printed = capsys.readouterr().out
+    table = rows(out)
+    assert table[0][-3:] == ["uncertain", "label_next", "truth"] and len(table) == 1 + 8
+    assert {Path(r[0]).parent.name for r in table[1:]} == {"network", "singular", "deep"}
+    truth = [r[-1] for r in table[1:]]
+    assert truth == ["network"] * 4 + ["singular"] * 4
+    accuracy = np.mean([r[1] == r[-1] for r in table[1:]])
+    assert f"accuracy {accuracy:.3f} against the folder names" in printed
+    confusion = rows(tmp_path / "preds_confusion.csv")
+    assert confusion[0] == ["truth \\ predicted", "network", "singular"]
+    counts = np.array([[int(v) for v in r[1:]] for r in confusion[1:]])
+    assert counts.sum() == 8 and counts.trace() == round(accuracy * 8) and list(counts.sum(1)) == [4, 4]
+    assert (tmp_path / "preds_confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (tmp_path / "loose.png").write_bytes((data / "network" / "network_0000.png").read_bytes())
+    assert main(["classify", "--train", str(tree), "--predict", str(tmp_path / "loose.png"), "--truth-from-folders",
+                 "--out", str(out), "--encoder", enc]) == 2
+    assert "loose.png: --truth-from-folders needs every image in a class sub-folder" in capsys.readouterr().err
+    # The few-shot evaluation takes the same tree.
+    assert main(["fewshot", str(tree), "--encoder", enc, "--shots", "1,2", "--repeats", "2",
+                 "--out", str(tmp_path / "eval")]) == 0
+    assert "8 images in 2 classes (network 4, singular 4)" in capsys.readouterr().out
 
 
 @pytest.mark.skipif(not default_encoder_path().exists(), reason="the default encoder is not built yet")

@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 
 from napari_nanowire_ssl.fewshot import features as features_module
+from napari_nanowire_ssl.fewshot.classify import UNCERTAIN_BELOW
 from napari_nanowire_ssl.models.encoder import Encoder
 from napari_nanowire_ssl.napari_plugin import classify_widget as module
 from napari_nanowire_ssl.napari_plugin.classify_widget import (
     ANCHOR_KEY,
     MAP_NAME,
+    NEXT_KEY,
     NO_IMAGES,
     PREDICTION_KEY,
     TAG_KEY,
@@ -38,12 +40,12 @@ def errors(monkeypatch):
 
 @pytest.fixture
 def encodes(monkeypatch):
-    """Number of images encoded (``image_features`` encodes an image's views in one call per scale)."""
+    """Number of images encoded (``image_features`` encodes an image's views in one call)."""
     count = [0]
     real = features_module.encode_images
 
     def counting(model, views, **kwargs):
-        count[0] += 1 / len(features_module.SCALES)
+        count[0] += 1
         return real(model, views, **kwargs)
 
     monkeypatch.setattr(features_module, "encode_images", counting)
@@ -119,7 +121,17 @@ def test_tag_train_predict_and_train_again_without_encoding(make_napari_viewer, 
         assert (row["tag"] or "") == layer.metadata.get(TAG_KEY, "")  # empty cells read back as None
         assert row["prediction"] == prediction["label"]
         assert float(row["p"]) == pytest.approx(probabilities[prediction["label"]], abs=0.006)
+        assert (row["uncertain"] or "") == ("?" if prediction["uncertain"] else "")
+        assert prediction["uncertain"] == (probabilities[prediction["label"]] < UNCERTAIN_BELOW)
+    # The untagged images are ranked for labelling, the most ambiguous (smallest margin) first.
+    untagged = [layer for layer in viewer.layers if TAG_KEY not in layer.metadata]
+    assert all(NEXT_KEY not in layer.metadata for layer in viewer.layers if TAG_KEY in layer.metadata)
+    ranked = sorted(untagged, key=lambda layer: layer.metadata[NEXT_KEY])
+    assert [layer.metadata[NEXT_KEY] for layer in ranked] == [1, 2, 3, 4]
+    margins = [np.diff(sorted(layer.metadata[PREDICTION_KEY]["probabilities"].values())[-2:])[0] for layer in ranked]
+    assert margins == sorted(margins) and rows[ranked[0].name]["next"] == "1"
     assert widget.status.value.startswith("Trained on 8 tagged image(s) of 4 classes; classified 12 image(s)")
+    assert f"Label next: {ranked[0].name}, {ranked[1].name}, {ranked[2].name}" in widget.status.value
 
     # Training again (one class fewer, other tags) reuses the cached features.
     widget.classes.value = "singular, network, bundle"
@@ -229,7 +241,7 @@ def test_csv_export(make_napari_viewer, qtbot, tmp_path):
     with out.open(newline="") as fh:
         reader = csv.DictReader(fh)
         rows = list(reader)
-    assert reader.fieldnames == ["layer", "tag", "label", *(f"prob_{c}" for c in CLASSES)]
+    assert reader.fieldnames == ["layer", "tag", "label", *(f"prob_{c}" for c in CLASSES), "uncertain", "label_next"]
     assert [r["layer"] for r in rows] == [layer.name for layer in viewer.layers]
     for r in rows:
         layer = viewer.layers[r["layer"]]
@@ -237,6 +249,8 @@ def test_csv_export(make_napari_viewer, qtbot, tmp_path):
         assert r["tag"] == layer.metadata.get(TAG_KEY, "") and r["label"] == prediction["label"]
         for c in CLASSES:
             assert float(r[f"prob_{c}"]) == pytest.approx(prediction["probabilities"][c], abs=1e-6)
+        assert r["uncertain"] == ("yes" if prediction["uncertain"] else "")
+        assert r["label_next"] == str(layer.metadata.get(NEXT_KEY, ""))
 
 
 def test_errors_change_nothing(make_napari_viewer, qtbot, errors, tmp_path):

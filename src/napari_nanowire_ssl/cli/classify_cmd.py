@@ -1,5 +1,13 @@
 """``nanowire-ssl classify``: train a few-shot classifier on labelled folders and classify images.
 
+``--predict`` takes files and folder trees. The CSV gives each image's label,
+calibrated class probabilities, whether the call is uncertain and its rank in
+the "label next" order (1 = the most ambiguous image, the one to label
+first). With ``--truth-from-folders`` the class of an image is the name of
+the sub-folder of a ``--predict`` folder it lies in: the accuracy is printed
+and a confusion matrix written beside the CSV (``<out>_confusion.csv`` and
+``.png``).
+
 Runs under ``torchrun --nproc-per-node N``: every process trains the same
 head (the training features are cheap with ``--cache-dir``), process r
 classifies files r, r + N, r + 2N ... into a part file, and process 0 merges
@@ -21,7 +29,9 @@ def register(subparsers) -> None:
         help="train a linear classifier on a few labelled images and classify others into a CSV",
         description="Train a linear head on frozen encoder features of DIR/<class>/<images> "
         "(a 'masks' folder is not a class), or load one with --head, then classify the images of "
-        "--predict. The CSV has columns path,label,prob_<class>... in the head's class order.",
+        "--predict (files or folder trees). The CSV has columns path,label,prob_<class>... (the head's class "
+        "order, calibrated probabilities),uncertain,label_next (1 = the most ambiguous image: label it first); "
+        "with --truth-from-folders also truth.",
     )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--train", type=Path, metavar="DIR", help="folder with one sub-folder of images per class")
@@ -29,7 +39,10 @@ def register(subparsers) -> None:
     source.add_argument("--bundle", type=Path, metavar="FILE",
                         help="a model bundle saved in napari (its encoder and classifier)")
     p.add_argument("--predict", nargs="+", required=True, metavar="PATHS_OR_DIRS",
-                   help="image files or folders of images (not recursive) to classify")
+                   help="image files or folders of images (sub-folders included) to classify")
+    p.add_argument("--truth-from-folders", action="store_true",
+                   help="the class of each image is its sub-folder under a --predict folder: print the accuracy "
+                   "and write a confusion matrix (<out>_confusion.csv and .png)")
     p.add_argument("--out", type=Path, required=True, metavar="preds.csv", help="CSV file to write")
     p.add_argument("--encoder", metavar="FILE|default",
                    help="encoder model file or checkpoint (default: the shipped encoder; a bundle brings its own)")
@@ -68,12 +81,62 @@ def labelled_files(root: Path) -> tuple[list[Path], list[str], list[str]]:
 
 
 def write_predictions(path: Path, files, probabilities, class_names) -> None:
-    """CSV ``path,label,prob_<class>...``: one row per file, the label is the most probable class."""
+    """CSV ``path,label,prob_<class>...,uncertain``: one row per file, the label is the most probable class."""
+    import numpy as np
+
+    from ..fewshot.classify import is_uncertain
+
+    flags = is_uncertain(np.asarray(probabilities)) if len(files) else []
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["path", "label", *(f"prob_{c}" for c in class_names)])
-        for f, p in zip(files, probabilities):
-            writer.writerow([str(f), class_names[int(p.argmax())], *(f"{v:.6f}" for v in p)])
+        writer.writerow(["path", "label", *(f"prob_{c}" for c in class_names), "uncertain"])
+        for f, p, flag in zip(files, probabilities, flags):
+            writer.writerow([str(f), class_names[int(p.argmax())], *(f"{v:.6f}" for v in p), "yes" if flag else ""])
+
+
+def folder_truth(files: list[Path], roots) -> list[str]:
+    """The class of each file: its first sub-folder under the ``--predict`` folder it was found in."""
+    from ..errors import NanowireSSLError
+
+    folders = [Path(r) for r in roots if Path(r).is_dir()]
+    truth = []
+    for f in files:
+        under = next((r for r in folders if f.is_relative_to(r) and len(f.relative_to(r).parts) > 1), None)
+        if under is None:
+            raise NanowireSSLError(f"{f}: --truth-from-folders needs every image in a class sub-folder of a "
+                                   "--predict folder")
+        truth.append(f.relative_to(under).parts[0])
+    return truth
+
+
+def finish_predictions(out: Path, class_names: list[str], truth: list[str] | None) -> float | None:
+    """Add the ``label_next`` rank (and ``truth``) columns to the CSV; with ``truth`` write the confusion
+    matrix beside it and return the accuracy."""
+    import numpy as np
+
+    from ..fewshot.classify import label_next
+    from ..fewshot.evaluation import confusion_matrix, plot_confusion, write_confusion_csv
+
+    with open(out, newline="") as fh:
+        table = list(csv.reader(fh))
+    header, body = table[0], table[1:]
+    probs = np.array([[float(v) for v in r[2:2 + len(class_names)]] for r in body]).reshape(len(body), -1)
+    rank = np.empty(len(body), dtype=int)
+    rank[label_next(probs)] = np.arange(1, len(body) + 1) if len(body) else []
+    with open(out, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header + ["label_next"] + (["truth"] if truth is not None else []))
+        for k, r in enumerate(body):
+            writer.writerow(r + [rank[k]] + ([truth[k]] if truth is not None else []))
+    if truth is None:
+        return None
+    predicted = [r[1] for r in body]
+    labels = list(class_names) + sorted(set(truth) - set(class_names))
+    matrix = confusion_matrix(truth, predicted, labels)
+    stem = out.with_name(out.stem + "_confusion")
+    write_confusion_csv(matrix, labels, stem.with_suffix(".csv"))
+    plot_confusion(matrix, labels, stem.with_suffix(".png"))
+    return float(np.mean([t == p for t, p in zip(truth, predicted)]))
 
 
 def part_path(out: Path, rank: int) -> Path:
@@ -99,7 +162,7 @@ def merge_parts(out: Path, parts: list[Path]) -> None:
 def run(args) -> int:
     from ..errors import NanowireSSLError
     from ..fewshot.classify import LinearHead
-    from ..fewshot.features import DEFAULT_MAX_TILES, DEFAULT_TILE, FeatureCache, encoder_identity
+    from ..fewshot.features import DEFAULT_MAX_TILES, DEFAULT_TILE, FeatureCache
     from ..io import list_images
 
     if args.save_head is not None and args.train is None:
@@ -107,6 +170,7 @@ def run(args) -> int:
     me = ranks()
     rank, world, main_rank = me.rank, me.world, me.main
     predict_files = list_images(args.predict)
+    truth = folder_truth(predict_files, args.predict) if args.truth_from_folders else None
     args.out.parent.mkdir(parents=True, exist_ok=True)
     cache = FeatureCache(args.cache_dir)
     if args.bundle is not None:
@@ -119,11 +183,11 @@ def run(args) -> int:
         files, labels, names = labelled_files(args.train)
         tiling = {"tile": DEFAULT_TILE, "max_tiles": DEFAULT_MAX_TILES}
         feats = encode_files(encoder, files, cache=cache, tiling=tiling, show=main_rank)
-        head = LinearHead(encoder_hash=encoder_identity(encoder), tiling=tiling).fit(feats, labels, names)
+        head = LinearHead.for_encoder(encoder, tiling=tiling).fit(feats, labels, names)
         train_acc = float((head.predict(feats) == labels).mean())
         if main_rank:
             print(f"trained on {len(files)} images of {len(names)} classes ({', '.join(names)}); "
-                  f"training accuracy {train_acc:.2f}")
+                  f"training accuracy {train_acc:.2f}; temperature {head.temperature:.2f}")
             if args.save_head is not None:
                 head.save(args.save_head)
                 print(f"wrote {args.save_head}")
@@ -139,5 +203,9 @@ def run(args) -> int:
             if main_rank:
                 merge_parts(args.out, [part_path(args.out, r) for r in range(world)])
     if main_rank:
+        accuracy = finish_predictions(args.out, head.class_names, truth)
         print(f"classified {len(predict_files)} images into {len(head.class_names)} classes; wrote {args.out}")
+        if accuracy is not None:
+            print(f"accuracy {accuracy:.3f} against the folder names; confusion matrix in "
+                  f"{args.out.stem}_confusion.csv and .png")
     return 0

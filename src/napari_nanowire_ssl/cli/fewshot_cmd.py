@@ -21,7 +21,7 @@ def register(subparsers) -> None:
         "(shots,median,ci_low,ci_high,n_test; 95%% interval over the splits) and OUT/fewshot.png.",
     )
     p.add_argument("data", type=Path, metavar="DATA_DIR",
-                   help="one sub-folder of images per class (a 'masks' folder is skipped)")
+                   help="one sub-folder of images per class, sub-folders included (a 'masks' folder is skipped)")
     p.add_argument("--encoder", default="default", metavar="FILE|default",
                    help="encoder model file or checkpoint (default: the shipped encoder)")
     p.add_argument("--shots", default="1,2,4,8,16,32", metavar="LIST",
@@ -47,6 +47,7 @@ def parse_shots(text: str) -> list[int]:
 def run(args) -> int:
     from collections import Counter
 
+    from ..fewshot.classify import LinearHead
     from ..fewshot.evaluation import fewshot_accuracy, plot_fewshot, write_fewshot_csv
     from ..fewshot.features import DEFAULT_MAX_TILES, DEFAULT_TILE, FeatureCache
     from .classify_cmd import encode_files, labelled_files
@@ -69,7 +70,8 @@ def run(args) -> int:
     encoder = load_encoder_for_rank(args.encoder, args.device, 0)
     tiling = {"tile": DEFAULT_TILE, "max_tiles": DEFAULT_MAX_TILES}
     feats = encode_files(encoder, files, cache=FeatureCache(args.cache_dir), tiling=tiling)
-    results = fewshot_accuracy(feats, labels, usable, repeats=args.repeats, seed=args.seed)
+    results = fewshot_accuracy(feats, labels, usable, repeats=args.repeats, seed=args.seed,
+                               make_head=lambda: LinearHead.for_encoder(encoder, tiling=tiling))
     args.out.mkdir(parents=True, exist_ok=True)
     per_split, summary = write_fewshot_csv(results, args.out)
     plot = plot_fewshot(results, args.out / "fewshot.png",

@@ -4,6 +4,7 @@ For each n and each of R random splits, a :class:`~.classify.LinearHead`
 (standardised features, multinomial logistic regression) is trained on n
 images per class and scored on all remaining images; the result is the median
 accuracy and its 95 % interval over the splits (Lu et al. 2022, Fig. 2C).
+Also the confusion matrix of a set of predictions, as CSV and PNG.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ class ShotResult:
 
 
 def fewshot_accuracy(features: np.ndarray, labels, shots=(1, 2, 4, 8), *, repeats: int = 20,
-                     seed: int = 0) -> list[ShotResult]:
-    """Accuracy of a :class:`LinearHead` over random splits, for each number of shots.
+                     seed: int = 0, make_head=LinearHead) -> list[ShotResult]:
+    """Accuracy of the head ``make_head()`` builds over random splits, for each number of shots.
 
     Shot counts that leave a class without test images are refused.
     """
@@ -56,7 +57,7 @@ def fewshot_accuracy(features: np.ndarray, labels, shots=(1, 2, 4, 8), *, repeat
         for _ in range(repeats):
             train = np.concatenate([rng.choice(np.flatnonzero(labels == c), n, replace=False) for c in classes])
             test = np.setdiff1d(np.arange(len(labels)), train)
-            head = LinearHead().fit(features[train], labels[train], classes)
+            head = make_head().fit(features[train], labels[train], classes)
             accuracies.append(float((head.predict(features[test]) == labels[test]).mean()))
         results.append(ShotResult(n, np.array(accuracies), len(labels) - n * len(classes)))
     return results
@@ -94,6 +95,47 @@ def plot_fewshot(results: list[ShotResult], path: str | os.PathLike, *, title: s
     ax.set_ylim(0, 1.02)
     if title:
         ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return Path(path)
+
+
+def confusion_matrix(truth, predicted, labels) -> np.ndarray:
+    """``(K, K)`` counts: row = true class, column = predicted class, in ``labels`` order."""
+    index = {name: k for k, name in enumerate(labels)}
+    matrix = np.zeros((len(labels), len(labels)), dtype=int)
+    for t, p in zip(truth, predicted):
+        matrix[index[t], index[p]] += 1
+    return matrix
+
+
+def write_confusion_csv(matrix: np.ndarray, labels, path: str | os.PathLike) -> Path:
+    """CSV with a header ``truth \\ predicted,<labels>...`` and one row per true class."""
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["truth \\ predicted", *labels])
+        writer.writerows([name, *map(int, row)] for name, row in zip(labels, matrix))
+    return Path(path)
+
+
+def plot_confusion(matrix: np.ndarray, labels, path: str | os.PathLike) -> Path:
+    """The confusion matrix as a PNG, counts written in the cells."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    k = len(labels)
+    fig = Figure(figsize=(2.0 + 0.7 * k, 1.6 + 0.6 * k))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(k), labels, rotation=45, ha="right")
+    ax.set_yticks(range(k), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("truth (folder)")
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center",
+                    color="white" if matrix[i, j] > matrix.max() / 2 else "black")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     return Path(path)

@@ -1,52 +1,36 @@
-"""Pooled encoder features of whole micrographs, and a cache so they are computed once.
+"""Image features of whole micrographs for the few-shot head, and a cache so they are computed once.
 
-Policy for large images: wires are a few pixels wide, so shrinking a
-1280-px micrograph to the encoder's nominal size would erase them (even
-halving 256-px synthetic images lowers few-shot accuracy by 0.07-0.16).
-Instead an image is cut into non-overlapping ``tile`` x ``tile`` windows at
-its native resolution (centred, at most ``max_tiles`` of them, spread evenly
-over the image); images smaller than a tile are one window. The instrument
-banner, when its height is known, should be cropped by the caller.
+An image's feature vector has two blocks (:func:`feature_blocks`):
 
-Two scales: the image is seen at its native resolution and enlarged 2x
-(:data:`SCALES`; windows of ``tile / 2`` px cut the same way and enlarged
-bilinearly to ``tile``, so memory stays bounded on huge images). Enlarged,
-each wire is twice as wide for the encoder's filters and a window holds a
-quarter of the field of view: the two scales see fine structure and wider
-context differently (the length of a wire, its ends), which separates single
-wires from sparse dispersed ones better than either scale alone.
+- **encoder**: the image seen by the frozen encoder at its native resolution
+  (wires are a few pixels wide: shrinking would erase them), in
+  :data:`ORIENTATIONS` (the identity and a quarter turn + flip, so the
+  block does not depend on one orientation the encoder is not invariant
+  to). Images larger than ``tile`` px are cut into non-overlapping
+  ``tile`` x ``tile`` windows (centred, at most ``max_tiles``, spread evenly),
+  window ``i`` shown in orientation ``ORIENTATIONS[i % 2]`` and at least two
+  views, so a 512 px image costs 2 encoder passes, a larger one about one
+  pass per 512 x 512 px. Each view's ``layer3`` and ``layer4`` maps are
+  pooled by the generalised mean (:data:`GEM_POWER`, between the mean and the
+  maximum: a pattern covering a small part of the image, such as sparse wires
+  on an empty ground, is not averaged away by the background); the block is the
+  element-wise square root of the mean over views (power normalisation of the
+  skewed values), 768 values for a ResNet18.
+- **texture**: :func:`.texture.texture_features` of the same windows
+  (averaged over them), 185 values: multiscale filter statistics (with
+  percentiles, so sparse wires count) and LBP histograms at full resolution.
 
-Orientation: a micrograph's orientation carries no information (the encoder
-was pretrained to ignore it, but is not exactly invariant), so the windows
-are shown to the encoder in the 8 orientations of the square (quarter turns
-and flips, :func:`dihedral`): window ``i`` in orientation ``i mod 8``, the
-windows repeated until there are at least 8 views (:func:`views_of`). A
-256-px image thus costs 8 encoder passes per scale, a 1024-px one 16, and a
-scale's feature is the mean over its views, every window weighing the same.
-On 512-px images (4 windows) these 8 views score as well as all 32 (every
-window in every orientation).
-
-Pooling: a view's embedding (:class:`PooledFeatures`) is the mean, the
-standard deviation and the maximum over positions of the ``layer3`` and
-``layer4`` maps, concatenated (3 x (256 + 512) = 2304 values for a ResNet18).
-The standard deviation keeps how unevenly a pattern is spread (a bundle vs
-dispersed wires), the maximum whether a pattern occurs anywhere at all (a
-crossing, a wire end), ``layer3`` finer texture than ``layer4``. Each scale's
-feature is the element-wise square root of the mean over its views (power
-normalisation; every pooled value is >= 0 as the maps follow a ReLU): it
-makes the skewed, heavy-tailed pooled values closer to normal before the head
-standardises them. The image's feature is the two scales' concatenated
-(4608 values for a ResNet18).
-
-How this was chosen: few-shot accuracy (100 random splits) on synthetic
-four-class sets (30 per class, 256 px) of seeds 99, 2024, 31 and 4242, never
-on the benchmark's seed 1234; figures in ``docs/benchmarks.md``.
+The head standardises every value and weighs each block by its
+:data:`BLOCK_WEIGHTS` over the square root of its size (:func:`block_weights`),
+so a block's total weight does not grow with its number of values: 768
+encoder values do not drown 185 texture ones. How this was chosen (and on which class sets):
+``docs/benchmarks.md``, "Classification on real images".
 
 Caching: a frozen encoder gives the same features for the same pixels, so
 training a classifier again (other labels, other classes, another split) must
 not encode again. :class:`FeatureCache` keys each image's features by the
 sha256 of its pixels (float32 bytes and shape), the encoder's identity
-(:func:`encoder_identity`), the feature policy (:data:`FEATURES`) and the
+(:func:`encoder_identity`), the feature recipe (:data:`FEATURES`) and the
 tiling parameters.
 """
 
@@ -60,20 +44,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import ndimage
 from torch import nn
 
 from ..io.normalize import check_network_input, normalize
 from ..models.encoder import encode_images
+from .texture import TEXTURE, texture_features, texture_names
 
-DEFAULT_TILE = 256
+DEFAULT_TILE = 512
 DEFAULT_MAX_TILES = 16
-STATISTICS = ("mean", "std", "max")  # over positions, of layer3 and layer4 (PooledFeatures)
-SCALES = (1, 2)
+STATISTICS = ("gem",)  # over positions, of layer3 and layer4 (PooledFeatures)
+GEM_POWER = 3.0
+ORIENTATIONS = (0, 5)  # dihedral(): identity, and a quarter turn + left-right flip
 # An image's feature (image_features): recorded in cache keys and head files.
-FEATURES = (f"layer3+layer4 {'+'.join(STATISTICS)}; mean over tiles x 8 dihedral views; square root; "
-            f"scales {' and '.join(f'{s}x' for s in SCALES)} concatenated")
-MIN_VIEWS = 8
+FEATURES = (f"encoder: layer3+layer4 {'+'.join(STATISTICS)}{GEM_POWER:g} of tiles in orientations "
+            f"{'/'.join(map(str, ORIENTATIONS))}, mean, square root; texture: {TEXTURE}")
+BLOCKS = ("encoder", "texture")
+# Total weight of each block in the head (after standardisation, spread over its values): the
+# shipped encoder's block did not help on the class sets the recipe was chosen on, at full weight it hurt.
+BLOCK_WEIGHTS = {"encoder": 0.25, "texture": 1.0}
 
 _IDENTITIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -95,12 +83,13 @@ class PooledFeatures(nn.Module):
     """View of an encoder whose ``embed`` pools the ``layer3`` and ``layer4`` maps, for :func:`encode_images`.
 
     ``statistics`` over positions, per map, in this order: any of ``mean``,
-    ``std`` and ``max``.
+    ``std``, ``max`` and ``gem`` (generalised mean of power :data:`GEM_POWER`
+    of the non-negative maps).
     """
 
     def __init__(self, encoder, statistics=STATISTICS) -> None:
         super().__init__()
-        unknown = set(statistics) - {"mean", "std", "max"}
+        unknown = set(statistics) - {"mean", "std", "max", "gem"}
         if unknown:
             raise ValueError(f"unknown pooling statistics {sorted(unknown)}")
         self.encoder = encoder
@@ -114,7 +103,8 @@ class PooledFeatures(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         pool = {"mean": lambda m: m.mean(dim=(2, 3)),
                 "std": lambda m: m.std(dim=(2, 3), correction=0),  # a 1 x 1 map (32-px tile) has spread 0, not NaN
-                "max": lambda m: m.amax(dim=(2, 3))}
+                "max": lambda m: m.amax(dim=(2, 3)),
+                "gem": lambda m: m.clamp(min=0).pow(GEM_POWER).mean(dim=(2, 3)).pow(1 / GEM_POWER)}
         maps = [m.float() for m in self.encoder.forward_features(x)[-2:]]
         return torch.cat([pool[s](m) for m in maps for s in self.statistics], dim=1)
 
@@ -138,18 +128,27 @@ def dihedral(image: np.ndarray, k: int) -> np.ndarray:
     return np.ascontiguousarray(turned[:, ::-1] if k % 8 >= 4 else turned)
 
 
-def views_of(image: np.ndarray, tile: int = DEFAULT_TILE, max_tiles: int = DEFAULT_MAX_TILES,
-             scale: int = 1) -> list[np.ndarray]:
-    """The tiles of ``image``, tile ``i % n`` in orientation ``i % 8``, each tile equally often, at least 8 views.
+def views_of(image: np.ndarray, tile: int = DEFAULT_TILE, max_tiles: int = DEFAULT_MAX_TILES) -> list[np.ndarray]:
+    """The tiles of ``image``, tile ``i % n`` in orientation ``ORIENTATIONS[i % 2]``, at least two views."""
+    tiles = tiles_of(image, tile, max_tiles)
+    n = max(len(tiles), len(ORIENTATIONS))
+    return [dihedral(tiles[i % len(tiles)], ORIENTATIONS[i % len(ORIENTATIONS)]) for i in range(n)]
 
-    With ``scale`` > 1 the tiles are ``tile // scale`` px, enlarged ``scale``
-    times (bilinear): the image seen enlarged, one tile at a time.
-    """
-    tiles = tiles_of(image, tile // scale, max_tiles)
-    if scale != 1:
-        tiles = [ndimage.zoom(t, scale, order=1) for t in tiles]
-    n = len(tiles) * -(-MIN_VIEWS // len(tiles))
-    return [dihedral(tiles[i % len(tiles)], i) for i in range(n)]
+
+def feature_blocks(encoder) -> dict[str, slice]:
+    """Where each of :data:`BLOCKS` lies in an :func:`image_features` vector of ``encoder``."""
+    n = PooledFeatures(encoder).embedding_dim
+    return {"encoder": slice(0, n), "texture": slice(n, n + len(texture_names()))}
+
+
+def block_weights(blocks: dict[str, slice]) -> np.ndarray:
+    """Per-value weight after standardisation: :data:`BLOCK_WEIGHTS` of the block / sqrt(its size), so a
+    block's weight does not grow with its number of values (blocks of other names weigh 1)."""
+    size = max(s.stop for s in blocks.values())
+    weights = np.ones(size)
+    for name, s in blocks.items():
+        weights[s] = BLOCK_WEIGHTS.get(name, 1.0) / np.sqrt(s.stop - s.start)
+    return weights
 
 
 class FeatureCache:
@@ -209,8 +208,7 @@ class FeatureCache:
 
 def image_features(encoder, images, *, tile: int = DEFAULT_TILE, max_tiles: int = DEFAULT_MAX_TILES,
                    batch_size: int = 16, names=None, cache: FeatureCache | None = None) -> np.ndarray:
-    """(N, D) float32: per scale, the square root of each image's mean pooled view features, scales
-    concatenated (see the module docstring).
+    """(N, D) float32: each image's encoder block then texture block (see the module docstring).
 
     ``images`` may be any iterable (a generator reading files one by one, a
     tqdm bar); ``names`` (same order) name images in error messages. With a
@@ -225,9 +223,10 @@ def image_features(encoder, images, *, tile: int = DEFAULT_TILE, max_tiles: int 
         feature = None if cache is None else cache.get(key)
         if feature is None:
             image = normalize(image, name=name)
-            feature = np.concatenate([
-                np.sqrt(encode_images(pooled, views_of(image, tile, max_tiles, scale), batch_size=batch_size).mean(0))
-                for scale in SCALES])
+            views = views_of(image, tile, max_tiles)
+            encoded = np.sqrt(encode_images(pooled, views, batch_size=batch_size).mean(0))
+            texture = np.mean([texture_features(t, normalized=True) for t in tiles_of(image, tile, max_tiles)], 0)
+            feature = np.concatenate([encoded, texture]).astype(np.float32)
             if cache is not None:
                 cache.put(key, feature)
         out.append(feature)

@@ -1,8 +1,11 @@
 """Dock widget "Classify morphology": tag a few open images, train a linear head, classify the rest.
 
-Tags, predictions and suggested anchors live in each image layer's metadata
-(``nanowire_ssl_class``, ``nanowire_ssl_prediction``, ``nanowire_ssl_anchor``),
-so they follow the layer when it is renamed or saved with the session. The
+Tags, predictions, suggested anchors and the "label next" rank (untagged
+images by how ambiguous the head finds them, 1 = label first) live in each
+image layer's metadata (``nanowire_ssl_class``, ``nanowire_ssl_prediction``,
+``nanowire_ssl_anchor``, ``nanowire_ssl_label_next``), so they follow the
+layer when it is renamed or saved with the session. Uncertain calls
+(:func:`..fewshot.classify.is_uncertain`) are marked in the table. The
 features come from :func:`..fewshot.features.image_features` with one
 :class:`~..fewshot.features.FeatureCache` per widget: training again, asking
 for anchors or a feature map never encodes an image twice. The feature map is
@@ -25,9 +28,9 @@ from qtpy.QtWidgets import QSizePolicy
 
 from ..errors import NanowireSSLError
 from ..fewshot.anchors import suggest_anchors
-from ..fewshot.classify import LinearHead
+from ..fewshot.classify import LinearHead, is_uncertain, label_next
 from ..fewshot.embedding import embed_2d
-from ..fewshot.features import FeatureCache, encoder_identity, image_features
+from ..fewshot.features import FeatureCache, image_features
 from ..session import session_for
 from .encoder_widget import check_gray_2d
 from .tables import results_table
@@ -36,12 +39,14 @@ from .workers import track
 TAG_KEY = "nanowire_ssl_class"
 PREDICTION_KEY = "nanowire_ssl_prediction"
 ANCHOR_KEY = "nanowire_ssl_anchor"  # 1-based rank of a suggested anchor
+NEXT_KEY = "nanowire_ssl_label_next"  # 1-based rank among the untagged images: label the most ambiguous first
 MAP_KEY = "nanowire_ssl_feature_map"  # marks the widget's Points layer
 MAP_NAME = "feature map"
 UNTAGGED = "(untagged)"
 DEFAULT_CLASSES = "singular, dispersed, network, bundle"
 NO_IMAGES = "No grayscale image layer open: open images first (File > Open, or File > Open Sample)"
-TABLE_COLUMNS = ("layer", "tag", "prediction", "p", "anchor")  # p: probability of the prediction
+# p: calibrated probability of the prediction; uncertain: "?" when p is low; next: label-next rank
+TABLE_COLUMNS = ("layer", "tag", "prediction", "p", "uncertain", "next", "anchor")
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
 UNTAGGED_COLOUR = "#9a9a9a"
 MAP_SIZE = 100.0  # the map's coordinates span 0..MAP_SIZE; the layer's scale fits it beside the images
@@ -71,6 +76,7 @@ class ClassifyWidget(Container):
         self.session = session_for(napari_viewer)
         self.cache = FeatureCache()
         self._worker = None
+        self._note = ""  # uncertain calls and label-next suggestions of the last classification
         self.classes = LineEdit(label="classes", value=DEFAULT_CLASSES,
                                 tooltip="Class names, separated by commas")
         self.layer = ComboBox(label="image", choices=self._image_layers,
@@ -174,7 +180,8 @@ class ClassifyWidget(Container):
             rows.append([layer.name, layer.metadata.get(TAG_KEY, ""),
                          prediction["label"] if prediction else "",
                          f"{prediction['probabilities'][prediction['label']]:.2f}" if prediction else "",
-                         str(layer.metadata.get(ANCHOR_KEY, ""))])
+                         "?" if prediction and prediction.get("uncertain") else "",
+                         str(layer.metadata.get(NEXT_KEY, "")), str(layer.metadata.get(ANCHOR_KEY, ""))])
         self.table.value = {"data": rows, "index": list(range(len(rows))), "columns": TABLE_COLUMNS}
         table = self.table.native
         table.resizeColumnsToContents()
@@ -238,7 +245,7 @@ class ClassifyWidget(Container):
         index = [layers.index(layer) for layer in tagged]
 
         def compute(features, encoder):
-            head = LinearHead(encoder_hash=encoder_identity(encoder)).fit(features[index], labels, class_names=used)
+            head = LinearHead.for_encoder(encoder).fit(features[index], labels, class_names=used)
             return head, head.predict_proba(features)
 
         self._run(layers, compute, self._trained, "Training")
@@ -261,12 +268,22 @@ class ClassifyWidget(Container):
         return the layers still open."""
         head, probabilities = result
         alive = [layer for layer in layers if layer in self.viewer.layers]
-        for layer, p in zip(layers, probabilities):
+        flags = is_uncertain(probabilities)
+        for layer, p, flag in zip(layers, probabilities, flags):
+            layer.metadata.pop(NEXT_KEY, None)
             if layer in alive:
                 layer.metadata[PREDICTION_KEY] = {
                     "label": head.class_names[int(p.argmax())],
-                    "probabilities": {c: float(v) for c, v in zip(head.class_names, p)}}
-        self.status.value = f"Classified {len(alive)} image(s) into {', '.join(head.class_names)}"
+                    "probabilities": {c: float(v) for c, v in zip(head.class_names, p)},
+                    "uncertain": bool(flag)}
+        untagged = [i for i, layer in enumerate(layers) if layer in alive and TAG_KEY not in layer.metadata]
+        order = [untagged[k] for k in label_next(probabilities[untagged])] if untagged else []
+        for rank, i in enumerate(order, start=1):
+            layers[i].metadata[NEXT_KEY] = rank
+        n_uncertain = int(sum(flags[i] for i in untagged))
+        self._note = ((f"; {n_uncertain} untagged call(s) uncertain (?)" if n_uncertain else "")
+                      + (f". Label next: {', '.join(layers[i].name for i in order[:3])}" if order else ""))
+        self.status.value = f"Classified {len(alive)} image(s) into {', '.join(head.class_names)}" + self._note
         self._refresh()
         return alive
 
@@ -277,7 +294,7 @@ class ClassifyWidget(Container):
         missing = [c for c in parse_classes(self.classes.value) if c not in head.class_names]
         n_tagged = sum(TAG_KEY in layer.metadata for layer in alive)
         self.status.value = (f"Trained on {n_tagged} tagged image(s) of {len(head.class_names)} classes; "
-                             f"classified {len(alive)} image(s)"
+                             f"classified {len(alive)} image(s)" + self._note
                              + (f". Not trained (no tagged image): {', '.join(missing)}" if missing else ""))
 
     # --- anchors ----------------------------------------------------------------------------------
@@ -390,7 +407,7 @@ class ClassifyWidget(Container):
     # --- CSV --------------------------------------------------------------------------------------
 
     def export_csv(self) -> None:
-        """Write ``layer,tag,label,prob_<class>...`` for every classified image."""
+        """Write ``layer,tag,label,prob_<class>...,uncertain,label_next`` for every classified image."""
         path = Path(self.csv_file.value)
         if not str(self.csv_file.value) or str(path) == "." or path.is_dir():
             show_error("Choose a CSV file to write first (the 'CSV file' field)")
@@ -403,12 +420,14 @@ class ClassifyWidget(Container):
         try:
             with path.open("w", newline="") as fh:
                 writer = csv.writer(fh)
-                writer.writerow(["layer", "tag", "label", *(f"prob_{c}" for c in classes)])
+                writer.writerow(["layer", "tag", "label", *(f"prob_{c}" for c in classes), "uncertain",
+                                 "label_next"])
                 for layer in layers:
                     prediction = layer.metadata[PREDICTION_KEY]
                     probabilities = prediction["probabilities"]
                     writer.writerow([layer.name, layer.metadata.get(TAG_KEY, ""), prediction["label"],
-                                     *(f"{probabilities[c]:.6f}" if c in probabilities else "" for c in classes)])
+                                     *(f"{probabilities[c]:.6f}" if c in probabilities else "" for c in classes),
+                                     "yes" if prediction.get("uncertain") else "", layer.metadata.get(NEXT_KEY, "")])
         except OSError as exc:
             show_error(f"Cannot write {path}: {exc.strerror or exc}")
             return
