@@ -214,32 +214,39 @@ def load_class_set(name: str) -> tuple[list[np.ndarray], np.ndarray, np.ndarray,
 
 def group_splits(labels, groups, shots: int, repeats: int, *, seed: int = 0):
     """``repeats`` (train, test) index arrays: ``shots`` training samples per class from a random
-    part of the class's groups, every sample of the other groups testing.
+    part of the class's groups, testing on every sample of the groups no class trained on.
 
     Per class the groups are shuffled and taken for training until they hold
-    ``shots`` samples and half of the groups (at least one group stays for
-    testing); the ``shots`` samples are drawn from those groups.
+    ``shots`` samples of the class and half of its groups (at least one group
+    stays for testing); the ``shots`` samples are drawn from those. A group
+    (a paper) may hold samples of several classes: none of its samples is
+    then tested.
     """
     labels, groups = np.asarray(labels), np.asarray(groups)
     rng = np.random.default_rng(seed)
+    classes = sorted(set(labels.tolist()))
     splits = []
     for _ in range(repeats):
-        train, test = [], []
-        for cls in sorted(set(labels.tolist())):
-            names = sorted(set(groups[labels == cls].tolist()))
+        train, used = [], set()
+        for cls in classes:
+            mine = labels == cls
+            names = sorted(set(groups[mine].tolist()))
             order = [names[i] for i in rng.permutation(len(names))]
             chosen, held = [], 0
             for g in order[:-1]:
                 if held >= shots and len(chosen) >= len(names) // 2:
                     break
                 chosen.append(g)
-                held += int((groups == g).sum())
+                held += int((mine & (groups == g)).sum())
             if held < shots:
                 raise ValueError(f"class {cls!r}: {shots} training samples need more groups than {len(names)}")
-            pool = np.flatnonzero(np.isin(groups, chosen))
-            train.extend(rng.choice(pool, shots, replace=False).tolist())
-            test.extend(np.flatnonzero((labels == cls) & ~np.isin(groups, chosen)).tolist())
-        splits.append((np.array(train), np.array(test)))
+            train.extend(rng.choice(np.flatnonzero(mine & np.isin(groups, chosen)), shots, replace=False).tolist())
+            used.update(chosen)
+        test = np.flatnonzero(~np.isin(groups, list(used)))
+        missing = [c for c in classes if not (labels[test] == c).any()]
+        if missing:
+            raise ValueError(f"class {missing[0]!r} has no test sample left")
+        splits.append((np.array(train), test))
     return splits
 
 
