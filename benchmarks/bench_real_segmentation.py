@@ -40,15 +40,19 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from peers import otsu_dice, otsu_polarity, rf_dice, rf_features  # noqa: E402
-from real_sets import REAL, SETS, load_set, splits  # noqa: E402
+from peers import otsu_dice, otsu_polarity, rf_dice, rf_features
+from real_sets import REAL, SETS, load_set, splits
 
-from napari_nanowire_ssl.fewshot.metrics import dice  # noqa: E402
-from napari_nanowire_ssl.fewshot.segment import SELF_TRAINING_STEPS, labels_from_mask, make_trainer  # noqa: E402
-from napari_nanowire_ssl.fewshot.tiling import predict_tiled  # noqa: E402
-from napari_nanowire_ssl.models.default import load_default_encoder  # noqa: E402
-from napari_nanowire_ssl.models.encoder import Encoder  # noqa: E402
-from napari_nanowire_ssl.synth.strokes import scribbles  # noqa: E402
+from napari_nanowire_ssl.fewshot.metrics import dice
+from napari_nanowire_ssl.fewshot.segment import (
+    SELF_TRAINING_STEPS,
+    labels_from_mask,
+    make_trainer,
+)
+from napari_nanowire_ssl.fewshot.tiling import predict_tiled
+from napari_nanowire_ssl.models.default import load_default_encoder
+from napari_nanowire_ssl.models.encoder import Encoder
+from napari_nanowire_ssl.synth.strokes import scribbles
 
 STEPS = 200  # the CLI's default (4 epochs x 50 steps)
 SCRIBBLE_SHOTS = 4

@@ -45,16 +45,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from peers import otsu_dice, rf_dice
+from real_sets import REAL, load_set
+
 from napari_nanowire_ssl.fewshot.metrics import dice
-from napari_nanowire_ssl.fewshot.segment import SELF_TRAINING_STEPS, SegmentationTrainer, labels_from_mask
+from napari_nanowire_ssl.fewshot.segment import (
+    SELF_TRAINING_STEPS,
+    SegmentationTrainer,
+    labels_from_mask,
+)
 from napari_nanowire_ssl.fewshot.tiling import predict_tiled
-from napari_nanowire_ssl.io import normalize, read_image
 from napari_nanowire_ssl.models.default import resolve_encoder
 from napari_nanowire_ssl.synth import generate
 from napari_nanowire_ssl.synth.strokes import correction_strokes, scribbles
 
-ROOT = Path(__file__).resolve().parents[1]
-ISBI = ROOT.parent / "shared" / "data" / "real" / "isbi2012_em"
 MORPHS = ("network", "dispersed")
 SCRIBBLE_SEEDS = 3
 
@@ -85,42 +91,6 @@ def train(encoder, images, labels, steps: int, seed: int = 0, decoder=None, self
 
 def decoder_dice(model, images, truths) -> list[float]:
     return [dice(predict_tiled(model, im) > 0.5, t) for im, t in zip(images, truths)]
-
-
-def rf_features(image):
-    from skimage.feature import multiscale_basic_features
-
-    return multiscale_basic_features(normalize(image), intensity=True, edges=True, texture=True,
-                                     sigma_min=1, sigma_max=16)
-
-
-def rf_dice(train_images, train_labels, test_images, truths, *, max_pixels: int = 100_000, seed: int = 0):
-    """Random forest (50 trees) on multiscale filter features of the labelled pixels (subsampled)."""
-    from sklearn.ensemble import RandomForestClassifier
-
-    rng = np.random.default_rng(seed)
-    xs, ys = [], []
-    per_image = max_pixels // len(train_images)
-    for im, lab in zip(train_images, train_labels):
-        f = rf_features(im)
-        idx = np.flatnonzero(lab.reshape(-1) != 0)
-        idx = rng.choice(idx, size=min(per_image, idx.size), replace=False)
-        xs.append(f.reshape(-1, f.shape[-1])[idx])
-        ys.append(lab.reshape(-1)[idx] == 2)
-    rf = RandomForestClassifier(n_estimators=50, n_jobs=torch.get_num_threads(), random_state=seed)
-    rf.fit(np.concatenate(xs), np.concatenate(ys))
-    out = []
-    for im, t in zip(test_images, truths):
-        f = rf_features(im)
-        pred = rf.predict(f.reshape(-1, f.shape[-1])).reshape(im.shape)
-        out.append(dice(pred.astype(bool), t))
-    return out
-
-
-def otsu_dice(test_images, truths):
-    from skimage.filters import threshold_otsu
-
-    return [dice(normalize(im) < threshold_otsu(normalize(im)), t) for im, t in zip(test_images, truths)]
 
 
 def coverage(labels, masks) -> tuple[float, float]:
@@ -257,10 +227,9 @@ def main() -> int:
 
     # d. Baselines: ISBI 2012 membranes and the synthetic set with 4 images.
     rows = []
-    if (ISBI / "images").is_dir():
-        names = [f"{i:02d}.png" for i in range(12)]
-        ims = [read_image(ISBI / "images" / n).data for n in names]
-        truths = [read_image(ISBI / "labels" / n).data < 128 for n in names]  # label 0 = membrane
+    if (REAL / "isbi2012_em" / "images").is_dir():
+        ims, truths, _ = load_set("isbi2012_em")  # membrane (label 0) = the "wire" class
+        ims, truths = ims[:12], truths[:12]
         tr_labels = [labels_from_mask(t) for t in truths[:4]]
         model, secs, _ = train(encoder, ims[:4], tr_labels, steps, args.seed)
         dd = decoder_dice(model, ims[4:], truths[4:])
@@ -269,7 +238,7 @@ def main() -> int:
         rows.append(["ISBI 2012 EM membranes (512 px, train 00-03, test 04-11)", med(dd), med(dr), med(do)])
         log(f"d: ISBI decoder {med(dd)} RF {med(dr)} Otsu {med(do)}")
     else:
-        log(f"d: {ISBI} not found; ISBI row skipped")
+        log(f"d: {REAL / 'isbi2012_em'} not found; ISBI row skipped")
     tr = pool[:4]
     dr = rf_dice([s.image for s in tr], [labels_from_mask(s.mask) for s in tr], [s.image for s in test],
                  [s.mask for s in test])

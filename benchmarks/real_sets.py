@@ -21,7 +21,7 @@ same test images. ``n_train`` larger than the images left is refused.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +58,7 @@ def _files(name: str) -> tuple[Path, Path, list[str]]:
     return root / "images", masks, stems
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_set(name: str) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
     """``(images float32, masks bool, names)`` of a set; see the module docstring."""
     images_dir, masks_dir, files = _files(name)

@@ -6,13 +6,27 @@ import torch
 
 from napari_nanowire_ssl.errors import ModelFileError
 from napari_nanowire_ssl.fewshot.filters import PER_SCALE, SIGMAS, FilterBank
-from napari_nanowire_ssl.fewshot.pixel_classifier import PixelClassifier, pixel_features, validation_blocks
-from napari_nanowire_ssl.fewshot.segment import (MODELS, decoder_state, labels_from_mask, load_decoder, make_trainer,
-                                                 save_decoder)
+from napari_nanowire_ssl.fewshot.pixel_classifier import (
+    PixelClassifier,
+    pixel_features,
+    validation_blocks,
+)
+from napari_nanowire_ssl.fewshot.segment import (
+    MODELS,
+    decoder_state,
+    labels_from_mask,
+    load_decoder,
+    make_trainer,
+    save_decoder,
+)
 from napari_nanowire_ssl.fewshot.tiling import predict_tiled
 from napari_nanowire_ssl.models.decoder import SegmentationModel, UNetDecoder
 from napari_nanowire_ssl.models.encoder import Encoder
-from napari_nanowire_ssl.models.modelfile import read_metadata, save_tensors, tensor_hash
+from napari_nanowire_ssl.models.modelfile import (
+    read_metadata,
+    save_tensors,
+    tensor_hash,
+)
 
 
 @pytest.fixture(scope="module")

@@ -189,7 +189,12 @@ def train(encoder, args, decoder_model, *, show: bool):
     import numpy as np
     from tqdm import tqdm
 
-    from ..fewshot.segment import BACKGROUND, NANOWIRE, SELF_TRAINING_STEPS, make_trainer
+    from ..fewshot.segment import (
+        BACKGROUND,
+        NANOWIRE,
+        SELF_TRAINING_STEPS,
+        make_trainer,
+    )
 
     images, labels, names, n_scribble = load_training_set(args.train)
     n_steps = args.epochs * args.steps_per_epoch

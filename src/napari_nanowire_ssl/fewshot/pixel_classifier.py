@@ -45,12 +45,18 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import NanowireSSLError
-from ..io.normalize import check_network_input, normalize
 from ..models.decoder import pad_to_multiple
 from ..models.device import select_device
 from ..models.encoder import Encoder
 from .filters import SIGMAS, FilterBank
-from .segment import BACKGROUND, CONFIDENT_BACKGROUND, CONFIDENT_WIRE, NANOWIRE, UNLABELLED, SegmentEvent
+from .segment import (
+    BACKGROUND,
+    CONFIDENT_BACKGROUND,
+    CONFIDENT_WIRE,
+    NANOWIRE,
+    UNLABELLED,
+    SegmentEvent,
+)
 
 KINDS = ("filters", "filters+encoder")
 HIDDEN = 32  # units per hidden layer

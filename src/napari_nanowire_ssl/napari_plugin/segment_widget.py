@@ -21,7 +21,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    Label,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
 from napari.layers import Image, Labels
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
@@ -29,8 +37,17 @@ from qtpy.QtCore import QObject, Signal
 
 from ..errors import NanowireSSLError
 from ..fewshot.features import encoder_identity
-from ..fewshot.segment import (DEFAULT_MODEL, MODELS, NANOWIRE, SELF_TRAINING_STEPS, check_labels, load_decoder,
-                               make_trainer, model_description, save_decoder)
+from ..fewshot.segment import (
+    DEFAULT_MODEL,
+    MODELS,
+    NANOWIRE,
+    SELF_TRAINING_STEPS,
+    check_labels,
+    load_decoder,
+    make_trainer,
+    model_description,
+    save_decoder,
+)
 from ..fewshot.tiling import predict_tiled, segment_image
 from ..models.decoder import STRIDE
 from ..session import session_for
