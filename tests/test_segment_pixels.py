@@ -184,3 +184,20 @@ def test_the_cli_offers_the_library_models():
     from napari_nanowire_ssl.cli import segment_cmd
 
     assert segment_cmd.MODELS == MODELS and segment_cmd.DEFAULT_MODEL == "auto"
+
+
+def test_bundles_and_batch_runs_carry_the_pixel_model(encoder, tmp_path):
+    from PIL import Image
+
+    from napari_nanowire_ssl.batch import process_files
+    from napari_nanowire_ssl.bundle import Bundle, load_bundle, save_bundle
+
+    model = train_auto(encoder, lines(), steps=10).restore_best()
+    save_bundle(tmp_path / "b.safetensors", Bundle(encoder, "test", decoder=model))
+    bundle = load_bundle(tmp_path / "b.safetensors")
+    assert bundle.decoder.kind == model.kind and bundle.decoder.validation == model.validation
+    image = lines(1, seed=4)[0][0]
+    np.testing.assert_allclose(predict_tiled(bundle.decoder, image), predict_tiled(model, image), atol=1e-6)
+    Image.fromarray((image.clip(0, 1) * 255).astype(np.uint8)).save(tmp_path / "a.png")
+    [event] = list(process_files(bundle, [tmp_path / "a.png"], tmp_path / "out"))
+    assert event.row["error"] == "" and (tmp_path / "out" / "masks" / "a.tif").exists()
