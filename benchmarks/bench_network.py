@@ -166,7 +166,7 @@ def main() -> None:
           f"{PIXEL_SIZE_NM} nm/px)\n")
     print("| stage | first call (s) | median (s) |")
     print("|---|---|---|")
-    for name, first, med in (("skeleton + EDT + spur pruning", first_skel, t_skel),
+    for name, first, med in (("holes + skeleton + EDT + spur pruning", first_skel, t_skel),
                              ("wire graph (skan, pruning, crossings, wires)", first_graph, t_graph),
                              ("graph metrics + sheet resistance", first_mr, t_mr),
                              ("graph + metrics + sheet resistance", first_graph + first_mr, t_graph + t_mr),

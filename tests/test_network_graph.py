@@ -48,12 +48,13 @@ def test_one_pixel_holes_of_a_shallow_crossing_are_filled_before_skeletonizing()
     m = np.zeros((220, 220), bool)
     capsule(m, (110, 110), 10, 170, 3)
     capsule(m, (110, 110), 35, 170, 3)  # 25 degrees: two 2-pixel holes in the slits
-    assert fill_small_holes(m).sum() == m.sum() + 4
+    assert fill_small_holes(m).sum() == m.sum() + 4  # the default: holes up to (3 px)^2
+    assert fill_small_holes(m, max_pixels=1).sum() == m.sum()
     g = wire_stats(m).graph
     assert len(g.junctions) == 1 and sorted(g.degree) == [1, 1, 1, 1, 4]
     notch = np.zeros((10, 10), bool)
     notch[0, :4] = notch[0, 5:] = notch[1, :] = True  # a 1-pixel gap on the border is no hole
-    assert not fill_small_holes(notch)[0, 4]
+    assert not fill_small_holes(notch, max_pixels=9)[0, 4]
 
 
 def test_six_crossings_at_25_to_90_degrees_and_3_to_9_px_give_six_junctions():

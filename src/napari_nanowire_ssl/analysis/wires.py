@@ -41,7 +41,6 @@ from .percolation import as_mask, cluster_labels
 
 ORIENTATION_RADIUS = 5  # half-width of the window for the local direction, px
 ORIENTATION_BINS = 18  # histogram bins over [0, 180) degrees
-SMALL_HOLE_PX = 9  # holes up to this many pixels are filled before skeletonizing
 
 # Vossepoel & Smeulders (1982) length weights: axial step, diagonal step, corner.
 AXIAL_STEP, DIAGONAL_STEP, CORNER = 0.980, 1.406, 0.091
@@ -182,13 +181,18 @@ def prune_spurs(skeleton: np.ndarray, length: int) -> np.ndarray:
     return pruned
 
 
-def fill_small_holes(mask: np.ndarray, max_pixels: int = SMALL_HOLE_PX) -> np.ndarray:
-    """``mask`` with its holes of at most ``max_pixels`` pixels filled (4-connected
-    background not touching the border). Where two wires cross at a small angle the
-    slit between them leaves such holes; the skeleton would loop around each, adding
-    junctions that are not there."""
+def fill_small_holes(mask: np.ndarray, max_pixels: int | None = None) -> np.ndarray:
+    """``mask`` with its holes (4-connected background not touching the border) of at
+    most ``max_pixels`` pixels filled; by default ``w ** 2`` with ``w = 2 * area /
+    boundary pixels``, the mean wire width (a strip of width ``w`` and length ``L``
+    has about ``2 L`` boundary pixels). A hole smaller than a wire's own footprint
+    is no pore of the network but the slit where two wires cross at a small angle
+    or run together; the skeleton would loop around it, adding junctions."""
+    if max_pixels is None:
+        boundary = np.count_nonzero(mask & ~ndimage.binary_erosion(mask, border_value=1))
+        max_pixels = round((2.0 * np.count_nonzero(mask) / boundary) ** 2) if boundary else 0
     background, n = ndimage.label(~mask)
-    if n == 0:
+    if n == 0 or max_pixels < 1:
         return mask
     sizes = np.bincount(background.ravel(), minlength=n + 1)
     small = sizes <= max_pixels
