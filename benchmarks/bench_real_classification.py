@@ -15,7 +15,7 @@ splits. Then, for the plugin's head: calibration (expected calibration error,
 share of wrong and of right calls flagged uncertain) at 2 and 8 labels;
 "label next" (start from 1 label per class, add one image per class chosen by
 ``label_next`` among the unlabelled images of the training groups, or at
-random from them; accuracy after); and speed (images/s of ``image_features``,
+random from them; accuracy on the test groups after); and speed (images/s of ``image_features``,
 of one encoder forward pass of the same image, and their ratio).
 
     python benchmarks/bench_real_classification.py [--sets materials,synth-sem] [--repeats 100]
@@ -91,8 +91,7 @@ def label_next_gain(feats, labels, groups, head_for, repeats: int, seed: int = 0
     rng = np.random.default_rng(seed + 1)
     suggested, random_ = [], []
     for train, test in group_splits(labels, groups, 2, repeats, seed=seed):
-        pool_groups = set(groups[train].tolist())
-        pool = np.flatnonzero(np.isin(groups, list(pool_groups)))
+        pool = np.setdiff1d(np.arange(len(labels)), test)  # the images of the training groups
         start = np.array([rng.choice(train[labels[train] == c]) for c in names])
         rest = np.setdiff1d(pool, start)
         head = head_for().fit(feats[start], labels[start], names)

@@ -16,6 +16,8 @@ from napari_nanowire_ssl.fewshot.texture import (
     peer_features,
     peer_names,
     rich_responses,
+    shrink,
+    shrink_factor,
     texture_features,
     texture_names,
 )
@@ -53,7 +55,7 @@ def test_lbp_of_a_checkerboard_is_half_all_ones_and_half_all_zeros():
 
 def test_texture_vector_layout_and_invariances():
     rng = np.random.default_rng(0)
-    image = rng.random((96, 128)).astype(np.float32)
+    image = rng.random((128, 128)).astype(np.float32)
     peer = peer_features(image)
     assert peer.shape == (len(peer_names()),) == (42,) and peer_names()[-1] == f"lbp_r1_{LBP_BINS - 1}"
     values = texture_features(image)
@@ -62,9 +64,21 @@ def test_texture_vector_layout_and_invariances():
     assert values.shape == (n,) == (len(names),) == (185,)
     assert names[0] == "gaussian_s1_mean" and names[-1] == f"lbp_r4_{LBP_BINS - 1}"
     np.testing.assert_allclose(values[-3 * LBP_BINS:-2 * LBP_BINS], peer[-LBP_BINS:])  # the same radius-1 LBP
-    # Percentile-normalised: scaling the intensities changes nothing; a quarter turn changes
-    # only the boundary handling of the filters (whole-image statistics of isotropic filters).
+    # Percentile-normalised: scaling the intensities changes nothing; nor does a quarter turn
+    # (whole-image statistics of isotropic filters; the shrinking blocks turn with the image).
     np.testing.assert_allclose(texture_features(image * 7 + 3), values, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(texture_features(np.rot90(image)), values, rtol=0.05, atol=2e-3)
     normalized = (image - image.min()) / (image.max() - image.min())
     np.testing.assert_allclose(texture_features(normalized, normalized=True)[-LBP_BINS:].sum(), 1.0)
+
+
+def test_coarse_scales_run_on_the_shrunk_image():
+    np.testing.assert_array_equal(shrink(np.arange(20.0).reshape(4, 5), 2), [[3.0, 5.0], [13.0, 15.0]])
+    assert [shrink_factor(s, (512, 512)) for s in SIGMAS] == [1, 1, 2, 4, 8]
+    assert [shrink_factor(s, (64, 100)) for s in SIGMAS] == [1, 1, 2, 2, 2]  # at least 32 px left
+    # A coarse statistic seen on the shrunk image is close to the same filter on the full image.
+    y = np.arange(256.0)
+    stripes = np.tile(0.5 + 0.5 * np.cos(2 * np.pi * y / 64), (256, 1)).T  # 32 px wide dark / bright bands
+    full, _ = rich_responses(stripes, 8.0)
+    coarse, _ = rich_responses(shrink(stripes, 4), 2.0)
+    assert coarse[3].max() == pytest.approx(full[3].max(), rel=0.05)
