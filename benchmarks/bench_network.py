@@ -20,6 +20,10 @@ radius-2 discs, sknw graph, self loops dropped) with the quantities both define:
 
     OMP_NUM_THREADS=1 python benchmarks/bench_network.py \
         --agnw ../shared/data/real/agnw_network_sem/AgNWN_slice0001.tif --crop-bottom 67 --pixel-size 32.3
+
+``--crossings`` runs the sweep of constructed X crossings the merging rule was set
+on (two round-ended straight wires, angles 25-90 degrees, widths 3-9 px, three
+orientations) and prints the cases that do not give one 4-way junction and two wires.
 """
 
 from __future__ import annotations
@@ -124,6 +128,32 @@ def agnw(args) -> None:
     print(f"\n(sheet resistance with {WIRE_OHM_PER_UM} ohm/um per wire and {JUNCTION_OHM} ohm per junction)")
 
 
+def crossing_sweep() -> None:
+    import math
+
+    from skimage.draw import disk
+
+    def wire(mask, angle_deg, width, length=170):
+        a = math.radians(angle_deg)
+        d = np.array([-math.sin(a), math.cos(a)])
+        for t in np.linspace(-length / 2, length / 2, 4 * length):
+            mask[disk(tuple(np.array([110.0, 110.0]) + t * d), width / 2 + 1e-9, shape=mask.shape)] = True
+
+    cases = [(w, a, b) for w in range(3, 10) for a in (25, 30, 40, 50, 60, 75, 90) for b in (0, 10, 33)]
+    failed = []
+    for width, angle, base in cases:
+        mask = np.zeros((220, 220), bool)
+        wire(mask, base, width)
+        wire(mask, base + angle, width)
+        g = wire_stats(mask).graph
+        if not (len(g.junctions) == 1 and sorted(g.degree.tolist()) == [1, 1, 1, 1, 4] and g.n_wires == 2):
+            failed.append((width, angle, base, len(g.junctions), g.n_wires))
+    print(f"{len(cases) - len(failed)} of {len(cases)} crossings give one 4-way junction and two wires")
+    for width, angle, base, n_junctions, n_wires in failed:
+        print(f"  width {width} px, angle {angle} deg, first wire at {base} deg: "
+              f"{n_junctions} junctions, {n_wires} wires")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=4096)
@@ -131,7 +161,11 @@ def main() -> None:
     parser.add_argument("--agnw", metavar="TIFF", help="measure the Otsu mask of this image instead")
     parser.add_argument("--crop-bottom", type=int, default=0)
     parser.add_argument("--pixel-size", type=float, default=PIXEL_SIZE_NM)
+    parser.add_argument("--crossings", action="store_true", help="run the sweep of constructed crossings instead")
     args = parser.parse_args()
+    if args.crossings:
+        crossing_sweep()
+        return
     if args.agnw:
         agnw(args)
         return
