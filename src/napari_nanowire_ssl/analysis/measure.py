@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
-from ..errors import ImageReadError, NanowireSSLError, check_file
+from ..errors import NanowireSSLError
+from ..labels import read_mask  # noqa: F401 (masks are read by the conventions module; callers import it here too)
 from .density import check_pixel_size, density, region
 from .morphology import MorphologyCall, morphology_call
 from .network import NETWORK_COLUMNS, network_metrics
@@ -139,28 +138,3 @@ def analyse_mask(
     return MaskAnalysis(row, perc, wires, call, resistance)
 
 
-def read_mask(path) -> np.ndarray:
-    """Read a mask image (TIFF, PNG, JPEG, BMP) as a 2D bool array, nonzero = wire.
-
-    Colour masks count a pixel as wire when any colour channel is nonzero
-    (alpha is ignored). Raises :class:`ImageReadError` naming the file.
-    """
-    path = check_file(path, ImageReadError, "mask file")
-    try:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
-
-            data = tifffile.imread(path)
-        else:
-            from PIL import Image
-
-            with Image.open(path) as im:
-                data = np.asarray(im)
-    except Exception as exc:  # PIL and tifffile raise many types for bad files
-        raise ImageReadError(f"{path}: cannot be read as a mask image ({type(exc).__name__})") from None
-    data = np.asarray(data)
-    if data.ndim == 3 and data.shape[-1] in (3, 4):
-        data = data[..., :3].any(axis=-1)
-    if data.ndim != 2 or min(data.shape) == 0:
-        raise ImageReadError(f"{path}: expected a 2D mask, got shape {data.shape}")
-    return data != 0

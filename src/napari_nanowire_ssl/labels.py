@@ -1,0 +1,88 @@
+"""Label and mask conventions: the one place that says what the values mean.
+
+- Training labels (scribbles, Labels layers): 0 = not labelled, 1 = background,
+  2 = nanowire.
+- Mask files and layers: nonzero = nanowire. Predicted masks: uint8, 1 = nanowire.
+- "Is this scribbles?" (asked of training labels and Labels layers, never of mask
+  files): values within {0, 1, 2} with both 1 and 2 present. Then only 2 is wire;
+  otherwise every nonzero value is.
+
+:func:`read_mask_values` reads any mask file (TIFF, PNG, JPEG, BMP) once; the
+CLI, batch runs, the Analyse tab and the tests all go through these functions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ImageReadError, check_file
+
+UNLABELLED, BACKGROUND, NANOWIRE = 0, 1, 2
+SCRIBBLE_VALUES = frozenset({UNLABELLED, BACKGROUND, NANOWIRE})
+PREDICTED_WIRE = 1  # value of wire pixels in the predicted mask files the plugin writes
+
+
+def is_scribbles(values) -> bool:
+    """Whether integer label ``values`` (an array) are scribbles: within {0, 1, 2}, with 1 and 2 both present."""
+    values = np.asarray(values)
+    if values.dtype.kind not in "uib":
+        if values.dtype.kind != "f" or not np.array_equal(values, np.round(values)):
+            return False
+    present = set(np.unique(values).tolist())
+    return present <= SCRIBBLE_VALUES and {BACKGROUND, NANOWIRE} <= present
+
+
+def wire_pixels(values) -> np.ndarray:
+    """Boolean wire mask of label values: label 2 of scribbles, else every nonzero value."""
+    values = np.asarray(values)
+    return values == NANOWIRE if is_scribbles(values) else values != 0
+
+
+def labels_from_mask(mask) -> np.ndarray:
+    """Training labels of a full mask: every pixel labelled, nonzero = nanowire (2), else background (1)."""
+    return np.where(np.asarray(mask) != 0, NANOWIRE, BACKGROUND).astype(np.uint8)
+
+
+def training_labels(values) -> tuple[np.ndarray, bool]:
+    """``(labels, were_scribbles)``: scribbles kept as they are, a full mask turned into labels."""
+    values = np.asarray(values)
+    if values.ndim == 2 and is_scribbles(values):
+        return values.astype(np.uint8), True
+    return labels_from_mask(wire_pixels(values)), False
+
+
+def read_mask_values(path) -> np.ndarray:
+    """The values of a 2D mask file as read (colour masks: 1 where any colour channel is nonzero,
+    alpha ignored); :class:`ImageReadError` naming the file when it is not one."""
+    path = check_file(Path(path), ImageReadError, "mask file")
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            data = tifffile.imread(path)
+        else:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                data = np.asarray(im)
+    except Exception as exc:  # PIL and tifffile raise many types for bad files
+        raise ImageReadError(f"{path}: cannot be read as a mask image ({type(exc).__name__})") from None
+    data = np.asarray(data)
+    if data.ndim == 3 and data.shape[-1] in (3, 4):
+        data = data[..., :3].any(axis=-1).astype(np.uint8)
+    if data.ndim != 2 or min(data.shape) == 0:
+        raise ImageReadError(f"{path}: expected a 2D mask, got shape {data.shape}")
+    return data
+
+
+def read_mask(path) -> np.ndarray:
+    """A mask file as a 2D bool array: nonzero = nanowire (never read as scribbles: a mask file
+    may hold instance numbers 1, 2, ...)."""
+    return read_mask_values(path) != 0
+
+
+def read_training_labels(path) -> tuple[np.ndarray, bool]:
+    """Training labels of a mask or scribble file (see :func:`training_labels`)."""
+    return training_labels(read_mask_values(path))
