@@ -244,5 +244,8 @@ def test_label_next_puts_the_ambiguous_image_first_and_flags_it():
 
     p = np.array([[0.90, 0.05, 0.05], [0.40, 0.38, 0.22], [0.10, 0.75, 0.15], [0.55, 0.05, 0.40]])
     np.testing.assert_allclose(uncertainty(p), [0.15, 0.98, 0.40, 0.85])
-    assert list(label_next(p)) == [1, 3, 2, 0]
+    # Predicted classes 0, 0, 1, 0. Round 1: class 0's most ambiguous (row 1, 0.98), class 1's (row 2,
+    # 0.40); round 2: class 0's next (row 3, 0.85); round 3: row 0.
+    assert list(label_next(p)) == [1, 2, 3, 0]
+    assert list(label_next(p[[0, 1, 3]])) == [1, 2, 0]  # one predicted class: most ambiguous first
     assert list(is_uncertain(p)) == [p[i].max() < UNCERTAIN_BELOW for i in range(4)] == [False, True, False, True]

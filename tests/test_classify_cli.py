@@ -12,7 +12,7 @@ from PIL import Image
 
 from napari_nanowire_ssl.cli import main
 from napari_nanowire_ssl.cli.classify_cmd import merge_parts, part_path, write_predictions
-from napari_nanowire_ssl.fewshot.classify import UNCERTAIN_BELOW
+from napari_nanowire_ssl.fewshot.classify import UNCERTAIN_BELOW, label_next
 from napari_nanowire_ssl.models.default import default_encoder_path
 from napari_nanowire_ssl.models.encoder import Encoder
 from napari_nanowire_ssl.models.modelfile import save_encoder
@@ -79,10 +79,9 @@ def test_classify_trains_saves_and_reloads_the_head(workspace, tmp_path):
         probs = np.array(r[2:6], dtype=float)
         assert abs(probs.sum() - 1) < 1e-4 and r[1] == classes[int(probs.argmax())]
         assert r[6] == ("yes" if probs.max() < UNCERTAIN_BELOW else "")
-    # label_next ranks the images from the most ambiguous (1) to the surest.
-    margins = [np.diff(np.sort(np.array(r[2:6], dtype=float))[-2:])[0] for r in table[1:]]
-    assert sorted(int(r[7]) for r in table[1:]) == [1, 2, 3, 4, 5]
-    assert [int(table[1 + i][7]) for i in np.argsort(margins, kind="stable")] == [1, 2, 3, 4, 5]
+    # label_next: the rank of each image in label_next's order of all the classified images.
+    probs = np.array([r[2:6] for r in table[1:]], dtype=float)
+    assert [int(table[1 + i][7]) for i in label_next(probs)] == [1, 2, 3, 4, 5]
     # The training images themselves are separable by a linear head on 512-d features.
     assert [r[1] for r in table[1:]] == ["network"] * 4 + ["singular"]
     again = tmp_path / "again.csv"

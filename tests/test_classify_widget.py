@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from napari_nanowire_ssl.fewshot import features as features_module
-from napari_nanowire_ssl.fewshot.classify import UNCERTAIN_BELOW
+from napari_nanowire_ssl.fewshot.classify import UNCERTAIN_BELOW, label_next
 from napari_nanowire_ssl.models.encoder import Encoder
 from napari_nanowire_ssl.napari_plugin import classify_widget as module
 from napari_nanowire_ssl.napari_plugin.classify_widget import (
@@ -123,13 +123,13 @@ def test_tag_train_predict_and_train_again_without_encoding(make_napari_viewer, 
         assert float(row["p"]) == pytest.approx(probabilities[prediction["label"]], abs=0.006)
         assert (row["uncertain"] or "") == ("?" if prediction["uncertain"] else "")
         assert prediction["uncertain"] == (probabilities[prediction["label"]] < UNCERTAIN_BELOW)
-    # The untagged images are ranked for labelling, the most ambiguous (smallest margin) first.
+    # The untagged images are ranked for labelling in label_next's order.
     untagged = [layer for layer in viewer.layers if TAG_KEY not in layer.metadata]
     assert all(NEXT_KEY not in layer.metadata for layer in viewer.layers if TAG_KEY in layer.metadata)
     ranked = sorted(untagged, key=lambda layer: layer.metadata[NEXT_KEY])
     assert [layer.metadata[NEXT_KEY] for layer in ranked] == [1, 2, 3, 4]
-    margins = [np.diff(sorted(layer.metadata[PREDICTION_KEY]["probabilities"].values())[-2:])[0] for layer in ranked]
-    assert margins == sorted(margins) and rows[ranked[0].name]["next"] == "1"
+    probs = np.array([list(layer.metadata[PREDICTION_KEY]["probabilities"].values()) for layer in untagged])
+    assert [untagged[i] for i in label_next(probs)] == ranked and rows[ranked[0].name]["next"] == "1"
     assert widget.status.value.startswith("Trained on 8 tagged image(s) of 4 classes; classified 12 image(s)")
     assert f"Label next: {ranked[0].name}, {ranked[1].name}, {ranked[2].name}" in widget.status.value
 
