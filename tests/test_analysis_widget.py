@@ -1,4 +1,5 @@
-"""The "Analyse morphology" dock widget under Xvfb: metrics, overlays, table, CSV, errors."""
+"""The "Analyse morphology" dock widget under Xvfb: metrics, results layers, table, CSV, errors;
+masks opened as images, banners and pixel sizes per layer, what the picker shows (driven by clicks)."""
 
 from __future__ import annotations
 
@@ -10,24 +11,52 @@ import pytest
 
 from napari_nanowire_ssl.analysis import COLUMNS, measure_mask
 from napari_nanowire_ssl.analysis.wires import fill_small_holes
-from napari_nanowire_ssl.napari_plugin import analysis_widget as analysis_widget_module
+from napari_nanowire_ssl.analysis.overlays import BRANCH, CLUSTER, PERCOLATING
 from napari_nanowire_ssl.napari_plugin.analysis_widget import (
+    CLUSTER_COLOUR,
     METRICS_KEY,
     NO_LAYER,
     OVERLAY_OF,
+    PERCOLATING_COLOUR,
     AnalysisWidget,
 )
 
 PLUGIN = "napari-nanowire-ssl"
-KINDS = ("clusters", "percolating cluster", "branches", "junctions")
+KINDS = ("analysis", "junctions")
+
+
+class Said(list):
+    """The error messages among the notices, as a live list."""
+
+    def __init__(self, notices):
+        super().__init__()
+        self.notices = notices
+
+    def _errors(self):
+        return [message for kind, message in self.notices if kind == "show_error"]
+
+    def __iter__(self):
+        return iter(self._errors())
+
+    def __len__(self):
+        return len(self._errors())
+
+    def __getitem__(self, i):
+        return self._errors()[i]
+
+    def __eq__(self, other):
+        return self._errors() == list(other)
 
 
 @pytest.fixture
-def errors(monkeypatch):
-    """Messages the widget shows with show_error."""
-    shown: list[str] = []
-    monkeypatch.setattr(analysis_widget_module, "show_error", shown.append)
-    return shown
+def errors(notices):
+    """Messages the widget shows as errors."""
+    return Said(notices)
+
+
+def parts(layer) -> np.ndarray:
+    """The ``part`` of each label of a results layer (index 1, 2, ...)."""
+    return np.asarray(layer.features["part"])
 
 
 def finish(widget, qtbot, action) -> None:
@@ -65,33 +94,38 @@ def test_network_sample_metrics_overlays_and_rerun(make_napari_viewer, qtbot):
     assert row["percolates"] and row["morphology"] == "network"
     assert widget.status.value.startswith("synthetic network true mask: network")
     found = overlays(viewer, source.name)
-    assert set(found) == set(KINDS)
+    assert set(found) == set(KINDS)  # two results layers per mask
     for kind, layer in found.items():
         assert layer.name == f"synthetic network true mask {kind}"
-        if kind != "junctions":
-            assert layer.data.shape == (512, 512)
-    clusters = found["clusters"]
-    assert clusters.data.max() == row["n_clusters"]
-    assert list(clusters.features["index"]) == list(range(1, row["n_clusters"] + 1))
-    assert clusters.features["pixels"].sum() == np.count_nonzero(original)
-    assert clusters.features["percolating"].any()
-    np.testing.assert_array_equal(found["percolating cluster"].data > 0, clusters.data > 0)  # one spanning cluster
-    solid = fill_small_holes(original != 0)  # the skeleton may cross holes of a few pixels
-    assert found["branches"].data.any() and not ((found["branches"].data > 0) & ~solid).any()
-    assert found["branches"].metadata["colour_by"] == "length (px)"
+    results = found["analysis"]
+    assert results.data.shape == (512, 512)
+    n, b = row["n_clusters"], row["n_branches"]
+    kinds = parts(results)
+    assert list(results.features["index"]) == list(range(1, n + b + 1))
+    assert set(kinds[:n]) == {PERCOLATING} and set(kinds[n:]) == {BRANCH}  # one spanning cluster
+    assert results.features["percolating"][:n].all()
+    wire = original != 0
+    assert (results.data > 0)[wire].all()
+    solid = fill_small_holes(wire)  # the skeleton may cross holes of a few pixels
+    branch_pixels = results.data > n
+    assert branch_pixels.any() and not (branch_pixels & ~solid).any()
+    assert results.features["pixels"].sum() == np.count_nonzero(results.data)
+    np.testing.assert_allclose(results.colormap.map(np.array([1]))[0], PERCOLATING_COLOUR)
+    assert results.metadata["colour_by"] == "length (px)"
+    np.testing.assert_allclose(results.features["value"][n:], results.features["length_px"][n:])
     assert len(found["junctions"].data) == row["n_junctions"] > 0
     assert (found["junctions"].features["degree"] >= 3).all()
     assert widget.histograms.title == source.name
     # Overlays are not offered for analysis themselves.
     assert widget.layer.choices == (source,)
     (cells,) = widget.table.to_dict("split")["data"]
-    assert cells[:4] == ["synthetic network true mask", "network", "0.327", "yes"]
+    assert cells[:4] == ["synthetic network true mask", "network", "yes", "0.327"]
 
     # Re-running updates the same layers and the same table row.
     n_layers = len(viewer.layers)
     finish(widget, qtbot, widget.analyse)
     assert len(viewer.layers) == n_layers and len(widget.table.to_dict("split")["data"]) == 1
-    assert overlays(viewer, source.name)["clusters"] is clusters
+    assert overlays(viewer, source.name)["analysis"] is results
     np.testing.assert_array_equal(source.data, original)
 
 
@@ -102,7 +136,10 @@ def test_dispersed_sample_does_not_percolate(make_napari_viewer, qtbot):
     finish(widget, qtbot, widget.analyse)
     row = viewer.layers["synthetic dispersed true mask"].metadata[METRICS_KEY]
     assert not row["percolates"] and row["n_clusters"] > 1
-    assert not overlays(viewer, "synthetic dispersed true mask")["percolating cluster"].data.any()
+    results = overlays(viewer, "synthetic dispersed true mask")["analysis"]
+    assert PERCOLATING not in set(parts(results))
+    assert (parts(results) == CLUSTER).sum() == row["n_clusters"]
+    np.testing.assert_allclose(results.colormap.map(np.array([1]))[0], CLUSTER_COLOUR)
 
 
 def test_link_distance_change_updates_clusters_in_place(make_napari_viewer, qtbot):
@@ -113,17 +150,19 @@ def test_link_distance_change_updates_clusters_in_place(make_napari_viewer, qtbo
     source = viewer.add_labels(bars.copy(), name="bars")
     widget = AnalysisWidget(viewer)
     finish(widget, qtbot, widget.analyse)
-    clusters = viewer.layers["bars clusters"]
+    results = viewer.layers["bars analysis"]
     assert source.metadata[METRICS_KEY]["n_clusters"] == 2
-    assert set(np.unique(clusters.data)) == {0, 1, 2}
+    assert list(parts(results)).count(CLUSTER) == 2
+    assert set(np.unique(results.data[bars == 0])) == {0}
     n_layers = len(viewer.layers)
 
     widget.link_distance.value = 3
     finish(widget, qtbot, widget.analyse)
     assert len(viewer.layers) == n_layers
-    assert viewer.layers["bars clusters"] is clusters
+    assert viewer.layers["bars analysis"] is results
     assert source.metadata[METRICS_KEY]["n_clusters"] == 1
-    assert set(np.unique(clusters.data)) == {0, 1} and len(clusters.features) == 1
+    assert list(parts(results)).count(CLUSTER) == 1
+    assert len(results.features) == 1 + source.metadata[METRICS_KEY]["n_branches"]
     np.testing.assert_array_equal(source.data, bars)
 
 
@@ -161,10 +200,10 @@ def test_pixel_size_comes_from_the_layer_scale_and_crop_bottom_applies(make_napa
     row = viewer.layers["in nm"].metadata[METRICS_KEY]
     assert_row_equal(row, measure_mask(mask, pixel_size_nm=5.0, link_distance=2.0, crop_bottom=10))
     assert row["pixel_size_nm"] == 5.0 and row["pixel_density"] == pytest.approx(0.1)
-    branches = viewer.layers["in nm branches"]
-    assert branches.data.shape == (50, 50) and not branches.data[40:].any()
-    np.testing.assert_allclose(branches.scale, [5.0, 5.0])
-    np.testing.assert_allclose(branches.translate, [10.0, 20.0])
+    results = viewer.layers["in nm analysis"]
+    assert results.data.shape == (50, 50) and not results.data[40:].any() and results.data[:40].any()
+    np.testing.assert_allclose(results.scale, [5.0, 5.0])
+    np.testing.assert_allclose(results.translate, [10.0, 20.0])
     # "Analyse all" uses each layer's own scale.
     finish(widget, qtbot, widget.analyse_all)
     assert viewer.layers["plain"].metadata[METRICS_KEY]["pixel_size_nm"] is None
@@ -187,13 +226,14 @@ def test_csv_export_analyses_and_writes_every_mask_layer(make_napari_viewer, qtb
         reader = csv.DictReader(fh)
         rows = list(reader)
     assert reader.fieldnames == ["layer", *COLUMNS]
-    names = ["synthetic network true mask", "synthetic dispersed true mask", "empty"]
+    # The true mask analysed by hand is exported, the other one (not chosen) is not: truth is compared with.
+    names = ["synthetic network true mask", "empty"]
     assert [r["layer"] for r in rows] == names
     for r, name in zip(rows, names):
         data = viewer.layers[name].data
         assert float(r["pixel_density"]) == pytest.approx(np.count_nonzero(data) / data.size)
-    assert [r["percolates"] for r in rows] == ["True", "False", "False"]
-    assert rows[2]["n_clusters"] == "0" and math.isnan(float(rows[2]["mean_width_px"]))
+    assert [r["percolates"] for r in rows] == ["True", "False"]
+    assert rows[1]["n_clusters"] == "0" and math.isnan(float(rows[1]["mean_width_px"]))
     assert rows[0]["pixel_size_nm"] == ""
     assert empty.metadata[METRICS_KEY]["pixel_density"] == 0
 
@@ -202,7 +242,7 @@ def test_csv_export_analyses_and_writes_every_mask_layer(make_napari_viewer, qtb
     finish(widget, qtbot, widget.export_csv)
     with out.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert float(rows[2]["pixel_density"]) == 0.5
+    assert float(rows[1]["pixel_density"]) == 0.5
 
 
 def test_errors_leave_layers_untouched(make_napari_viewer, qtbot, errors, tmp_path):
@@ -264,9 +304,10 @@ def test_network_parameters_sheet_resistance_overlays_and_histograms(make_napari
     junctions = found["junctions"]
     assert len(junctions.data) == 4 and list(junctions.features["degree"]) == [4, 4, 4, 4]
     np.testing.assert_allclose(sorted(junctions.data[:, 0]), [16, 41, 66, 91], atol=1.0)
-    branches = found["branches"]
-    assert branches.metadata["colour_by"] == "current fraction"
-    assert branches.data.max() == pytest.approx(0.25, rel=0.01)  # each wire across carries a quarter
+    results = found["analysis"]
+    assert results.metadata["colour_by"] == "current fraction"
+    branch = parts(results) == BRANCH
+    assert np.nanmax(results.features["value"][branch]) == pytest.approx(0.25, rel=0.01)  # a quarter per wire
     (cells,) = widget.table.to_dict("split")["data"]
     assert cells[-4:-1] == ["4", f"{row['mean_degree']:.2f}", f"{row['median_branch_length_um']:.3g} µm"]
     assert cells[-1] == f"{row['sheet_resistance_ohm_sq']:.4g} Ω/sq"
@@ -279,7 +320,7 @@ def test_network_parameters_sheet_resistance_overlays_and_histograms(make_napari
     widget.wire_resistance.value = 0.0
     finish(widget, qtbot, widget.analyse)
     assert len(viewer.layers) == n_layers
-    assert overlays(viewer, "grid")["junctions"] is junctions and overlays(viewer, "grid")["branches"] is branches
+    assert overlays(viewer, "grid")["junctions"] is junctions and overlays(viewer, "grid")["analysis"] is results
     assert source.metadata[METRICS_KEY]["sheet_resistance_ohm_sq"] is None
-    assert branches.metadata["colour_by"] == "length (µm)"
+    assert results.metadata["colour_by"] == "length (µm)"
     np.testing.assert_array_equal(source.data, grid)

@@ -1,22 +1,25 @@
 """Dock widget "Analyse morphology": percolation, density, wire statistics, the wire
-graph and the sheet resistance of Labels layers.
+graph and the sheet resistance of mask layers.
 
-Any Labels layer is a wire mask (nonzero = wire), except segmentation scribbles
-(values 1 = background and 2 = nanowire both present), where only 2 is wire.
-The numbers come from :func:`..analysis.measure_mask`, the same function the
+Masks are Labels layers and Image layers with few values (a mask file napari
+opened as an image, converted on use): nonzero = wire, except segmentation
+scribbles, where only label 2 is (:func:`..labels.wire_pixels`). The numbers
+come from :func:`..analysis.measure_mask`, the same function the
 ``nanowire-ssl analyze`` CLI calls, so the widget's table and CSV match the
-CLI's. The overlays (clusters, percolating cluster, the skeleton's branches
-coloured by length or current, junctions as points) are layers the widget
-owns, marked in their metadata and updated in place on re-runs; the analysed
-layer's data is only read. A histogram panel shows the branch lengths, widths
-and node degrees of the last analysed layer.
+CLI's. What it draws (:mod:`..analysis.overlays`) is two layers per analysed
+mask, owned by the widget, marked in their metadata and updated in place on
+re-runs: one Labels layer "<mask> analysis" (percolating clusters, other
+clusters, the skeleton's branches coloured by length or current) and the
+junctions as points; the analysed layer's data is only read. The bottom crop
+and the pixel size are the layer's (proposed from its micrograph's banner and
+calibration, the user's value kept per layer). A histogram panel shows the
+branch lengths, widths and node degrees of the last analysed layer.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -25,120 +28,42 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from napari.layers import Labels
 from napari.qt.threading import thread_worker
-from napari.utils.colormaps import DirectLabelColormap
-from napari.utils.notifications import show_error, show_info
+from napari.utils.colormaps import DirectLabelColormap, ensure_colormap
+from napari.utils.notifications import show_info
+from qtpy.QtWidgets import QHeaderView
 
-from ..analysis import COLUMNS, analyse_mask
-from ..analysis.network import branch_value_image, degree_counts
+from ..analysis import COLUMNS
+from ..analysis.overlays import BRANCH, PERCOLATING, overlay_data
 from ..analysis.resistance import DEFAULT_ELECTRODES, DEFAULT_JUNCTION_RESISTANCE_OHM
 from ..errors import NanowireSSLError
+from ..labels import is_scribbles, wire_pixels
 from ..session import session_for
+from . import layers as L
 from .tables import results_table
-from .workers import track
+from .workers import Job, report_error, reports_errors
 
 METRICS_KEY = "nanowire_ssl_metrics"  # source layer metadata: measure_mask's row
 ANALYSED_KEY = "nanowire_ssl_analysed"  # fingerprint of the mask and options behind it
 OVERLAY_OF = "nanowire_ssl_overlay_of"  # overlay metadata: name of the analysed layer
-OVERLAY_KIND = "nanowire_ssl_overlay"  # overlay metadata: clusters / percolating cluster / branches / junctions
-NO_LAYER = "No Labels layer: open a mask or segment an image first"
-TABLE_COLUMNS = ("layer", "morphology", "pixel_density", "percolates", "spans_lr", "spans_tb",
+OVERLAY_KIND = "nanowire_ssl_overlay"  # overlay metadata: analysis / junctions
+CONVERTED_KEY = "nanowire_ssl_mask_from_image"  # image layer metadata: the user was told it is read as a mask
+NO_LAYER = "No mask layer: open a mask (or segment an image) first"
+# Key columns first: what a reader looks for; the rest scroll.
+TABLE_COLUMNS = ("layer", "morphology", "percolates", "pixel_density", "spans_lr", "spans_tb",
                  "n_clusters", "largest_cluster_fraction", "total_length", "mean_width", "nematic_order",
                  "n_junctions", "mean_degree", "median_branch_length", "sheet_resistance")
+LAYER_COLUMN_MAX_PX = 160  # longer layer names are elided (the full name in the tooltip)
+TABLE_MAX_ROWS = 8  # the table grows with its rows up to this many, then scrolls
 ELECTRODE_CHOICES = (("left-right", "lr"), ("top-bottom", "tb"))
 CRITERIA = (("both directions (paper)", "both"), ("either direction", "any"),
             ("left-right", "lr"), ("top-bottom", "tb"))
-SPANNING_COLOURS = DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 1: (1.0, 0.1, 0.9, 1.0)})
-
-
-def wire_mask(data) -> tuple[np.ndarray, str]:
-    """Boolean wire mask of Labels data and a note for the status line.
-
-    Segmentation scribbles use 1 = background and 2 = nanowire: when both
-    values occur only 2 is wire, otherwise every nonzero label is.
-    """
-    data = np.asarray(data)
-    if (data == 1).any() and (data == 2).any():
-        return data == 2, " (scribble labels: only label 2 counted as wire)"
-    return data != 0, ""
-
-
-def scale_pixel_size_nm(layer) -> float | None:
-    """nm per pixel from the layer's scale: converted when its units are lengths,
-    taken as nm when they are pixels and the scale is not 1; None when unknown."""
-    sy, sx = (float(s) for s in layer.scale[-2:])
-    unit = layer.units[-1]
-    if sy != sx or sx <= 0:
-        return None
-    if str(unit.dimensionality) == "[length]":
-        return float((sx * unit).to("nm").magnitude)
-    return sx if sx != 1 else None
-
-
-def cluster_features(labels: np.ndarray, lengths_px: np.ndarray, spanning: np.ndarray) -> dict:
-    """One row per cluster (``index`` = its label, as napari's Labels features expect):
-    pixels, skeleton length, the edges it touches, whether it spans and percolates."""
-    n = len(lengths_px)
-
-    def hit(values) -> np.ndarray:
-        out = np.zeros(n + 1, dtype=bool)
-        out[values] = True
-        return out[1:]
-
-    left, right, top, bottom = hit(labels[:, 0]), hit(labels[:, -1]), hit(labels[0]), hit(labels[-1])
-    return {
-        "index": np.arange(1, n + 1),
-        "pixels": np.bincount(labels.ravel(), minlength=n + 1)[1:],
-        "length_px": lengths_px,
-        "spans_lr": left & right,
-        "spans_tb": top & bottom,
-        "percolating": hit(labels[spanning]),
-        "touches_left": left,
-        "touches_right": right,
-        "touches_top": top,
-        "touches_bottom": bottom,
-    }
-
-
-def overlays(mask: np.ndarray, *, crop_bottom: int = 0, **options) -> dict:
-    """The core analysis of ``mask`` plus what the overlays show, at full mask size
-    (cropped rows empty), the per-cluster features and the histograms' data.
-
-    Branches are coloured by their share of the current when the sheet resistance
-    was computed, otherwise by their length (µm with a pixel size, else px)."""
-    analysis = analyse_mask(mask, crop_bottom=crop_bottom, **options)
-    h = mask.shape[0] - crop_bottom
-    perc, wires = analysis.percolation, analysis.wires
-    graph = wires.graph
-    scale = 1.0 if options.get("pixel_size_nm") is None else options["pixel_size_nm"] / 1000.0
-    if analysis.resistance is not None:
-        colour_by, values = "current fraction", analysis.resistance.branch_current
-    else:
-        colour_by, values = ("length (µm)" if scale != 1.0 else "length (px)"), graph.length_px * scale
-
-    def full(part, dtype):
-        out = np.zeros(mask.shape, dtype=dtype)
-        out[:h] = part
-        return out
-
-    return {
-        "row": analysis.row,
-        "call": str(analysis.call),
-        "clusters": full(perc.labels, np.int32),
-        "spanning": full(perc.spanning_mask, np.uint8),
-        "branches": full(branch_value_image(graph, values), np.float32),
-        "colour_by": colour_by,
-        "junctions": graph.junctions,
-        "junction_degree": graph.degree[graph.degree >= 3],
-        "features": cluster_features(perc.labels, wires.cluster_lengths_px, perc.spanning_mask),
-        "histograms": {"length": graph.length_px * scale, "width": graph.mean_width_px * scale * 1000.0
-                       if scale != 1.0 else graph.mean_width_px, "degree": degree_counts(graph),
-                       "unit": "µm" if scale != 1.0 else "px"},
-    }
+PERCOLATING_COLOUR = (1.0, 0.1, 0.9, 0.55)
+CLUSTER_COLOUR = (0.25, 0.55, 1.0, 0.45)
 
 
 def update_overlay(viewer, source, kind: str, data, *, layer_type: str = "labels", **properties):
     """Replace the data of ``source``'s ``kind`` overlay, adding the layer
-    ``"<source> <kind>"`` (``layer_type`` labels, image or points) the first time:
+    ``"<source> <kind>"`` (``layer_type`` labels or points) the first time:
     one overlay per (source, kind)."""
     for layer in viewer.layers:
         if layer.metadata.get(OVERLAY_OF) == source.name and layer.metadata.get(OVERLAY_KIND) == kind:
@@ -152,6 +77,22 @@ def update_overlay(viewer, source, kind: str, data, *, layer_type: str = "labels
                metadata={OVERLAY_OF: source.name, OVERLAY_KIND: kind}, **properties)
 
 
+def results_colours(features: dict) -> DirectLabelColormap:
+    """Colours of the results layer: percolating clusters magenta, other clusters blue, branches
+    on the turbo scale of their ``value`` (0 to the largest)."""
+    colours = {None: (0.0, 0.0, 0.0, 0.0)}
+    values = features["value"]
+    top = np.nanmax(values) if np.isfinite(values).any() else 1.0
+    turbo = ensure_colormap("turbo")
+    branch = features["part"] == BRANCH
+    shades = turbo.map(np.clip(np.nan_to_num(values[branch]) / (top or 1.0), 0.0, 1.0)) if branch.any() else []
+    for index, shade in zip(features["index"][branch].tolist(), shades):
+        colours[index] = tuple(float(c) for c in shade)
+    for index, part in zip(features["index"][~branch].tolist(), features["part"][~branch]):
+        colours[index] = PERCOLATING_COLOUR if part == PERCOLATING else CLUSTER_COLOUR
+    return DirectLabelColormap(color_dict=colours)
+
+
 def _fmt(value, spec: str) -> str:
     return "–" if value is None or value != value else format(value, spec)
 
@@ -163,8 +104,8 @@ def table_row(name: str, row: dict) -> list[str]:
     return [
         name,
         row["morphology"],
-        _fmt(row["pixel_density"], ".3f"),
         yes[row["percolates"]],
+        _fmt(row["pixel_density"], ".3f"),
         yes[row["spans_lr"]],
         yes[row["spans_tb"]],
         str(row["n_clusters"]),
@@ -213,15 +154,15 @@ class Histograms:
 
 
 class AnalysisWidget(Container):
-    """Measure Labels layers (percolation, density, wires), show overlays and a table, export CSV."""
+    """Measure mask layers (percolation, density, wires), show the results layers and a table, export CSV."""
 
     def __init__(self, napari_viewer):
         super().__init__(labels=False)
         self.viewer = napari_viewer
-        self._worker = None
         self._rows: dict[str, list[str]] = {}  # layer name -> table cells
         self.layer = ComboBox(label="mask layer", choices=self._mask_layers,
-                              tooltip="Labels layer to analyse: nonzero = wire (scribbles: label 2 = wire)")
+                              tooltip="Mask to analyse: a Labels layer, or an image with few values (a mask file); "
+                              "nonzero = wire (scribbles: label 2 = wire)")
         self.connectivity = ComboBox(label="connectivity", choices=(8, 4), value=8,
                                      tooltip="Wire pixels touching by a corner (8) or only by a side (4) "
                                      "belong to the same cluster")
@@ -233,12 +174,15 @@ class AnalysisWidget(Container):
                                   tooltip="A cluster must span the image in both directions (paper), in either, "
                                   "left-right only or top-bottom only")
         self.pixel_size = FloatSpinBox(label="pixel size (nm, 0 = unknown)", value=0.0, min=0.0, max=1e6, step=0.1,
-                                       tooltip="nm per pixel of the chosen layer, read from its scale; 0 = unknown "
-                                       "(lengths in px only). 'Analyse all' and the CSV export use each other "
-                                       "layer's own scale")
+                                       tooltip="nm per pixel of the chosen mask: read from the layer (or its image), "
+                                       "kept with both when you type it, so every tab uses it; 0 = unknown "
+                                       "(lengths in px only)")
         self.pixel_size.native.setDecimals(4)
         self.crop_bottom = SpinBox(label="crop bottom (rows)", value=0, min=0, max=1_000_000,
-                                   tooltip="Leave out this many bottom rows (instrument banner)")
+                                   tooltip="Leave out this many bottom rows (instrument banner): proposed from the "
+                                   "image's banner, your value kept for this layer")
+        for box in (self.pixel_size, self.crop_bottom):
+            box.native.setKeyboardTracking(False)  # one change when the typing ends, not per digit
         self.wire_resistance = FloatSpinBox(label="wire resistance (Ω/µm, 0 = off)", value=0.0, min=0.0, max=1e9,
                                             step=1.0, tooltip="Resistance of a wire per µm of its length; with a "
                                             "pixel size it adds the sheet resistance (Kirchhoff on the wire graph)")
@@ -248,12 +192,14 @@ class AnalysisWidget(Container):
         self.electrodes = ComboBox(label="electrodes", choices=ELECTRODE_CHOICES, value=DEFAULT_ELECTRODES,
                                    tooltip="Edges of the field that the sheet resistance is measured between")
         self.analyse_button = PushButton(text="Analyse")
-        self.analyse_all_button = PushButton(text="Analyse all")
-        self.status = Label(value="Choose a Labels layer and press Analyse")
+        self.analyse_all_button = PushButton(
+            text="Analyse all", tooltip="Every mask layer except scribbles and true masks (unless chosen above)")
+        self.status = Label(value="Choose a mask layer and press Analyse")
         self.status.native.setWordWrap(True)
         self.table = results_table(TABLE_COLUMNS)
         self.csv_file = FileEdit(label="CSV file", mode="w", filter="CSV files (*.csv)")
         self.export_button = PushButton(text="Export CSV")
+        self.job = Job(napari_viewer, [self.analyse_button, self.analyse_all_button, self.export_button])
         # Options get a label column; the table and status use the full width.
         self.histograms = Histograms()
         self.extend([Container(widgets=[self.layer, self.connectivity, self.link_distance, self.criterion,
@@ -265,7 +211,9 @@ class AnalysisWidget(Container):
         self.analyse_button.changed.connect(self.analyse)
         self.analyse_all_button.changed.connect(self.analyse_all)
         self.export_button.changed.connect(self.export_csv)
-        self.layer.changed.connect(self._read_pixel_size)
+        self.layer.changed.connect(self._layer_chosen)
+        self.pixel_size.changed.connect(self._pixel_size_typed)
+        self.crop_bottom.changed.connect(self._crop_typed)
         self.session = session_for(napari_viewer)
         self._show_options(self.session.options)
         for option in (self.connectivity, self.link_distance, self.criterion):
@@ -273,7 +221,12 @@ class AnalysisWidget(Container):
         self.session.options_changed.connect(self._show_options)
         for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
             event.connect(self._layers_changed)
-        self._read_pixel_size(self.layer.value)
+        self._read_layer(self.layer.value)
+        self._refresh_table()
+
+    @property
+    def worker(self):
+        return self.job.worker
 
     # --- layers and options -------------------------------------------------------------
 
@@ -287,9 +240,19 @@ class AnalysisWidget(Container):
         self.criterion.value = options["criterion"]
 
     def _mask_layers(self, _=None) -> list:
-        """Labels layers that are not this widget's overlays."""
-        return [layer for layer in self.viewer.layers
-                if isinstance(layer, Labels) and OVERLAY_OF not in layer.metadata]
+        """Mask layers (Labels, images with few values) that are not this widget's overlays."""
+        return [layer for layer in L.mask_layers(self.viewer) if OVERLAY_OF not in layer.metadata]
+
+    def _bulk_layers(self) -> list:
+        """What "Analyse all" measures: every mask layer but scribbles and true masks, unless chosen."""
+        chosen = self.layer.value
+        return [layer for layer in self._mask_layers() if layer is chosen
+                or not (L.is_truth_layer(layer) or is_scribbles(L.full_resolution(layer)))]
+
+    def _with_image(self, layer) -> list:
+        """``layer`` and its micrograph (when the viewer holds it): what a typed crop or pixel size is kept on."""
+        image = L.image_of(self.viewer, layer)
+        return [layer] if image is None else [layer, image]
 
     def _layers_changed(self, _=None) -> None:
         self.layer.reset_choices()
@@ -298,67 +261,106 @@ class AnalysisWidget(Container):
             self._rows = {name: cells for name, cells in self._rows.items() if name in names}
             self._refresh_table()
 
-    def _read_pixel_size(self, layer) -> None:
+    def _read_layer(self, layer) -> None:
+        """Show the chosen mask's pixel size and bottom crop (not stored: only typed values are)."""
+        if layer is None:
+            return
+        with self.pixel_size.changed.blocked(), self.crop_bottom.changed.blocked():
+            self.pixel_size.value = L.mask_pixel_size_nm(self.viewer, layer) or 0.0
+            self.crop_bottom.value = L.mask_banner_rows(self.viewer, layer)
+
+    def _layer_chosen(self, layer) -> None:
+        self._read_layer(layer)
+        self._show(layer)
+
+    def _show(self, layer) -> None:
+        """Make the chosen mask, its micrograph and its results the visible layers, the mask selected."""
+        if layer is None or layer not in self.viewer.layers:
+            return
+        image = L.image_of(self.viewer, layer)
+        if image is not None:
+            L.show_layer(self.viewer, image)
+        L.show_layer(self.viewer, layer)
+        if image is not None:
+            image.visible = True
+        for other in self.viewer.layers:
+            if OVERLAY_OF in other.metadata:
+                other.visible = other.metadata[OVERLAY_OF] == layer.name
+
+    @reports_errors
+    def _pixel_size_typed(self, nm: float) -> None:
+        layer = self.layer.value
+        if layer is None or not nm:
+            return
+        for target in self._with_image(layer):
+            L.set_pixel_size_nm(target, nm)
+        for other in self.viewer.layers:  # the results follow their mask's new scale
+            if other.metadata.get(OVERLAY_OF) == layer.name:
+                other.scale = layer.scale[-2:]
+
+    def _crop_typed(self, rows: int) -> None:
+        layer = self.layer.value
         if layer is not None:
-            self.pixel_size.value = scale_pixel_size_nm(layer) or 0.0
+            for target in self._with_image(layer):
+                L.set_banner_rows(target, rows)
 
     def _job(self, layer) -> dict:
         """Check ``layer`` and snapshot its mask and the options, raising a message for the user."""
-        data = layer.data[0] if layer.multiscale else layer.data
+        data = L.full_resolution(layer)
         if layer.ndim != 2:
             raise NanowireSSLError(
                 f"Layer '{layer.name}': analysis needs a 2D mask, got shape {tuple(data.shape)}")
-        crop = self.crop_bottom.value
+        chosen = layer is self.layer.value
+        crop = self.crop_bottom.value if chosen else L.mask_banner_rows(self.viewer, layer)
         if crop >= data.shape[0]:
             raise NanowireSSLError(f"Layer '{layer.name}': crop bottom ({crop} rows) must be less than the "
                                    f"mask's height ({data.shape[0]} rows)")
-        if layer is self.layer.value:
-            pixel_size = self.pixel_size.value or None
-        else:
-            pixel_size = scale_pixel_size_nm(layer)
+        pixel_size = (self.pixel_size.value or None) if chosen else L.mask_pixel_size_nm(self.viewer, layer)
         wire_resistance = self.wire_resistance.value or None
         if wire_resistance is not None and pixel_size is None:
             raise NanowireSSLError(f"Layer '{layer.name}': the sheet resistance needs a pixel size (the wire "
                                    "resistance is per µm); set it or the wire resistance to 0")
-        mask, note = wire_mask(data)
+        values = L.mask_pixels(layer)
+        note = " (scribble labels: only label 2 counted as wire)" if is_scribbles(values) else ""
         options = {"pixel_size_nm": pixel_size, "connectivity": self.connectivity.value,
                    "link_distance": self.link_distance.value, "criterion": self.criterion.value,
                    "crop_bottom": crop, "wire_resistance_ohm_per_um": wire_resistance,
                    "junction_resistance_ohm": self.junction_resistance.value, "electrodes": self.electrodes.value}
         fingerprint = hashlib.blake2b(np.ascontiguousarray(data).tobytes(), digest_size=16)
         fingerprint.update(repr(sorted(options.items())).encode())
-        return {"layer": layer, "mask": mask, "note": note, "options": options,
+        return {"layer": layer, "mask": wire_pixels(values), "note": note, "options": options,
                 "fingerprint": fingerprint.hexdigest()}
 
     # --- actions ------------------------------------------------------------------------
 
+    @reports_errors
     def analyse(self) -> None:
         """Analyse the chosen layer."""
         layer = self.layer.value
         if layer is None:
-            show_error(NO_LAYER)
-            return
+            raise NanowireSSLError(NO_LAYER)
         self._start([layer], strict=True)
 
+    @reports_errors
     def analyse_all(self) -> None:
-        """Analyse every Labels layer (layers that cannot be analysed are reported and left out)."""
-        layers = self._mask_layers()
+        """Analyse every mask layer but scribbles and true masks (unless chosen); layers that cannot be
+        analysed are reported and left out."""
+        layers = self._bulk_layers()
         if not layers:
-            show_error(NO_LAYER)
-            return
+            raise NanowireSSLError(NO_LAYER)
         self._start(layers)
 
+    @reports_errors
     def export_csv(self) -> None:
-        """Write one CSV row per Labels layer (``layer`` + the CLI's columns), analysing
-        the layers not analysed yet."""
+        """Write one CSV row per analysed mask layer and per layer "Analyse all" measures (``layer`` + the
+        CLI's columns), analysing those not analysed yet."""
         path = Path(self.csv_file.value)
         if not str(self.csv_file.value) or str(path) == "." or path.is_dir():
-            show_error("Choose a CSV file to write first (the 'CSV file' field)")
-            return
-        layers = self._mask_layers()
+            raise NanowireSSLError("Choose a CSV file to write first (the 'CSV file' field)")
+        bulk = self._bulk_layers()
+        layers = [layer for layer in self._mask_layers() if layer in bulk or METRICS_KEY in layer.metadata]
         if not layers:
-            show_error(NO_LAYER)
-            return
+            raise NanowireSSLError(NO_LAYER)
         # Analyse what is new, repainted or analysed with other options since.
         todo = []
         for layer in layers:
@@ -372,6 +374,7 @@ class AnalysisWidget(Container):
         else:
             self._write_csv(path, layers)
 
+    @reports_errors
     def _write_csv(self, path: Path, layers) -> None:
         rows = [{"layer": layer.name, **layer.metadata[METRICS_KEY]}
                 for layer in layers if METRICS_KEY in layer.metadata]
@@ -381,8 +384,7 @@ class AnalysisWidget(Container):
                 writer.writeheader()
                 writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
         except OSError as exc:
-            show_error(f"Cannot write {path}: {exc.strerror or exc}")
-            return
+            raise NanowireSSLError(f"Cannot write {path}: {exc.strerror or exc}") from None
         show_info(f"Wrote {len(rows)} row(s) to {path}")
 
     # --- worker ---------------------------------------------------------------------------
@@ -390,62 +392,56 @@ class AnalysisWidget(Container):
     def _start(self, layers, *, strict: bool = False, then=None) -> None:
         """Analyse ``layers`` in a worker thread, showing each result as it comes.
 
-        Layers that fail the checks are reported; with ``strict`` nothing runs then.
-        ``then`` runs after all layers succeeded.
+        Layers that fail the checks are reported; with ``strict`` the first failure is raised and
+        nothing runs. ``then`` runs after all layers succeeded.
         """
         jobs = []
         for layer in layers:
             try:
                 jobs.append(self._job(layer))
             except NanowireSSLError as exc:
-                show_error(str(exc))
                 if strict:
-                    return
+                    raise
+                report_error(exc)
         if not jobs:
             return
+        for job in jobs:
+            layer = job["layer"]
+            if not isinstance(layer, Labels) and not layer.metadata.get(CONVERTED_KEY):
+                layer.metadata[CONVERTED_KEY] = True
+                show_info(f"Layer '{layer.name}' is an image with {np.unique(job['mask']).size} values: "
+                          "analysed as a mask (nonzero = wire)")
+        stop = self.job.stop_flag
 
         @thread_worker(start_thread=False)
         def run():
             for job in jobs:
+                if stop.is_set():
+                    return
                 try:
-                    result = overlays(job["mask"], **job["options"])
+                    result = overlay_data(job["mask"], **job["options"])
                 except NanowireSSLError as exc:
                     raise NanowireSSLError(f"Layer '{job['layer'].name}': {exc}") from None
                 yield job, result
 
-        self._worker = run()
-        track(self.viewer, self._worker, threading.Event(), f"Analysing {len(jobs)} layer(s)", len(jobs))
-        self._worker.yielded.connect(lambda item: self._show_result(*item))
-        self._worker.errored.connect(lambda exc: show_error(str(exc)))
-        if then is not None:
-            self._worker.returned.connect(lambda _: then())
-        self._worker.finished.connect(lambda: self._set_busy(False))
-        self._set_busy(True)
         self.status.value = f"analysing {len(jobs)} layer(s)…"
-        self._worker.start()
-
-    def _set_busy(self, busy: bool) -> None:
-        for button in (self.analyse_button, self.analyse_all_button, self.export_button):
-            button.enabled = not busy
+        self.job.start(run(), f"Analysing {len(jobs)} layer(s)", total=len(jobs),
+                       yielded=lambda item: self._show_result(*item),
+                       returned=None if then is None else (lambda _: then()), failed="Analysis failed")
 
     def _show_result(self, job: dict, result: dict) -> None:
-        """Store the metrics on the source layer, update its overlays and table row."""
+        """Store the metrics on the source layer, update its two results layers and its table row."""
         layer = job["layer"]
         if layer not in self.viewer.layers:  # removed while the worker ran
             return
         layer.metadata[METRICS_KEY] = result["row"]
         layer.metadata[ANALYSED_KEY] = job["fingerprint"]
-        update_overlay(self.viewer, layer, "clusters", result["clusters"], features=result["features"],
-                       opacity=0.5)
-        update_overlay(self.viewer, layer, "percolating cluster", result["spanning"],
-                       colormap=SPANNING_COLOURS, opacity=0.6)
-        branches = result["branches"]
-        top = float(branches.max()) or 1.0
-        coloured = update_overlay(self.viewer, layer, "branches", branches, layer_type="image", colormap="turbo",
-                                  blending="additive", contrast_limits=(0.0, top))
-        coloured.metadata["colour_by"] = result["colour_by"]
+        features = result["features"]
+        labels = update_overlay(self.viewer, layer, "analysis", result["labels"], features=features,
+                                colormap=results_colours(features))
+        labels.metadata["colour_by"] = result["colour_by"]
         points = update_overlay(self.viewer, layer, "junctions", result["junctions"], layer_type="points",
-                                size=max(3.0, 0.01 * max(branches.shape)), face_color="red",
+                                size=max(3.0, 0.01 * max(layer.data.shape[-2:])), face_color="red",
                                 border_color="white")
         points.features = {"degree": result["junction_degree"]}
         self.histograms.show(layer.name, result["histograms"])
@@ -454,6 +450,18 @@ class AnalysisWidget(Container):
         self.status.value = f"{layer.name}: {result['call']}{job['note']}"
 
     def _refresh_table(self) -> None:
+        """Show the rows, the table as tall as they are (up to TABLE_MAX_ROWS) and its columns as wide
+        as their cells, the layer names elided beyond LAYER_COLUMN_MAX_PX."""
         self.table.value = {"data": list(self._rows.values()), "index": list(range(len(self._rows))),
                             "columns": TABLE_COLUMNS}
-        self.table.native.resizeColumnsToContents()
+        view = self.table.native
+        view.resizeColumnsToContents()
+        if view.columnWidth(0) > LAYER_COLUMN_MAX_PX:
+            view.setColumnWidth(0, LAYER_COLUMN_MAX_PX)
+        for row, name in enumerate(self._rows):
+            view.item(row, 0).setToolTip(name)
+        view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        rows = min(max(len(self._rows), 1), TABLE_MAX_ROWS)
+        view.setFixedHeight(view.horizontalHeader().sizeHint().height() + rows * view.verticalHeader()
+                            .defaultSectionSize() + view.horizontalScrollBar().sizeHint().height()
+                            + 2 * view.frameWidth())

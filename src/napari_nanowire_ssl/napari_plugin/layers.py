@@ -166,3 +166,40 @@ def show_layer(viewer, layer) -> None:
             other.visible = False
     layer.visible = True
     viewer.layers.selection.active = layer
+
+
+TRUTH_KEY = "truth"  # layer metadata: True on a ground-truth (reference) mask
+
+
+def is_truth_layer(layer) -> bool:
+    """A reference mask (name ending in "true mask", or marked in its metadata): compared with,
+    not measured in bulk."""
+    return bool(layer.metadata.get(TRUTH_KEY)) or layer.name.lower().endswith("true mask")
+
+
+def image_of(viewer, mask):
+    """The micrograph a mask layer belongs to: the Image layer (not mask-like) of the same 2D
+    shape whose name the mask's name starts with (the longest such name), else None."""
+    shape = full_resolution(mask).shape[-2:]
+    found = [layer for layer in image_layers(viewer)
+             if layer is not mask and mask.name.startswith(layer.name) and not is_mask_like(layer)
+             and full_resolution(layer).shape[:2] == shape]
+    return max(found, key=lambda layer: len(layer.name), default=None)
+
+
+def mask_banner_rows(viewer, mask) -> int:
+    """Bottom crop of a mask layer: its own value once set, else its micrograph's banner (0 without one):
+    a mask's own rows are never searched for a banner."""
+    if BANNER_KEY in mask.metadata:
+        return int(mask.metadata[BANNER_KEY])
+    image = image_of(viewer, mask)
+    return 0 if image is None else banner_rows(image)
+
+
+def mask_pixel_size_nm(viewer, mask) -> float | None:
+    """nm per pixel of a mask layer: its own (:func:`pixel_size_nm`), else its micrograph's."""
+    own = pixel_size_nm(mask)
+    if own is not None:
+        return own
+    image = image_of(viewer, mask)
+    return None if image is None else pixel_size_nm(image)
