@@ -8,10 +8,14 @@ import math
 
 import numpy as np
 import pytest
+import tifffile
+from napari.layers import Image
+from qtpy.QtCore import Qt
 
 from napari_nanowire_ssl.analysis import COLUMNS, measure_mask
 from napari_nanowire_ssl.analysis.wires import fill_small_holes
 from napari_nanowire_ssl.analysis.overlays import BRANCH, CLUSTER, PERCOLATING
+from napari_nanowire_ssl.napari_plugin import layers as L
 from napari_nanowire_ssl.napari_plugin.analysis_widget import (
     CLUSTER_COLOUR,
     METRICS_KEY,
@@ -20,6 +24,7 @@ from napari_nanowire_ssl.napari_plugin.analysis_widget import (
     PERCOLATING_COLOUR,
     AnalysisWidget,
 )
+from napari_nanowire_ssl.napari_plugin.workflow_widget import WorkflowWidget
 
 PLUGIN = "napari-nanowire-ssl"
 KINDS = ("analysis", "junctions")
@@ -324,3 +329,171 @@ def test_network_parameters_sheet_resistance_overlays_and_histograms(make_napari
     assert source.metadata[METRICS_KEY]["sheet_resistance_ohm_sq"] is None
     assert results.metadata["colour_by"] == "length (µm)"
     np.testing.assert_array_equal(source.data, grid)
+
+
+# --- driven by clicks: masks from files, banners and pixel sizes, results layers, the picker, the table -----
+
+
+def click(qtbot, button) -> None:
+    qtbot.mouseClick(button.native, Qt.MouseButton.LeftButton)
+
+
+def click_and_wait(widget, qtbot, button) -> None:
+    click(qtbot, button)
+    qtbot.waitUntil(lambda: widget.analyse_button.enabled, timeout=60_000)
+
+
+def choose(widget, layer) -> None:
+    """Pick ``layer`` in the mask picker as a user does (the combo box's current entry)."""
+    combo = widget.layer.native
+    combo.setCurrentIndex(combo.findText(layer.name))
+    assert widget.layer.value is layer
+
+
+def type_into(qtbot, box, text: str) -> None:
+    """Type a value into a spin box and press Enter."""
+    edit = box.native.lineEdit()
+    edit.selectAll()
+    qtbot.keyClicks(edit, text)
+    qtbot.keyClick(edit, Qt.Key.Key_Return)
+
+
+def test_a_mask_file_opened_as_an_image_is_offered_and_analysed(make_napari_viewer, qtbot, notices, tmp_path):
+    mask = np.zeros((60, 80), np.uint8)
+    mask[:, 30:36] = 255
+    mask[20:24, :] = 255
+    tifffile.imwrite(tmp_path / "film mask.tif", mask)
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(tmp_path / "film mask.tif", plugin="napari")
+    viewer.add_image(np.random.default_rng(0).random((60, 80)), name="micrograph")  # no mask: not offered
+    assert isinstance(layer, Image)
+    widget = AnalysisWidget(viewer)
+    assert widget.layer.choices == (layer,)
+    click_and_wait(widget, qtbot, widget.analyse_button)
+    assert_row_equal(layer.metadata[METRICS_KEY], measure_mask(mask, link_distance=2.0))
+    assert layer.metadata[METRICS_KEY]["percolates"]
+    click_and_wait(widget, qtbot, widget.analyse_button)
+    told = [message for _, message in notices if "as a mask" in message]
+    assert told == ["Layer 'film mask' is an image with few values: analysed as a mask (nonzero = wire)"]  # once
+    assert not [n for n in notices if n[0] == "show_error"]
+    np.testing.assert_array_equal(layer.data, mask)
+
+
+def micrograph_with_banner(shape=(200, 160), banner=30) -> np.ndarray:
+    """Noise above, a black data bar with white "text" at the bottom."""
+    picture = np.random.default_rng(1).integers(20, 230, shape).astype(np.uint8)
+    picture[-banner:] = 0
+    picture[-banner + 8 : -banner + 16, 10:60] = 255
+    picture[-banner + 8 : -banner + 16, 100:150] = 255
+    return picture
+
+
+def test_crop_from_the_images_banner_and_pixel_size_typed_once_kept_per_layer(make_napari_viewer, qtbot):
+    picture = micrograph_with_banner()
+    mask = np.zeros(picture.shape, np.uint8)
+    mask[:, 70:76] = 1  # a wire from top to bottom ...
+    mask[-22:-14, 10:60] = 1  # ... and the banner's text, which reads as wire
+    viewer = make_napari_viewer()
+    image = viewer.add_image(picture, name="film")
+    nanowires = viewer.add_labels(mask.copy(), name="film nanowires")
+    other = viewer.add_labels(mask.copy(), name="other")  # no micrograph of its own
+    widget = AnalysisWidget(viewer)
+    choose(widget, other)
+    assert (widget.crop_bottom.value, widget.pixel_size.value) == (0, 0)
+    choose(widget, nanowires)
+    assert widget.crop_bottom.value == L.banner_rows(image) == 30  # proposed from the image's banner
+
+    type_into(qtbot, widget.crop_bottom, "32")  # the user's correction ...
+    type_into(qtbot, widget.pixel_size, "12.5")
+    assert L.banner_rows(image) == 32 and L.mask_banner_rows(viewer, nanowires) == 32  # ... kept for both
+    assert L.pixel_size_nm(image) == L.pixel_size_nm(nanowires) == 12.5  # every tab sees it
+    np.testing.assert_allclose(image.scale, [12.5, 12.5])
+    choose(widget, other)
+    assert (widget.crop_bottom.value, widget.pixel_size.value) == (0, 0)
+    choose(widget, nanowires)
+    assert (widget.crop_bottom.value, widget.pixel_size.value) == (32, 12.5)
+
+    click_and_wait(widget, qtbot, widget.analyse_button)
+    row = nanowires.metadata[METRICS_KEY]
+    assert_row_equal(row, measure_mask(mask, pixel_size_nm=12.5, crop_bottom=32, link_distance=2.0))
+    assert row["pixel_density"] == pytest.approx(6 / 160)  # the text left out
+    np.testing.assert_allclose(viewer.layers["film nanowires analysis"].scale, [12.5, 12.5])
+    # "Analyse all": each layer its own crop and pixel size.
+    click_and_wait(widget, qtbot, widget.analyse_all_button)
+    assert_row_equal(other.metadata[METRICS_KEY], measure_mask(mask, link_distance=2.0))
+    assert_row_equal(nanowires.metadata[METRICS_KEY], row)
+
+
+def test_one_results_layer_per_mask_and_analyse_all_skips_scribbles_and_truth(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "network")
+    truth = viewer.layers["synthetic network true mask"]
+    strokes = np.zeros(truth.data.shape, np.uint8)
+    strokes[10:14, 10:200], strokes[300:304, 10:200] = 1, 2
+    scribbles = viewer.add_labels(strokes, name="synthetic network scribbles")
+    predicted = viewer.add_labels(truth.data.copy(), name="synthetic network nanowires")
+    widget = AnalysisWidget(viewer)
+    choose(widget, predicted)
+    n_layers = len(viewer.layers)
+    click_and_wait(widget, qtbot, widget.analyse_all_button)
+    assert METRICS_KEY in predicted.metadata
+    assert METRICS_KEY not in truth.metadata and METRICS_KEY not in scribbles.metadata
+    assert len(viewer.layers) == n_layers + 2  # one Labels layer of results and the junctions
+    assert set(overlays(viewer, predicted.name)) == set(KINDS)
+    results = viewer.layers["synthetic network nanowires analysis"]
+    click_and_wait(widget, qtbot, widget.analyse_all_button)  # in place
+    assert len(viewer.layers) == n_layers + 2 and viewer.layers["synthetic network nanowires analysis"] is results
+
+    choose(widget, truth)  # chosen: then it is analysed too
+    click_and_wait(widget, qtbot, widget.analyse_all_button)
+    assert METRICS_KEY in truth.metadata and METRICS_KEY not in scribbles.metadata
+    assert_row_equal(truth.metadata[METRICS_KEY], predicted.metadata[METRICS_KEY])
+    assert len(viewer.layers) == n_layers + 4
+
+
+def test_choosing_a_mask_shows_it_with_its_image_and_results(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(0)
+    image_a = viewer.add_image(rng.random((40, 50)), name="A")
+    image_b = viewer.add_image(rng.random((40, 50)), name="B")
+    mask = np.zeros((40, 50), np.uint8)
+    mask[:, 20:25] = 1
+    mask_a = viewer.add_labels(mask.copy(), name="A nanowires")
+    mask_b = viewer.add_labels(mask.copy(), name="B nanowires")
+    widget = AnalysisWidget(viewer)
+    choose(widget, mask_b)
+    choose(widget, mask_a)
+    assert mask_a.visible and image_a.visible and not mask_b.visible and not image_b.visible
+    assert viewer.layers.selection.active is mask_a
+    click_and_wait(widget, qtbot, widget.analyse_button)
+    results_a = overlays(viewer, "A nanowires")
+    choose(widget, mask_b)
+    assert mask_b.visible and image_b.visible and viewer.layers.selection.active is mask_b
+    assert not mask_a.visible and not image_a.visible
+    assert not any(layer.visible for layer in results_a.values())
+    choose(widget, mask_a)
+    assert all(layer.visible for layer in results_a.values())
+
+
+def test_key_columns_visible_without_scrolling_in_a_1580_px_window(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer(show=True)
+    flow = WorkflowWidget(viewer)
+    viewer.window.add_dock_widget(flow, name="Nanowire workflow")
+    viewer.window.main_menu.window().resize(1580, 1000)
+    viewer.open_sample(PLUGIN, "network")
+    viewer.open_sample(PLUGIN, "dispersed")
+    flow.setCurrentIndex(3)
+    widget = flow.analyse
+    for name in ("synthetic network true mask", "synthetic dispersed true mask"):
+        choose(widget, viewer.layers[name])
+        click_and_wait(widget, qtbot, widget.analyse_button)
+    view = widget.table.native
+    qtbot.waitUntil(view.isVisible)
+    assert [view.horizontalHeaderItem(i).text() for i in range(4)] == ["layer", "morphology", "percolates",
+                                                                       "pixel_density"]
+    for column in range(4):
+        assert view.columnViewportPosition(column) + view.columnWidth(column) <= view.viewport().width(), column
+    assert view.horizontalScrollBar().value() == 0
+    assert view.verticalScrollBar().maximum() == 0  # as tall as its two rows
+    assert view.height() < 4 * view.verticalHeader().defaultSectionSize() + 60
+    assert view.item(0, 0).toolTip() == "synthetic network true mask"

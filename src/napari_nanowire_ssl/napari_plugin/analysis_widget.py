@@ -409,8 +409,7 @@ class AnalysisWidget(Container):
             layer = job["layer"]
             if not isinstance(layer, Labels) and not layer.metadata.get(CONVERTED_KEY):
                 layer.metadata[CONVERTED_KEY] = True
-                show_info(f"Layer '{layer.name}' is an image with {np.unique(job['mask']).size} values: "
-                          "analysed as a mask (nonzero = wire)")
+                show_info(f"Layer '{layer.name}' is an image with few values: analysed as a mask (nonzero = wire)")
         stop = self.job.stop_flag
 
         @thread_worker(start_thread=False)
