@@ -86,3 +86,31 @@ def test_the_picked_image_is_shown_and_selected(viewer):
     L.show_layer(viewer, a)
     assert a.visible and not b.visible and wires.visible
     assert viewer.layers.selection.active is a
+
+
+def test_a_masks_micrograph_gives_its_banner_and_pixel_size_and_truth_is_named(viewer):
+    picture = gray(shape=(200, 160)).astype(np.float32)
+    picture[-30:] = 0
+    picture[-20:-10, 20:40] = 255
+    film = viewer.add_image(picture, name="film")
+    viewer.add_image(gray(2, shape=(200, 160)), name="film nano")  # a longer name the mask also starts with
+    viewer.add_image(gray(3, shape=(100, 80)), name="f")  # another size: not its image
+    mask = np.zeros((200, 160), np.uint8)
+    mask[:, 50:55] = 1
+    nanowires = viewer.add_labels(mask, name="film nanowires")
+    alone = viewer.add_labels(mask, name="other")
+    assert L.image_of(viewer, nanowires) is viewer.layers["film nano"]
+    assert L.image_of(viewer, alone) is None
+    viewer.layers.remove("film nano")
+    assert L.image_of(viewer, nanowires) is film
+    assert L.mask_banner_rows(viewer, nanowires) == 30 and L.mask_banner_rows(viewer, alone) == 0
+    L.set_banner_rows(nanowires, 5)
+    assert L.mask_banner_rows(viewer, nanowires) == 5  # its own value wins; the mask's rows are never searched
+    assert L.mask_pixel_size_nm(viewer, nanowires) is None
+    L.set_pixel_size_nm(film, 20.0)
+    assert L.mask_pixel_size_nm(viewer, nanowires) == 20.0 and L.mask_pixel_size_nm(viewer, alone) is None
+    L.set_pixel_size_nm(nanowires, 10.0)
+    assert L.mask_pixel_size_nm(viewer, nanowires) == 10.0
+    truth = viewer.add_labels(mask, name="film True Mask")
+    marked = viewer.add_labels(mask, name="reference", metadata={L.TRUTH_KEY: True})
+    assert L.is_truth_layer(truth) and L.is_truth_layer(marked) and not L.is_truth_layer(nanowires)
