@@ -80,6 +80,8 @@ class PixelClassifier(nn.Module):
     run only when ``use_encoder``.
     """
 
+    min_tile = 1024  # px: tiled inference uses windows at least this large (see fewshot.tiling.predict_tiled)
+
     def __init__(self, encoder: Encoder, *, use_encoder: bool, hidden: int = HIDDEN,
                  components: list[int] | None = None, sigmas=SIGMAS):
         super().__init__()

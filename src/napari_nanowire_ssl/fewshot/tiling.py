@@ -76,11 +76,14 @@ def predict_tiled(
 
     ``model`` maps ``(B, 1, h, w)`` images in [0, 1] to logits of the same size
     (a :class:`~napari_nanowire_ssl.models.decoder.SegmentationModel`).
-    ``device=None`` keeps the model where it is. ``progress(done, total)`` is
+    A model with a ``min_tile`` attribute gets tiles at least that large (the
+    pixel classifiers: their filters cost the same per pixel at any tile size,
+    so overlaps are pure waste). ``device=None`` keeps the model where it is. ``progress(done, total)`` is
     called after every batch of tiles (counted over all slices);
     ``should_stop()`` is asked before every batch and, when true, the
     prediction stops and ``None`` is returned.
     """
+    tile = max(tile, getattr(model, "min_tile", 0))
     _check_options(tile, overlap, batch_size)
     image = np.asarray(image)
     if image.ndim not in (2, 3):
