@@ -247,7 +247,7 @@ class AnalysisWidget(Container):
         """What "Analyse all" measures: every mask layer but scribbles and true masks, unless chosen."""
         chosen = self.layer.value
         return [layer for layer in self._mask_layers() if layer is chosen
-                or not (L.is_truth_layer(layer) or is_scribbles(L.full_resolution(layer)))]
+                or not (L.is_truth_layer(layer) or is_scribbles(L.mask_pixels(layer)))]
 
     def _with_image(self, layer) -> list:
         """``layer`` and its micrograph (when the viewer holds it): what a typed crop or pixel size is kept on."""
@@ -440,7 +440,7 @@ class AnalysisWidget(Container):
                                 colormap=results_colours(features))
         labels.metadata["colour_by"] = result["colour_by"]
         points = update_overlay(self.viewer, layer, "junctions", result["junctions"], layer_type="points",
-                                size=max(3.0, 0.01 * max(layer.data.shape[-2:])), face_color="red",
+                                size=max(3.0, 0.01 * max(result["labels"].shape)), face_color="red",
                                 border_color="white")
         points.features = {"degree": result["junction_degree"]}
         self.histograms.show(layer.name, result["histograms"])
