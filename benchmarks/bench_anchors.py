@@ -25,7 +25,7 @@ import torch
 
 from napari_nanowire_ssl.fewshot.anchors import suggest_anchors
 from napari_nanowire_ssl.fewshot.classify import LinearHead
-from napari_nanowire_ssl.fewshot.features import image_features
+from napari_nanowire_ssl.fewshot.features import block_weights, feature_blocks, image_features
 from napari_nanowire_ssl.models.default import default_encoder_path, resolve_encoder
 from napari_nanowire_ssl.models.encoder import Encoder
 from napari_nanowire_ssl.synth import CLASSES, generate_dataset
@@ -64,6 +64,7 @@ def main() -> None:
     t0 = time.perf_counter()
     all_feats = image_features(encoder, images)
     t_feat = time.perf_counter() - t0
+    weights = block_weights(feature_blocks(encoder))  # k-means distances weigh the blocks as the head does
     results: dict[tuple[str, int], list[tuple[float, int]]] = {}
     for rep in range(args.repeats):
         rng = np.random.default_rng(rep)
@@ -72,7 +73,7 @@ def main() -> None:
         feats, y = all_feats[pool], labels[pool]
         for n in (1, 2):
             picks = {
-                "(a) suggested anchors": suggest_anchors(feats, 4 * n, seed=rep),
+                "(a) suggested anchors": suggest_anchors(feats, 4 * n, seed=rep, weights=weights),
                 "(b) random, not stratified": rng.choice(len(y), 4 * n, replace=False),
                 "(c) random, n per class": np.concatenate(
                     [rng.choice(np.flatnonzero(y == c), n, replace=False) for c in CLASSES]),

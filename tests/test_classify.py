@@ -177,6 +177,12 @@ def test_anchors_cover_every_blob_first():
         assert i == members[np.argmin(np.linalg.norm(x[members] - x[members].mean(0), axis=1))]
     with pytest.raises(NanowireSSLError, match="cannot suggest 40 anchors among 38 images"):
         suggest_anchors(feats, 40)
+    # Weights decide which values the distances see: a block of 200 noise values drowns the
+    # 5 informative ones (an anchor-less blob) unless it is weighed down.
+    noisy = np.hstack([feats, np.random.default_rng(1).normal(0, 1, (len(feats), 200))])
+    assert sorted(blob[suggest_anchors(noisy, 3)]) != [0, 1, 2]
+    weights = np.r_[np.ones(5), np.full(200, 1e-3)]
+    assert sorted(blob[suggest_anchors(noisy, 3, weights=weights)]) == [0, 1, 2]
 
 
 def test_tsne_keeps_clusters_apart():

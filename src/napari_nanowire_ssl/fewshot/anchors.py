@@ -13,11 +13,14 @@ import numpy as np
 from ..errors import NanowireSSLError
 
 
-def suggest_anchors(features: np.ndarray, n: int, *, seed: int = 0) -> np.ndarray:
+def suggest_anchors(features: np.ndarray, n: int, *, seed: int = 0,
+                    weights: np.ndarray | None = None) -> np.ndarray:
     """Indices of ``n`` images to label first, most important first.
 
     k-medoids-like: k-means (k = ``n``, 10 restarts, fixed ``seed``) on
-    standardised features, then for each cluster the image nearest its
+    standardised features (each value then multiplied by ``weights``, e.g.
+    :func:`.features.block_weights`, so the distances weigh the feature
+    blocks as the head does), then for each cluster the image nearest its
     centre, ordered by cluster size (largest first). Why: the clusters cover
     the modes of the data, so every kind of image gets an anchor (random
     picks leave rare classes out); the image nearest a centre is typical of
@@ -33,6 +36,8 @@ def suggest_anchors(features: np.ndarray, n: int, *, seed: int = 0) -> np.ndarra
     if not 1 <= n <= len(features):
         raise NanowireSSLError(f"cannot suggest {n} anchors among {len(features)} images")
     x = StandardScaler().fit_transform(features)
+    if weights is not None:
+        x = x * np.asarray(weights, dtype=np.float64)
     km = KMeans(n_clusters=n, n_init=10, random_state=seed).fit(x)
     distances = np.linalg.norm(x - km.cluster_centers_[km.labels_], axis=1)
     clusters = [np.flatnonzero(km.labels_ == k) for k in range(n)]

@@ -30,7 +30,7 @@ from ..errors import NanowireSSLError
 from ..fewshot.anchors import suggest_anchors
 from ..fewshot.classify import LinearHead, is_uncertain, label_next
 from ..fewshot.embedding import embed_2d
-from ..fewshot.features import FeatureCache, image_features
+from ..fewshot.features import FeatureCache, block_weights, feature_blocks, image_features
 from ..session import session_for
 from .encoder_widget import check_gray_2d
 from .tables import results_table
@@ -310,7 +310,8 @@ class ClassifyWidget(Container):
             show_error("Every open image is tagged already: no anchors to suggest")
             return
         n = min(max(len(parse_classes(self.classes.value)), 1), len(untagged))
-        self._run(untagged, lambda features, _: suggest_anchors(features, n), self._anchored, "Suggesting anchors")
+        self._run(untagged, lambda features, encoder: suggest_anchors(
+            features, n, weights=block_weights(feature_blocks(encoder))), self._anchored, "Suggesting anchors")
 
     def _anchored(self, layers, order) -> None:
         for layer in self._image_layers():
