@@ -18,6 +18,7 @@ from napari_nanowire_ssl.analysis.overlays import BRANCH, CLUSTER, PERCOLATING
 from napari_nanowire_ssl.napari_plugin import layers as L
 from napari_nanowire_ssl.napari_plugin.analysis_widget import (
     CLUSTER_COLOUR,
+    LAYER_COLUMN_MAX_PX,
     METRICS_KEY,
     NO_LAYER,
     OVERLAY_OF,
@@ -425,13 +426,15 @@ def test_crop_from_the_images_banner_and_pixel_size_typed_once_kept_per_layer(ma
 
 
 def test_one_results_layer_per_mask_and_analyse_all_skips_scribbles_and_truth(make_napari_viewer, qtbot):
+    grid = np.zeros((80, 100), np.uint8)
+    grid[:, 30:34] = grid[:, 60:64] = grid[40:44, :] = 1
     viewer = make_napari_viewer()
-    viewer.open_sample(PLUGIN, "network")
-    truth = viewer.layers["synthetic network true mask"]
-    strokes = np.zeros(truth.data.shape, np.uint8)
-    strokes[10:14, 10:200], strokes[300:304, 10:200] = 1, 2
-    scribbles = viewer.add_labels(strokes, name="synthetic network scribbles")
-    predicted = viewer.add_labels(truth.data.copy(), name="synthetic network nanowires")
+    viewer.add_image(np.random.default_rng(0).random(grid.shape), name="film")
+    truth = viewer.add_labels(grid.copy(), name="film true mask")
+    strokes = np.zeros(grid.shape, np.uint8)
+    strokes[10:14, 10:20], strokes[50:54, 10:20] = 1, 2
+    scribbles = viewer.add_labels(strokes, name="film scribbles")
+    predicted = viewer.add_labels(grid.copy(), name="film nanowires")
     widget = AnalysisWidget(viewer)
     choose(widget, predicted)
     n_layers = len(viewer.layers)
@@ -440,9 +443,9 @@ def test_one_results_layer_per_mask_and_analyse_all_skips_scribbles_and_truth(ma
     assert METRICS_KEY not in truth.metadata and METRICS_KEY not in scribbles.metadata
     assert len(viewer.layers) == n_layers + 2  # one Labels layer of results and the junctions
     assert set(overlays(viewer, predicted.name)) == set(KINDS)
-    results = viewer.layers["synthetic network nanowires analysis"]
+    results = viewer.layers["film nanowires analysis"]
     click_and_wait(widget, qtbot, widget.analyse_all_button)  # in place
-    assert len(viewer.layers) == n_layers + 2 and viewer.layers["synthetic network nanowires analysis"] is results
+    assert len(viewer.layers) == n_layers + 2 and viewer.layers["film nanowires analysis"] is results
 
     choose(widget, truth)  # chosen: then it is analysed too
     click_and_wait(widget, qtbot, widget.analyse_all_button)
@@ -480,13 +483,14 @@ def test_key_columns_visible_without_scrolling_in_a_1580_px_window(make_napari_v
     flow = WorkflowWidget(viewer)
     viewer.window.add_dock_widget(flow, name="Nanowire workflow")
     viewer.window.main_menu.window().resize(1580, 1000)
-    viewer.open_sample(PLUGIN, "network")
-    viewer.open_sample(PLUGIN, "dispersed")
+    mask = np.zeros((64, 64), np.uint8)
+    mask[:, 30:34] = 1
+    names = ("AgNWN_slice0001 (16-bit TIFF) nanowires", "bacterial cellulose K1 nanowires")
+    for name in names:
+        viewer.add_labels(mask, name=name)
     flow.setCurrentIndex(3)
     widget = flow.analyse
-    for name in ("synthetic network true mask", "synthetic dispersed true mask"):
-        choose(widget, viewer.layers[name])
-        click_and_wait(widget, qtbot, widget.analyse_button)
+    click_and_wait(widget, qtbot, widget.analyse_all_button)
     view = widget.table.native
     qtbot.waitUntil(view.isVisible)
     assert [view.horizontalHeaderItem(i).text() for i in range(4)] == ["layer", "morphology", "percolates",
@@ -496,4 +500,5 @@ def test_key_columns_visible_without_scrolling_in_a_1580_px_window(make_napari_v
     assert view.horizontalScrollBar().value() == 0
     assert view.verticalScrollBar().maximum() == 0  # as tall as its two rows
     assert view.height() < 4 * view.verticalHeader().defaultSectionSize() + 60
-    assert view.item(0, 0).toolTip() == "synthetic network true mask"
+    assert view.item(0, 0).toolTip() == names[0]  # the long name elided, in full on hover
+    assert view.columnWidth(0) <= LAYER_COLUMN_MAX_PX
