@@ -13,7 +13,6 @@ from napari_nanowire_ssl.analysis.network import (
     BRANCH_COLUMNS,
     STICK_PERCOLATION_CONSTANT,
     branch_table,
-    branch_value_image,
     degree_counts,
 )
 from napari_nanowire_ssl.analysis.wires import fill_small_holes, wire_stats
@@ -134,14 +133,3 @@ def test_empty_mask_has_an_empty_graph():
     row = analyse_mask(np.zeros((20, 20), bool), pixel_size_nm=5.0).row
     assert row["n_branches"] == 0 and row["n_junctions"] == 0 and row["n_wires"] == 0
     assert math.isnan(row["mean_degree"]) and math.isnan(row["stick_percolation_ratio"])
-
-
-def test_branch_value_image_paints_each_branch():
-    m = np.zeros((81, 81), bool)
-    m[39:42, :] = True
-    m[:, 39:42] = True
-    g = wire_stats(m).graph
-    image = branch_value_image(g, g.length_px)
-    assert image.shape == m.shape and image.dtype == np.float32
-    assert set(np.unique(image[image > 0]).round(3)) == set(np.unique(g.length_px.astype(np.float32)).round(3))
-    assert not (image[~m] > 0).any()

@@ -22,6 +22,7 @@ from .errors import ImageReadError, check_file
 UNLABELLED, BACKGROUND, NANOWIRE = 0, 1, 2
 SCRIBBLE_VALUES = frozenset({UNLABELLED, BACKGROUND, NANOWIRE})
 PREDICTED_WIRE = 1  # value of wire pixels in the predicted mask files the plugin writes
+TRUTH_KEY = "truth"  # layer metadata: True on a ground-truth (reference) mask
 
 
 def is_scribbles(values) -> bool:

@@ -126,13 +126,3 @@ def degree_counts(graph: WireGraph) -> dict[int, int]:
     """Number of nodes of each degree."""
     values, counts = np.unique(graph.degree, return_counts=True)
     return {int(v): int(c) for v, c in zip(values, counts)}
-
-
-def branch_value_image(graph: WireGraph, values) -> np.ndarray:
-    """A float32 image holding ``values[b]`` on the pixels of branch ``b`` (0 elsewhere),
-    for an overlay coloured by branch length or current."""
-    out = np.zeros(graph.shape, dtype=np.float32)
-    if graph.n_branches:
-        per_pixel = np.repeat(np.asarray(values, dtype=np.float32), np.diff(graph.path_indptr))
-        out[tuple(graph.path_coords.T)] = per_pixel
-    return out

@@ -19,6 +19,7 @@ from napari.layers import Image, Labels
 from ..errors import NanowireSSLError
 from ..io import detect_banner
 from ..io.reader import grayscale
+from ..labels import TRUTH_KEY
 
 # An Image layer with at most this many distinct values can be used as a mask.
 MAX_MASK_VALUES = 8
@@ -168,7 +169,6 @@ def show_layer(viewer, layer) -> None:
     viewer.layers.selection.active = layer
 
 
-TRUTH_KEY = "truth"  # layer metadata: True on a ground-truth (reference) mask
 
 
 def is_truth_layer(layer) -> bool:

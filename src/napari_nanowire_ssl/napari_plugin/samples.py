@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from importlib.resources import files
 
+from ..labels import TRUTH_KEY
+
 SAMPLE_SIZE = 512
 SAMPLE_SEED = 2022
 REAL_SAMPLE = "agnw_network_sem_crop.tif"
@@ -30,7 +32,8 @@ def _synthetic(morphology: str):
     name = f"synthetic {morphology}"
     return [
         (sample.image, {"name": name, "metadata": meta}, "image"),
-        (sample.mask.astype("uint8"), {"name": f"{name} true mask", "metadata": meta, "opacity": 0.35},
+        (sample.mask.astype("uint8"), {"name": f"{name} true mask", "metadata": {**meta, TRUTH_KEY: True},
+                                       "opacity": 0.35},
          "labels"),
     ]
 
