@@ -135,7 +135,7 @@ def test_classify_folder_trees_with_truth_from_folders(workspace, tmp_path, caps
             target = tree / cls / ("deep" if i % 2 else "") / f.name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(f.read_bytes())
-    out = tmp_path / "preds.csv"
+    out = tmp_path / "preds.v1.csv"  # a dotted name: the matrix goes to preds.v1_confusion.csv
     assert main(["classify", "--train", str(tree), "--predict", str(tree), "--truth-from-folders",
                  "--out", str(out), "--encoder", enc]) == 0
     printed = capsys.readouterr().out
@@ -146,11 +146,11 @@ def test_classify_folder_trees_with_truth_from_folders(workspace, tmp_path, caps
     assert truth == ["network"] * 4 + ["singular"] * 4
     accuracy = np.mean([r[1] == r[-1] for r in table[1:]])
     assert f"accuracy {accuracy:.3f} against the folder names" in printed
-    confusion = rows(tmp_path / "preds_confusion.csv")
+    confusion = rows(tmp_path / "preds.v1_confusion.csv")
     assert confusion[0] == ["truth \\ predicted", "network", "singular"]
     counts = np.array([[int(v) for v in r[1:]] for r in confusion[1:]])
     assert counts.sum() == 8 and counts.trace() == round(accuracy * 8) and list(counts.sum(1)) == [4, 4]
-    assert (tmp_path / "preds_confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "preds.v1_confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     (tmp_path / "loose.png").write_bytes((data / "network" / "network_0000.png").read_bytes())
     assert main(["classify", "--train", str(tree), "--predict", str(tmp_path / "loose.png"), "--truth-from-folders",
                  "--out", str(out), "--encoder", enc]) == 2

@@ -133,9 +133,8 @@ def finish_predictions(out: Path, class_names: list[str], truth: list[str] | Non
     predicted = [r[1] for r in body]
     labels = list(class_names) + sorted(set(truth) - set(class_names))
     matrix = confusion_matrix(truth, predicted, labels)
-    stem = out.with_name(out.stem + "_confusion")
-    write_confusion_csv(matrix, labels, stem.with_suffix(".csv"))
-    plot_confusion(matrix, labels, stem.with_suffix(".png"))
+    write_confusion_csv(matrix, labels, out.with_name(f"{out.stem}_confusion.csv"))
+    plot_confusion(matrix, labels, out.with_name(f"{out.stem}_confusion.png"))
     return float(np.mean([t == p for t, p in zip(truth, predicted)]))
 
 
