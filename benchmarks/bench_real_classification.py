@@ -19,7 +19,7 @@ random from them; accuracy on the test groups after); and speed (images/s of ``i
 of one encoder forward pass of the same image, and their ratio).
 
     python benchmarks/bench_real_classification.py [--sets materials,synth-sem] [--repeats 100]
-        [--encoder default] [--cache-dir DIR]
+        [--encoder default|random|FILE] [--cache-dir DIR]
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from napari_nanowire_ssl.fewshot.features import FeatureCache, image_features  #
 from napari_nanowire_ssl.fewshot.texture import peer_features  # noqa: E402
 from napari_nanowire_ssl.io import normalize  # noqa: E402
 from napari_nanowire_ssl.models.default import resolve_encoder  # noqa: E402
-from napari_nanowire_ssl.models.encoder import encode_images  # noqa: E402
+from napari_nanowire_ssl.models.encoder import Encoder, encode_images  # noqa: E402
 
 SHOTS = (1, 2, 4, 8)
 CHOSEN_ON = ("materials", "synth-sem")  # the feature recipe and head defaults were chosen on these
@@ -110,12 +110,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", default=",".join(SETS))
     parser.add_argument("--repeats", type=int, default=100)
-    parser.add_argument("--encoder", default="default")
+    parser.add_argument("--encoder", default="default", help="model file, 'default', or 'random' (resnet18, seed 0)")
     parser.add_argument("--cache-dir", type=Path, default=None, help="keep image features here between runs")
     parser.add_argument("--speed-images", type=int, default=8, help="images per set timed without cache")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    encoder = resolve_encoder(args.encoder)
+    if args.encoder == "random":  # random weights: what the encoder block is worth without pretraining
+        torch.manual_seed(0)
+        encoder = Encoder("resnet18").eval()
+    else:
+        encoder = resolve_encoder(args.encoder)
     cache = FeatureCache(args.cache_dir)
     print(f"command: python {' '.join(sys.argv)}")
     print(f"machine: {platform.processor() or platform.machine()}, 1 torch thread, torch {torch.__version__}; "
