@@ -20,6 +20,12 @@ from pathlib import Path
 import napari_nanowire_ssl.napari_plugin  # noqa: F401  (marks triton absent before torch loads under Mesa)
 
 WINDOW = (1560, 960)
+AGNW = "silver nanowire network (SEM)"  # the name of the shipped real sample's layer
+REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+# Real SEM files for the classification picture: (file, class, tagged).
+CLASS_EXAMPLES = (("sparse_nanowires_sem/13.tif", "dispersed", True), ("sparse_nanowires_sem/22.tif", "dispersed", False),
+                  ("aramid_nanofiber/ANF_stack_slice0281.tif", "network", True),
+                  ("gelatin_fibers_sem/gelatin_15pct.png", "network", False))
 
 
 def settle(seconds: float = 0.3) -> None:
@@ -54,6 +60,27 @@ def shoot(viewer, out: Path, name: str) -> None:
     print(f"wrote {out / name}")
 
 
+def open_classification_examples(viewer) -> list[str]:
+    """Open the real SEM files of :data:`CLASS_EXAMPLES` (banners cropped) as hidden layers, tag one per
+    class; synthetic images of the same classes where the shared data folder is absent."""
+    from napari_nanowire_ssl.io import detect_banner, read_image
+    from napari_nanowire_ssl.napari_plugin.classify_widget import TAG_KEY
+    from napari_nanowire_ssl.synth import generate
+
+    names = []
+    for k, (file, morphology, tagged) in enumerate(CLASS_EXAMPLES):
+        path = REAL_DATA / file
+        if path.exists():
+            data = read_image(path).data
+            data = data[: data.shape[0] - detect_banner(data)]
+            name = path.stem
+        else:
+            data, name = generate(morphology, size=384, seed=k).image, f"{morphology} {k}"
+        viewer.add_image(data, name=name, visible=False, metadata={TAG_KEY: morphology} if tagged else {})
+        names.append(name)
+    return names
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="folder for the PNG files")
@@ -65,10 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     import tifffile
     from PIL import Image
 
-    from napari_nanowire_ssl.napari_plugin.classify_widget import TAG_KEY
+    from skimage.filters import threshold_otsu
+
+    from napari_nanowire_ssl.io import normalize
     from napari_nanowire_ssl.napari_plugin.workflow_widget import WorkflowWidget
-    from napari_nanowire_ssl.synth import CLASSES, generate
-    from napari_nanowire_ssl.synth.strokes import brush_clicks
+    from napari_nanowire_ssl.synth.strokes import scribbles as strokes
 
     work = Path(tempfile.mkdtemp(prefix="nanowire-guide-"))
     viewer = napari.Viewer(title="napari: nanowire workflow")
@@ -76,55 +104,48 @@ def main(argv: list[str] | None = None) -> int:
     flow = WorkflowWidget(viewer)
     viewer.window.add_dock_widget(flow, name="Nanowire workflow", area="right")
 
-    # Step 1: open a sample, choose the default encoder, look at its features.
-    viewer.open_sample("napari-nanowire-ssl", "network")
-    image = viewer.layers["synthetic network"]
-    truth = viewer.layers["synthetic network true mask"]
-    truth.visible = False
+    # Step 1: open the real silver-nanowire SEM sample, choose the default encoder, look at its features.
+    viewer.open_sample("napari-nanowire-ssl", "silver_network")
+    image = viewer.layers[AGNW]
     flow.encoder.default_button.native.click()
     flow.encoder.image.value = image
     flow.encoder.features_button.native.click()
-    wait_until(lambda: "synthetic network encoder features" in viewer.layers, "encoder features")
+    wait_until(lambda: f"{AGNW} encoder features" in viewer.layers, "encoder features")
     shoot(viewer, args.out, "1-encoder.png")
-    viewer.layers.remove("synthetic network encoder features")
+    viewer.layers.remove(f"{AGNW} encoder features")
 
-    # Step 2: a few images per class, one tagged per class, Train.
+    # Step 2: real SEM images of networks and of dispersed wires (the shared data folder when there,
+    # else synthetic stand-ins), one tagged per class, Train.
     flow.setCurrentIndex(1)
-    for morphology in CLASSES:
-        for seed in (1, 2):
-            viewer.add_image(generate(morphology, size=256, seed=100 * seed + CLASSES.index(morphology)).image,
-                             name=f"{morphology} {seed}", visible=False)
-            if seed == 1:
-                viewer.layers[f"{morphology} {seed}"].metadata[TAG_KEY] = morphology
+    opened = open_classification_examples(viewer)
     flow.classify._refresh()
     flow.classify.train_button.native.click()
     wait_until(lambda: flow.classify.train_button.enabled and flow.classify.head is not None, "classification")
     shoot(viewer, args.out, "2-classify.png")
-    for morphology in CLASSES:
-        for seed in (1, 2):
-            viewer.layers.remove(f"{morphology} {seed}")
+    for name in opened:
+        viewer.layers.remove(name)
+    image.visible = True
 
-    # Step 3: a scribble layer, a few brush clicks, Train, Predict.
+    # Step 3: a scribble layer, about 20 strokes (placed here from an Otsu mask of the bright wires,
+    # as a user places them by eye), Train: the predicted wires in the colour of the wire strokes.
     flow.setCurrentIndex(2)
     seg = flow.segment
     seg.image.value = image
     seg.new_scribbles_button.native.click()
-    scribbles = viewer.layers["synthetic network scribbles"]
-    scribbles.brush_size = 5
-    for y, x, label in brush_clicks(truth.data, n=60, background_gap=4):  # background close to wires too
-        scribbles.paint((y, x), label, refresh=False)
-    scribbles.refresh()
+    scribbles = viewer.layers[f"{AGNW} scribbles"]
+    x = normalize(image.data)
+    scribbles.data = strokes(x > threshold_otsu(x), np.random.default_rng(0), n_wire=10, n_open=5, n_edge=5)
     shoot(viewer, args.out, "3-scribbles.png")
-    seg.n_steps.value, seg.preview_every.value = 120, 40
     seg.train_button.native.click()
     wait_until(lambda: seg.train_button.enabled, "training")
     viewer.layers.selection.active = scribbles
     shoot(viewer, args.out, "4-segmented.png")
 
-    # Step 4: analyse the predicted mask, export the CSV.
+    # Step 4: analyse the predicted mask (the pixel size comes from the file), export the CSV.
     flow.setCurrentIndex(3)
-    mask = viewer.layers["synthetic network nanowires"]
-    viewer.layers["synthetic network nanowire probability"].visible = False
+    mask = viewer.layers[f"{AGNW} nanowires"]
+    for layer in viewer.layers:
+        layer.visible = layer in (image, mask)
     flow.analyse.layer.value = mask
     flow.analyse.analyse_button.native.click()
     wait_until(lambda: "nanowire_ssl_metrics" in mask.metadata and flow.analyse.analyse_button.enabled, "analysis")
@@ -133,22 +154,21 @@ def main(argv: list[str] | None = None) -> int:
     wait_until(lambda: (work / "percolation.csv").exists() and flow.analyse.export_button.enabled, "CSV export")
     shoot(viewer, args.out, "5-analyse.png")
 
-    # Step 5: save the bundle and run it over a folder of new images.
+    # Step 5: save the bundle and run it over a folder of other images.
     flow.setCurrentIndex(4)
     folder = work / "new images"
     folder.mkdir()
-    for seed, morphology in enumerate(("network", "dispersed", "network")):
-        tifffile.imwrite(folder / f"{morphology}_{seed}.tif",
-                         (generate(morphology, size=384, seed=500 + seed).image * 255).astype(np.uint8))
+    for k, crop in enumerate((np.s_[:384, :384], np.s_[128:, 128:])):
+        tifffile.imwrite(folder / f"agnw_field_{k}.tif", np.asarray(image.data)[crop])
     flow.batch.bundle_file.value = work / "my_setup.safetensors"
     flow.batch.save_button.native.click()
     flow.batch.input_folder.value, flow.batch.output_folder.value = folder, work / "results"
     flow.batch.run_button.native.click()
     wait_until(lambda: flow.batch.run_button.enabled, "batch run")
-    overlay = np.asarray(Image.open(work / "results" / "overlays" / "network_0.png"))
+    overlay = np.asarray(Image.open(work / "results" / "overlays" / "agnw_field_1.png"))
     for layer in viewer.layers:
         layer.visible = False
-    viewer.add_image(overlay, name="network_0 overlay (batch output)", rgb=True)
+    viewer.add_image(overlay, name="agnw_field_1 overlay (batch output)", rgb=True)
     viewer.reset_view()
     shoot(viewer, args.out, "6-bundle-batch.png")
     viewer.close()

@@ -73,6 +73,9 @@ def test_pixel_size_from_scale_or_typed_once(viewer):
     L.set_pixel_size_nm(layer, 32.3)
     assert L.pixel_size_nm(layer) == pytest.approx(32.3)
     assert tuple(layer.scale) == pytest.approx((32.3, 32.3))
+    assert [str(u) for u in layer.units] == ["nanometer", "nanometer"]
+    derived = viewer.add_labels(np.zeros((120, 160), np.uint8), **L.placement(layer))
+    assert tuple(derived.scale) == pytest.approx((32.3, 32.3)) and derived.units == layer.units
     calibrated = viewer.add_image(gray(), name="dm", scale=(2.5, 2.5))
     assert L.pixel_size_nm(calibrated) == 2.5
     with pytest.raises(NanowireSSLError, match="Layer 'sem': the pixel size must be positive"):

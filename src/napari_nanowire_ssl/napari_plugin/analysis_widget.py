@@ -68,12 +68,12 @@ def update_overlay(viewer, source, kind: str, data, *, layer_type: str = "labels
     for layer in viewer.layers:
         if layer.metadata.get(OVERLAY_OF) == source.name and layer.metadata.get(OVERLAY_KIND) == kind:
             layer.data = data
-            layer.scale, layer.translate = source.scale[-2:], source.translate[-2:]
+            L.place_like(layer, source)
             for key, value in properties.items():
                 setattr(layer, key, value)
             return layer
     add = getattr(viewer, f"add_{layer_type}")
-    return add(data, name=f"{source.name} {kind}", scale=source.scale[-2:], translate=source.translate[-2:],
+    return add(data, name=f"{source.name} {kind}", **L.placement(source),
                metadata={OVERLAY_OF: source.name, OVERLAY_KIND: kind}, **properties)
 
 
@@ -296,7 +296,7 @@ class AnalysisWidget(Container):
             L.set_pixel_size_nm(target, nm)
         for other in self.viewer.layers:  # the results follow their mask's new scale
             if other.metadata.get(OVERLAY_OF) == layer.name:
-                other.scale = layer.scale[-2:]
+                L.place_like(other, layer)
 
     def _crop_typed(self, rows: int) -> None:
         layer = self.layer.value

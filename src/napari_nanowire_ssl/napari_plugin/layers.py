@@ -150,11 +150,26 @@ def pixel_size_nm(layer) -> float | None:
 
 
 def set_pixel_size_nm(layer, nm: float) -> None:
-    """Store the pixel size once per image: in the metadata and as the layer's scale."""
+    """Store the pixel size once per image: in the metadata and as the layer's scale, in nm."""
     if not nm > 0:
         raise NanowireSSLError(f"{layer_name(layer)}: the pixel size must be positive, got {nm}")
     layer.metadata[PIXEL_SIZE_KEY] = float(nm)
     layer.scale = (*layer.scale[:-2], float(nm), float(nm))
+    layer.units = (*layer.units[:-2], "nm", "nm")
+
+
+def placement(source) -> dict:
+    """Where a layer made from ``source`` goes: its scale, translation and units (2D), as keyword
+    arguments for ``viewer.add_*``. Every derived layer uses them, so napari sees one coordinate system
+    (mixed units make it drop the units and warn)."""
+    return {"scale": tuple(source.scale[-2:]), "translate": tuple(source.translate[-2:]),
+            "units": tuple(source.units[-2:])}
+
+
+def place_like(layer, source) -> None:
+    """Move an existing derived ``layer`` to ``source``'s placement (after its scale changed)."""
+    for key, value in placement(source).items():
+        setattr(layer, key, value)
 
 
 def show_layer(viewer, layer) -> None:
