@@ -198,7 +198,7 @@ def other(modality: str) -> str:
     return MODALITIES[1 - MODALITIES.index(check_modality(modality))]
 
 
-def image_features(encoder: Encoder, images: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
+def frozen_features(encoder: Encoder, images: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
     """(N, feature_dim) pooled frozen-encoder features of (N, S, S) [0, 1] network inputs."""
     return encode_images(PooledFeatures(encoder, STATISTICS), list(np.asarray(images, np.float32)), batch_size=batch_size)
 
@@ -221,7 +221,7 @@ def generate(vae: PairVAE, encoder: Encoder, images: np.ndarray, source: str) ->
         raise NanowireSSLError(f"inputs must be {vae.config.image_size} px squares (the model's image size), "
                                f"got {images.shape[-2:]}")
     device = next(vae.parameters()).device
-    features = torch.from_numpy(image_features(encoder, images)).to(device)
+    features = torch.from_numpy(frozen_features(encoder, images)).to(device)
     return as_output(vae.translate(features, source, target).cpu().numpy(), target)
 
 

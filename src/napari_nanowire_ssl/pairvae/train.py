@@ -39,7 +39,7 @@ from ..fewshot.segment import dihedral
 from ..models.device import select_device
 from ..models.encoder import Encoder
 from ..ssl.losses import barlow_twins_loss
-from .model import MODALITIES, PairVAE, PairVAEConfig, feature_dim, image_features
+from .model import MODALITIES, PairVAE, PairVAEConfig, feature_dim, frozen_features
 from .scattering import saxs_dihedral
 
 STAGES = ("features", "saxs", "sem", "joint")
@@ -161,7 +161,7 @@ class PairVAETrainer:
                 for start in range(0, n, FEATURE_BATCH):
                     index = np.arange(start, min(n, start + FEATURE_BATCH))
                     images = self._transformed(m, index, np.full(len(index), t))
-                    chunks[m].append((t, torch.from_numpy(image_features(self.encoder, images))))
+                    chunks[m].append((t, torch.from_numpy(frozen_features(self.encoder, images))))
                     yield
         for m in MODALITIES:
             per_t = [torch.cat([f for t, f in chunks[m] if t == k]) for k in range(self.transforms)]
