@@ -167,7 +167,7 @@ def speed(encoder):
             t1 = time.perf_counter()
             predict_tiled(t.restore_best(), big)
             times.append(time.perf_counter() - t1)
-        rows.append([f"inference 1024 x 1024, {kind}, 512 px tiles, median of 3",
+        rows.append([f"inference 1024 x 1024, {kind} (tiles of PixelClassifier.min_tile px), median of 3",
                      f"{np.median(times):.2f} s ({1.048576 / np.median(times):.2f} MP/s)"])
     return "**Speed (CPU)**\n\n" + table(["measure", "value"], rows)
 
