@@ -55,7 +55,8 @@ from real_sets import load_set, splits  # noqa: E402
 from napari_nanowire_ssl.fewshot.classify import LinearHead  # noqa: E402
 from napari_nanowire_ssl.fewshot.features import feature_blocks, image_features  # noqa: E402
 from napari_nanowire_ssl.fewshot.metrics import dice  # noqa: E402
-from napari_nanowire_ssl.fewshot.segment import SegmentationTrainer, labels_from_mask  # noqa: E402
+from napari_nanowire_ssl.fewshot.segment import SegmentationTrainer  # noqa: E402
+from napari_nanowire_ssl.labels import labels_from_mask  # noqa: E402
 from napari_nanowire_ssl.fewshot.tiling import predict_tiled  # noqa: E402
 from napari_nanowire_ssl.io import normalize  # noqa: E402
 from napari_nanowire_ssl.models.default import load_default_encoder  # noqa: E402
@@ -156,8 +157,8 @@ def main(argv=None) -> int:
 
     for name in args.class_sets:
         images, labels, groups, _ = load_class_set(name)
-        keep = subsample(labels, args.per_class)
-        images, labels, groups = [images[i] for i in keep], labels[keep], groups[keep]
+        kept = subsample(labels, args.per_class)
+        images, labels, groups = [images[i] for i in kept], labels[kept], groups[kept]
         log(f"{name}: {len(images)} images, {len(set(labels.tolist()))} classes")
         row = results.setdefault(f"{name} (accuracy)", {})
         for enc_name, encoder in encoders.items():

@@ -46,9 +46,9 @@ from real_sets import REAL, SETS, load_set, splits
 from napari_nanowire_ssl.fewshot.metrics import dice
 from napari_nanowire_ssl.fewshot.segment import (
     SELF_TRAINING_STEPS,
-    labels_from_mask,
     make_trainer,
 )
+from napari_nanowire_ssl.labels import labels_from_mask
 from napari_nanowire_ssl.fewshot.tiling import predict_tiled
 from napari_nanowire_ssl.models.default import load_default_encoder
 from napari_nanowire_ssl.models.encoder import Encoder

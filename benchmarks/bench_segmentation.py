@@ -54,8 +54,8 @@ from napari_nanowire_ssl.fewshot.metrics import dice
 from napari_nanowire_ssl.fewshot.segment import (
     SELF_TRAINING_STEPS,
     SegmentationTrainer,
-    labels_from_mask,
 )
+from napari_nanowire_ssl.labels import labels_from_mask
 from napari_nanowire_ssl.fewshot.tiling import predict_tiled
 from napari_nanowire_ssl.models.default import resolve_encoder
 from napari_nanowire_ssl.synth import generate

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from napari_nanowire_ssl.cli import main
-from napari_nanowire_ssl.cli.segment_cmd import read_labels
+from napari_nanowire_ssl.labels import read_training_labels as read_labels
 from napari_nanowire_ssl.models.encoder import Encoder
 from napari_nanowire_ssl.models.modelfile import read_metadata, save_encoder
 from napari_nanowire_ssl.synth import generate
@@ -131,6 +131,7 @@ def test_mask_conventions(tmp_path):
     ("unreadable", "a.png"),
     ("empty", "nothing to train on"),
     ("no_masks_dir", "masks/ is missing"),
+    ("all_nan", "images/a.tif: no finite pixel values (all NaN or infinite)"),
 ])
 def test_training_folder_errors(ws, tmp_path, capsys, case, message):
     train = tmp_path / "train"
@@ -151,6 +152,9 @@ def test_training_folder_errors(ws, tmp_path, capsys, case, message):
         Image.fromarray(np.zeros((64, 64), np.uint8)).save(train / "masks" / "a.png")
     elif case == "unreadable":
         (train / "masks" / "a.png").write_bytes(b"not a png at all")
+    elif case == "all_nan":  # the error names the file, not "image 0"
+        (train / "images" / "a.png").unlink()
+        tifffile.imwrite(train / "images" / "a.tif", np.full((96, 96), np.nan, np.float32))
     code = segment(ws, "--train", train, "--predict", ws / "pred" / "p1.png", "--out", tmp_path / "o")
     err = capsys.readouterr().err
     assert code == 2

@@ -14,11 +14,11 @@ from napari_nanowire_ssl.fewshot.pixel_classifier import (
 from napari_nanowire_ssl.fewshot.segment import (
     MODELS,
     decoder_state,
-    labels_from_mask,
     load_decoder,
     make_trainer,
     save_decoder,
 )
+from napari_nanowire_ssl.labels import labels_from_mask
 from napari_nanowire_ssl.fewshot.tiling import predict_tiled
 from napari_nanowire_ssl.models.decoder import SegmentationModel, UNetDecoder
 from napari_nanowire_ssl.models.encoder import Encoder

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from napari_nanowire_ssl.errors import NanowireSSLError
-from napari_nanowire_ssl.fewshot.segment import SegmentationTrainer, labels_from_mask
+from napari_nanowire_ssl.fewshot.segment import SegmentationTrainer
+from napari_nanowire_ssl.labels import labels_from_mask
 from napari_nanowire_ssl.fewshot.tiling import blend_window, predict_tiled, segment_image, tile_starts
 from napari_nanowire_ssl.io.normalize import normalize
 from napari_nanowire_ssl.models.encoder import Encoder

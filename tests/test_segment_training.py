@@ -9,11 +9,11 @@ from napari_nanowire_ssl.fewshot.metrics import dice
 from napari_nanowire_ssl.fewshot.segment import (
     SegmentationTrainer,
     dihedral,
-    labels_from_mask,
     load_decoder,
     masked_loss,
     save_decoder,
 )
+from napari_nanowire_ssl.labels import labels_from_mask
 from napari_nanowire_ssl.fewshot.tiling import predict_tiled
 from napari_nanowire_ssl.models.encoder import Encoder
 from napari_nanowire_ssl.models.modelfile import read_metadata, tensor_hash

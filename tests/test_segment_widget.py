@@ -13,7 +13,7 @@ import tifffile
 import torch
 from qtpy.QtCore import QTimer
 
-from napari_nanowire_ssl.fewshot.segment import labels_from_mask
+from napari_nanowire_ssl.labels import labels_from_mask
 from napari_nanowire_ssl.models.decoder import SegmentationModel, UNetDecoder
 from napari_nanowire_ssl.models.encoder import Encoder
 from napari_nanowire_ssl.napari_plugin import segment_widget as module

@@ -97,7 +97,7 @@ def analyse_image(bundle: Bundle, image: np.ndarray, *, pixel_size_nm: float | N
     if bundle.decoder is not None:
         options = bundle.options
         tile = options["tile"]
-        out = segment_image(bundle.decoder, image, tile=tile, overlap=min(64, tile // 4),
+        out = segment_image(bundle.decoder, image, tile=tile,
                             threshold=options["threshold"], should_stop=should_stop, on_fallback=on_fallback)
         if out is None:
             return None

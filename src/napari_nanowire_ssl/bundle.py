@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ModelFileError, NanowireSSLError
+from .fewshot.policy import DEFAULT_TILE, check_tile
 
 PARTS = ("encoder", "head", "decoder")
-DEFAULT_OPTIONS = {"tile": 512, "threshold": 0.5, "connectivity": 8, "link_distance": 2.0, "criterion": "both"}
+DEFAULT_OPTIONS = {"tile": DEFAULT_TILE, "threshold": 0.5, "connectivity": 8, "link_distance": 2.0, "criterion": "both"}
 
 
 @dataclass
@@ -52,8 +53,7 @@ def check_options(options: dict, source: str = "bundle") -> dict:
     if unknown:
         raise NanowireSSLError(f"{source}: unknown option(s) {', '.join(unknown)}")
     merged = {**DEFAULT_OPTIONS, **options}
-    if not isinstance(merged["tile"], int) or merged["tile"] < 64 or merged["tile"] % 32:
-        raise NanowireSSLError(f"{source}: option tile must be a multiple of 32 px of at least 64, got {merged['tile']!r}")
+    check_tile(merged["tile"], f"{source}: option tile")
     if not 0 < float(merged["threshold"]) < 1:
         raise NanowireSSLError(f"{source}: option threshold must lie between 0 and 1, got {merged['threshold']!r}")
     if merged["connectivity"] not in (4, 8):

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from .errors import NanowireSSLError
+from .fewshot.policy import DEFAULT_TILE, check_tile
 
 CONFIG_DIR_ENV = "NANOWIRE_SSL_CONFIG_DIR"
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -32,7 +33,7 @@ class Settings:
 
     device: str = "auto"  # auto = CUDA, then MPS, then CPU
     encoder: str = "default"  # "default" (the shipped encoder) or a model file
-    tile: int = 512  # inference window in px, a multiple of 32
+    tile: int = DEFAULT_TILE  # inference window in px (fewshot.policy)
     batch_size: int = 4  # training crops per step
 
     def validated(self) -> Settings:
@@ -41,8 +42,7 @@ class Settings:
             raise NanowireSSLError(f"setting 'device': {self.device!r} is not auto, cpu, mps, cuda or cuda:N")
         if not isinstance(self.encoder, str) or not self.encoder:
             raise NanowireSSLError(f"setting 'encoder': {self.encoder!r} is not 'default' or a file path")
-        if not isinstance(self.tile, int) or self.tile < 64 or self.tile % 32:
-            raise NanowireSSLError(f"setting 'tile': {self.tile!r} is not a multiple of 32 px of at least 64")
+        check_tile(self.tile, "setting 'tile'")
         if not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= 256:
             raise NanowireSSLError(f"setting 'batch_size': {self.batch_size!r} is not a whole number from 1 to 256")
         return self

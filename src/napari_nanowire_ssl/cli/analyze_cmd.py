@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 
 from ..analysis.resistance import DEFAULT_ELECTRODES, DEFAULT_JUNCTION_RESISTANCE_OHM, ELECTRODES
+from .options import add_device
 
 OPTION_DEFAULTS = {"connectivity": 8, "link_distance": 0.0, "criterion": "both"}
 
@@ -63,7 +64,7 @@ def register(subparsers) -> None:
     p.add_argument("--branches", metavar="FILE.csv", default=None,
                    help="also write the per-branch table (length, width, end-to-end distance, tortuosity, "
                    "current) of every mask; masks only")
-    p.add_argument("--device", default="auto", help="with --bundle: auto, cpu, cuda, cuda:N or mps (default auto)")
+    add_device(p, when="with --bundle")
     p.set_defaults(func=run)
 
 

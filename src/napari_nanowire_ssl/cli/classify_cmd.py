@@ -20,7 +20,8 @@ import csv
 import sys
 from pathlib import Path
 
-from .distributed import bundle_parts, load_encoder_for_rank, process_group, ranks
+from .distributed import bundle_parts, process_group, ranks
+from .options import add_device, add_encoder, load_encoder
 
 
 def register(subparsers) -> None:
@@ -44,11 +45,10 @@ def register(subparsers) -> None:
                    help="the class of each image is its sub-folder under a --predict folder: print the accuracy "
                    "and write a confusion matrix (<out>_confusion.csv and .png)")
     p.add_argument("--out", type=Path, required=True, metavar="preds.csv", help="CSV file to write")
-    p.add_argument("--encoder", metavar="FILE|default",
-                   help="encoder model file or checkpoint (default: the shipped encoder; a bundle brings its own)")
+    add_encoder(p)
     p.add_argument("--save-head", type=Path, metavar="FILE", help="also save the trained head (.safetensors)")
     p.add_argument("--cache-dir", type=Path, metavar="DIR", help="keep image features here for later runs")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    add_device(p)
     p.set_defaults(func=run)
 
 
@@ -175,10 +175,10 @@ def run(args) -> int:
     if args.bundle is not None:
         encoder, head = bundle_parts(args, me.local_rank, "head")
     elif args.head is not None:
-        encoder = load_encoder_for_rank(args.encoder or "default", args.device, me.local_rank)
+        encoder = load_encoder(args, me.local_rank)
         head = LinearHead.load(args.head, encoder)
     else:
-        encoder = load_encoder_for_rank(args.encoder or "default", args.device, me.local_rank)
+        encoder = load_encoder(args, me.local_rank)
         files, labels, names = labelled_files(args.train)
         tiling = {"tile": DEFAULT_TILE, "max_tiles": DEFAULT_MAX_TILES}
         feats = encode_files(encoder, files, cache=cache, tiling=tiling, show=main_rank)

@@ -41,7 +41,7 @@ def run(args) -> int:
     if args.screenshot and not has_display:
         raise NanowireSSLError("--screenshot needs a display (run it under xvfb-run)")
     if args.headless or not has_display:
-        return run_headless(args.out, encoder=args.encoder)
+        return run_headless(args.out, encoder=args.encoder or "default")
     return run_gui(screenshot=args.screenshot)
 
 

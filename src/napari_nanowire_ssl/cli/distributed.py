@@ -47,13 +47,6 @@ def rank_device(device: str, local_rank: int):
     return dev
 
 
-def load_encoder_for_rank(spec: str, device: str, local_rank: int):
-    """The encoder of ``--encoder`` on the chosen device (under torchrun: this process's GPU)."""
-    from ..models.default import resolve_encoder
-
-    return resolve_encoder(spec, device=rank_device(device, local_rank))
-
-
 def bundle_parts(args, local_rank: int, part: str):
     """``(encoder, head or decoder)`` of ``--bundle`` on this process's device; ``--encoder`` is refused
     (a bundle's parts only fit its own encoder) and so is a bundle without the ``part`` needed."""

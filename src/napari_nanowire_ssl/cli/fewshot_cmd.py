@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import NanowireSSLError
+from .options import add_device, add_encoder, add_seed, load_encoder
 
 
 def register(subparsers) -> None:
@@ -22,15 +23,14 @@ def register(subparsers) -> None:
     )
     p.add_argument("data", type=Path, metavar="DATA_DIR",
                    help="one sub-folder of images per class, sub-folders included (a 'masks' folder is skipped)")
-    p.add_argument("--encoder", default="default", metavar="FILE|default",
-                   help="encoder model file or checkpoint (default: the shipped encoder)")
+    add_encoder(p)
     p.add_argument("--shots", default="1,2,4,8,16,32", metavar="LIST",
                    help="labelled images per class, comma-separated (default 1,2,4,8,16,32)")
     p.add_argument("--repeats", type=int, default=100, metavar="R", help="random splits per shot count (default 100)")
-    p.add_argument("--seed", type=int, default=0, metavar="K", help="seed of the splits (default 0)")
+    add_seed(p, of="the splits")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (created)")
     p.add_argument("--cache-dir", type=Path, metavar="DIR", help="keep image features here for later runs")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    add_device(p)
     p.set_defaults(func=run)
 
 
@@ -51,7 +51,6 @@ def run(args) -> int:
     from ..fewshot.evaluation import fewshot_accuracy, plot_fewshot, write_fewshot_csv
     from ..fewshot.features import DEFAULT_MAX_TILES, DEFAULT_TILE, FeatureCache
     from .classify_cmd import encode_files, labelled_files
-    from .distributed import load_encoder_for_rank
 
     shots = parse_shots(args.shots)
     if args.repeats < 1:
@@ -67,7 +66,7 @@ def run(args) -> int:
     if not usable:
         raise NanowireSSLError(f"{args.data}: class '{smallest}' has only {counts[smallest]} images; "
                                f"no shot count in {args.shots} leaves test images")
-    encoder = load_encoder_for_rank(args.encoder, args.device, 0)
+    encoder = load_encoder(args)
     tiling = {"tile": DEFAULT_TILE, "max_tiles": DEFAULT_MAX_TILES}
     feats = encode_files(encoder, files, cache=FeatureCache(args.cache_dir), tiling=tiling)
     results = fewshot_accuracy(feats, labels, usable, repeats=args.repeats, seed=args.seed,
@@ -76,7 +75,7 @@ def run(args) -> int:
     per_split, summary = write_fewshot_csv(results, args.out)
     plot = plot_fewshot(results, args.out / "fewshot.png",
                         title=f"{args.data.name}: {len(files)} images, {len(names)} classes, "
-                        f"encoder {Path(str(args.encoder)).name}, {args.repeats} splits")
+                        f"encoder {Path(args.encoder or 'default').name}, {args.repeats} splits")
     print(f"{len(files)} images in {len(names)} classes ({', '.join(f'{c} {counts[c]}' for c in names)})")
     print(f"{'shots':>5}  {'median':>6}  {'95% interval':>13}  {'n_test':>6}")
     for r in results:

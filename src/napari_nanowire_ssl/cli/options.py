@@ -12,9 +12,9 @@ def add_device(parser, *, when: str = "") -> None:
 
 
 def add_encoder(parser, *, what: str = "encoder model file or checkpoint") -> None:
-    """``--encoder FILE|default`` (default: the encoder shipped with the plugin)."""
-    parser.add_argument("--encoder", default="default", metavar="FILE|default",
-                        help=f"{what} (default: the shipped default encoder)")
+    """``--encoder FILE|default`` (not given: the encoder shipped with the plugin, or a bundle's own)."""
+    parser.add_argument("--encoder", metavar="FILE|default",
+                        help=f"{what} (default: the shipped default encoder; a --bundle brings its own)")
 
 
 def add_seed(parser, *, of: str = "the run") -> None:
@@ -27,4 +27,4 @@ def load_encoder(args, local_rank: int = 0):
     from ..models.default import resolve_encoder
     from .distributed import rank_device
 
-    return resolve_encoder(args.encoder, device=rank_device(args.device, local_rank))
+    return resolve_encoder(args.encoder or "default", device=rank_device(args.device, local_rank))

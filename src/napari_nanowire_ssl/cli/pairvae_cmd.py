@@ -129,7 +129,7 @@ def run_train(args) -> int:
             if event.losses:
                 bar.set_postfix(loss=f"{event.losses['total']:.4f}", refresh=False)
     seconds = time.perf_counter() - t0
-    save_pairvae(trainer.vae, args.out, encoder=encoder, encoder_source=str(args.encoder),
+    save_pairvae(trainer.vae, args.out, encoder=encoder, encoder_source=args.encoder or "default",
                  training=trainer.training_info(str(args.pairs)) | {"held_out": len(held_idx)})
     print(f"trained on {len(fit)} pairs in {seconds:.1f} s; wrote {args.out}")
     if held_idx:
@@ -143,8 +143,8 @@ def run_generate(args) -> int:
     import numpy as np
     import tifffile
 
-    from .segment_cmd import output_paths
     from ..io import list_images
+    from ..io.datasets import output_paths
     from ..pairvae.data import SAXS_SUFFIXES, load_saxs, load_sem
     from ..pairvae.model import generate, load_pairvae
 

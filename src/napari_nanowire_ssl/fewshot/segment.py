@@ -1,8 +1,8 @@
 """Training the segmentation decoder from sparse strokes or full masks.
 
-Labels follow the plugin's convention: 0 = not labelled (ignored), 1 =
-background, 2 = nanowire. :func:`labels_from_mask` turns a full binary mask
-into such labels (every pixel labelled).
+Labels follow the plugin's convention (:mod:`..labels`): 0 = not labelled
+(ignored), 1 = background, 2 = nanowire; ``labels_from_mask`` turns a full
+binary mask into such labels (every pixel labelled).
 
 Loss, on labelled pixels only: class-balanced binary cross-entropy on the
 logits (the mean over the batch's nanowire pixels and the mean over its
@@ -47,22 +47,17 @@ from torch.nn import functional as F
 
 from ..errors import ModelFileError, NanowireSSLError
 from ..io.normalize import check_network_input, normalize
+from ..labels import BACKGROUND, NANOWIRE, UNLABELLED
 from ..models.decoder import STRIDE, SegmentationModel, UNetDecoder
 from ..models.device import autocast_context, select_device
 from ..models.encoder import Encoder
 from ..models.modelfile import load_tensors, save_tensors, tensor_hash
 
-UNLABELLED, BACKGROUND, NANOWIRE = 0, 1, 2
 RUNNING_LOSS_DECAY = 0.9  # exponential moving average of the loss, for choosing the best state
 SELF_TRAINING_STEPS = 100  # default steps on confident predictions after those on the strokes
 CONFIDENT_WIRE, CONFIDENT_BACKGROUND = 0.9, 0.1  # wire probabilities taken as labels when self-training
 MODELS = ("auto", "filters", "filters+encoder", "decoder")
 DEFAULT_MODEL = "auto"  # pixel classifiers on filters (+ encoder), chosen on held-out labels
-
-
-def labels_from_mask(mask: np.ndarray) -> np.ndarray:
-    """Labels from a full binary mask (nonzero = nanowire): uint8 1 = background, 2 = nanowire."""
-    return np.where(np.asarray(mask) != 0, NANOWIRE, BACKGROUND).astype(np.uint8)
 
 
 def check_labels(image: np.ndarray, labels: np.ndarray, *, name: str = "image") -> None:
@@ -87,8 +82,9 @@ def _check_classes(labels: list[np.ndarray]) -> None:
         raise NanowireSSLError("only background pixels (label 1) are painted: paint some nanowire (label 2) too")
 
 
-def training_data(images, labels) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Normalised 2D images and uint8 labels, checked (one-line errors naming the image)."""
+def training_data(images, labels, names=None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Normalised 2D images and uint8 labels, checked (one-line errors naming the image: its file or
+    layer from ``names``, else its number)."""
     if len(images) != len(labels):
         raise NanowireSSLError(f"got {len(images)} images but {len(labels)} label arrays")
     if not images:
@@ -96,7 +92,7 @@ def training_data(images, labels) -> tuple[list[np.ndarray], list[np.ndarray]]:
     out_images, out_labels = [], []
     for i, (image, lab) in enumerate(zip(images, labels)):
         image, lab = np.asarray(image), np.asarray(lab)
-        name = f"image {i}"
+        name = names[i] if names is not None else f"image {i}"
         if image.ndim != 2:
             raise NanowireSSLError(f"{name}: expected a 2D grayscale image, got shape {image.shape}")
         check_network_input(image, name=name)
@@ -108,11 +104,13 @@ def training_data(images, labels) -> tuple[list[np.ndarray], list[np.ndarray]]:
 
 
 def make_trainer(encoder: Encoder, images: list[np.ndarray], labels: list[np.ndarray], *,
-                 model: str = DEFAULT_MODEL, previous=None, seed: int = 0, device="cpu", crop: int = 256, **kwargs):
+                 model: str = DEFAULT_MODEL, previous=None, seed: int = 0, device="cpu", crop: int = 256,
+                 names=None, **kwargs):
     """The trainer every caller uses: :data:`MODELS` ``auto`` (the default) trains the pixel classifiers
     of :mod:`.pixel_classifier` and keeps the one that validates better on held-out labels; ``filters``
     or ``filters+encoder`` trains that one; ``decoder`` the U-Net decoder (:class:`SegmentationTrainer`,
-    ``kwargs`` go to it). ``previous``: a model loaded from a file, trained on (its kind wins)."""
+    ``kwargs`` go to it). ``previous``: a model loaded from a file, trained on (its kind wins).
+    ``names``: the images' files or layers, for error messages."""
     from .pixel_classifier import KINDS, PixelClassifier, PixelTrainer
 
     if model not in MODELS:
@@ -120,8 +118,9 @@ def make_trainer(encoder: Encoder, images: list[np.ndarray], labels: list[np.nda
     if isinstance(previous, SegmentationModel) or (previous is None and model == "decoder"):
         if previous is not None:
             kwargs.update(decoder=previous.decoder, unfreeze_last_stage=previous.unfreeze_last_stage)
-        return SegmentationTrainer(encoder, images, labels, seed=seed, device=device, crop=crop, **kwargs)
-    images, labels = training_data(images, labels)
+        return SegmentationTrainer(encoder, images, labels, seed=seed, device=device, crop=crop, names=names,
+                                   **kwargs)
+    images, labels = training_data(images, labels, names)
     kinds = KINDS if model == "auto" else (model,)
     return PixelTrainer(encoder, images, labels, kinds=kinds, seed=seed, device=device,
                         previous=previous if isinstance(previous, PixelClassifier) else None)
@@ -188,12 +187,13 @@ class SegmentationTrainer:
         unfreeze_last_stage: bool = False,
         crops_per_image: int = 8,
         cache_mb: float = 1024,
+        names=None,
     ):
         if crop < STRIDE or crop % STRIDE:
             raise NanowireSSLError(f"crop must be a positive multiple of {STRIDE} px, got {crop}")
         if batch_size < 1:
             raise NanowireSSLError(f"batch size must be at least 1, got {batch_size}")
-        self.images, self.painted = training_data(images, labels)
+        self.images, self.painted = training_data(images, labels, names)
         self.labels = list(self.painted)  # what the loss sees: painted, plus confident ones when self-training
         self.device = select_device(device)
         self.encoder_hash = tensor_hash(encoder.state_dict())

@@ -34,6 +34,7 @@ from ..errors import NanowireSSLError
 from ..io.normalize import check_network_input, normalize
 from ..models.decoder import STRIDE
 from ..models.device import autocast_context, select_device
+from .policy import DEFAULT_TILE, tile_overlap
 
 
 def tile_starts(n: int, tile: int, overlap: int) -> list[int]:
@@ -65,8 +66,8 @@ def predict_tiled(
     model: nn.Module,
     image: np.ndarray,
     *,
-    tile: int = 512,
-    overlap: int = 64,
+    tile: int = DEFAULT_TILE,
+    overlap: int | None = None,
     batch_size: int = 4,
     device: str | torch.device | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -83,6 +84,7 @@ def predict_tiled(
     ``should_stop()`` is asked before every batch and, when true, the
     prediction stops and ``None`` is returned.
     """
+    overlap = tile_overlap(tile) if overlap is None else overlap
     tile = max(tile, getattr(model, "min_tile", 0))
     _check_options(tile, overlap, batch_size)
     image = np.asarray(image)
@@ -149,8 +151,9 @@ def segment_image(model: nn.Module, image: np.ndarray, *, threshold: float = 0.5
     ``on_fallback`` each time in a line for the user; out of memory on the
     CPU with the smallest tiles, it stops with a one-line error.
     """
-    tile, batch_size = kwargs.pop("tile", 512), kwargs.pop("batch_size", 4)
-    overlap = kwargs.pop("overlap", 64)
+    tile, batch_size = kwargs.pop("tile", DEFAULT_TILE), kwargs.pop("batch_size", 4)
+    overlap = kwargs.pop("overlap", None)
+    overlap = tile_overlap(tile) if overlap is None else overlap
     while True:
         try:
             prob = predict_tiled(model, image, tile=tile, batch_size=batch_size, overlap=min(overlap, tile // 2),

@@ -13,7 +13,8 @@ import numpy as np
 from ..errors import NanowireSSLError
 
 # The encoders downsample by 32: smaller images have no deepest feature map.
-MIN_SIDE_PX = 32
+ENCODER_STRIDE = 32
+MIN_SIDE_PX = ENCODER_STRIDE
 
 
 def normalize(image: np.ndarray, *, low: float = 0.5, high: float = 99.5, name: str = "image") -> np.ndarray:

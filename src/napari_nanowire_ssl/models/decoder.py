@@ -28,9 +28,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..io.normalize import ENCODER_STRIDE
 from .encoder import Encoder
 
-STRIDE = 32  # total downsampling of the encoder
+STRIDE = ENCODER_STRIDE  # total downsampling of the encoder
 WIRE_PRIOR = 0.12  # initial wire probability of the head (see the module docstring)
 
 
