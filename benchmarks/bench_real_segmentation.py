@@ -79,6 +79,7 @@ def ours(encoder, images, labels, tests, truths, *, model: str, steps: int, seed
     net = trainer.restore_best()
     secs = time.perf_counter() - t0
     d = [dice(predict_tiled(net, im) > 0.5, t) for im, t in zip(tests, truths)]
+    log(f"  {trainer.choice_line()}")
     return d, getattr(net, "kind", "decoder"), secs
 
 
