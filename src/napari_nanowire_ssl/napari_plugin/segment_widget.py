@@ -30,17 +30,17 @@ from magicgui.widgets import (
     PushButton,
     SpinBox,
 )
-from napari.layers import Image, Labels
+from napari.layers import Labels
 from napari.qt.threading import thread_worker
-from napari.utils.notifications import show_error, show_info, show_warning
+from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import QObject, Signal
 
 from ..errors import NanowireSSLError
 from ..fewshot.features import encoder_identity
+from ..fewshot.policy import self_training_steps, training_crop
 from ..fewshot.segment import (
     DEFAULT_MODEL,
     MODELS,
-    NANOWIRE,
     SELF_TRAINING_STEPS,
     check_labels,
     load_decoder,
@@ -49,11 +49,13 @@ from ..fewshot.segment import (
     save_decoder,
 )
 from ..fewshot.tiling import predict_tiled, segment_image
-from ..models.decoder import STRIDE
+from ..labels import NANOWIRE
 from ..session import session_for
 from .batch_widget import batch_worker, folder_job
-from .encoder_widget import check_gray_2d, device_combo
-from .workers import track
+from .encoder_widget import device_combo
+from ..io.normalize import check_network_input, normalize
+from .layers import full_resolution, image_layers, image_pixels, image_problem, layer_name, placement
+from .workers import Job, report_error, reports_errors
 
 OUTPUT_OF = "nanowire_ssl_segmentation_of"  # output layer metadata: name of the image
 OUTPUT_KIND = "nanowire_ssl_segmentation"  # "probability" or "nanowires"
@@ -63,13 +65,7 @@ STYLES = {"probability": {"colormap": "magma", "opacity": 0.5, "contrast_limits"
 HELP = "Scribbles: paint 2 = nanowire, 1 = background, 0 = leave unlabelled"
 NO_MODEL = "No trained decoder: paint scribbles and press Train, or load a decoder"
 PROGRESS_MAX = 1000
-CROP = 256  # training crop (px); smaller images use one crop of their own size
 BRUSH_SIZE = 3  # px: no wider than the thin (2-3 px) wires of SEM films; widen it for open background
-
-
-def image_data(layer) -> np.ndarray:
-    """The pixels of an image or labels layer (the full resolution of a multiscale one)."""
-    return np.asarray(layer.data[0] if layer.multiscale else layer.data)
 
 
 def shape_text(shape) -> str:
@@ -90,8 +86,6 @@ class SegmentWidget(Container):
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.trainer = None
-        self.worker = None
-        self._stop = threading.Event()
         self._placeholders = []  # output layers added hidden before training, shown when their data come
         self._tiles = _TileProgress()
         self._tiles.advanced.connect(self._set_progress)
@@ -127,6 +121,9 @@ class SegmentWidget(Container):
         self.decoder_file = FileEdit(label="decoder file", mode="w", filter="Model files (*.safetensors)")
         self.save_button = PushButton(text="Save decoder")
         self.load_button = PushButton(text="Load decoder")
+        self.job = Job(napari_viewer, [self.train_button, self.predict_button, self.predict_all_button,
+                                       self.predict_folder_button, self.load_button, self.save_button],
+                       self.stop_button)
         for label in (self.help, self.status):
             label.native.setWordWrap(True)
         self.extend([
@@ -158,8 +155,17 @@ class SegmentWidget(Container):
 
     # --- layers ---------------------------------------------------------------------------
 
+    @property
+    def worker(self):
+        """The running worker (None when idle)."""
+        return self.job.worker if self.job.busy else None
+
+    @property
+    def _stop(self) -> threading.Event:
+        return self.job.stop_flag
+
     def _image_layers(self, _=None) -> list:
-        return [layer for layer in self.viewer.layers if isinstance(layer, Image) and OUTPUT_OF not in layer.metadata]
+        return [layer for layer in image_layers(self.viewer) if OUTPUT_OF not in layer.metadata]
 
     def _scribble_layers(self, _=None) -> list:
         return [layer for layer in self.viewer.layers if isinstance(layer, Labels) and OUTPUT_OF not in layer.metadata]
@@ -168,15 +174,13 @@ class SegmentWidget(Container):
         self.image.reset_choices()
         self.scribbles.reset_choices()
 
+    @reports_errors
     def new_scribble_layer(self) -> None:
         """Add an empty Labels layer ``<image> scribbles`` with the nanowire brush (2) selected."""
+        image = self._checked_image(self.image.value)
         layer = self.image.value
-        problem = check_gray_2d(layer)
-        if problem:
-            show_error(problem)
-            return
-        scribbles = self.viewer.add_labels(np.zeros(image_data(layer).shape, np.uint8), name=f"{layer.name} scribbles",
-                                           scale=layer.scale, translate=layer.translate)
+        scribbles = self.viewer.add_labels(np.zeros(image.shape, np.uint8), name=f"{layer.name} scribbles",
+                                           **placement(layer))
         scribbles.selected_label = 2
         scribbles.brush_size = BRUSH_SIZE
         scribbles.mode = "paint"
@@ -226,14 +230,15 @@ class SegmentWidget(Container):
         layer = self._find_output(source, kind)
         if layer is not None:
             layer.data = data
-            if not (np.array_equal(layer.scale, source.scale) and np.array_equal(layer.translate, source.translate)):
-                layer.scale, layer.translate = source.scale, source.translate  # each assignment redraws
+            where = placement(source)
+            if not (np.array_equal(layer.scale, where["scale"]) and np.array_equal(layer.translate, where["translate"])):
+                layer.scale, layer.translate = where["scale"], where["translate"]  # each assignment redraws
             return layer
         add = self.viewer.add_image if kind == "probability" else self.viewer.add_labels
         style = dict(STYLES[kind])
         if kind == "nanowires":
             style["colormap"] = self._wire_colormap()
-        return add(data, name=f"{source.name} {KIND_NAMES[kind]}", scale=source.scale, translate=source.translate,
+        return add(data, name=f"{source.name} {KIND_NAMES[kind]}", **placement(source),
                    metadata={OUTPUT_OF: source.name, OUTPUT_KIND: kind}, visible=visible, **style)
 
     def _wire_colormap(self):
@@ -260,40 +265,43 @@ class SegmentWidget(Container):
         self.batch_size.value = settings.batch_size
 
     def _checked_image(self, layer) -> np.ndarray:
-        problem = check_gray_2d(layer)
+        """The layer's pixels, or a one-line error naming it (colour, stack, too small, constant...)."""
+        problem = image_problem(layer)
         if problem:
             raise NanowireSSLError(problem)
-        return image_data(layer)
+        image = image_pixels(layer)
+        check_network_input(image, name=layer_name(layer))
+        normalize(image, name=layer_name(layer))  # a constant or all-NaN image, named before any work starts
+        return image
 
     # --- training -------------------------------------------------------------------------
 
+    @reports_errors
     def train(self) -> None:
         """Train on the chosen image and scribbles (continuing from the current decoder)."""
-        try:
-            layer, scribbles = self.image.value, self.scribbles.value
-            image = self._checked_image(layer)
-            if scribbles is None:
-                raise NanowireSSLError("No scribble layer: press 'New scribble layer' and paint 2 = nanowire, "
-                                       "1 = background")
-            labels = image_data(scribbles)
-            if labels.shape != image.shape:
-                raise NanowireSSLError(f"Layer '{scribbles.name}' is {shape_text(labels.shape)} but image "
-                                       f"'{layer.name}' is {shape_text(image.shape)}")
-            check_labels(image, labels, name=f"Layer '{scribbles.name}'")
-            encoder = self.session.active_encoder()
-            crop = min(CROP, -(-max(image.shape) // STRIDE) * STRIDE)  # no padding work on small images
-            self.trainer = make_trainer(encoder, [image], [labels.copy()], model=self.model_kind.value,
-                                        previous=self.model, crop=crop, batch_size=self.batch_size.value,
-                                        device=self.device.value)
-        except NanowireSSLError as exc:
-            show_error(str(exc))
-            return
+        layer, scribbles = self.image.value, self.scribbles.value
+        image = self._checked_image(layer)
+        if scribbles is None:
+            raise NanowireSSLError("No scribble layer: press 'New scribble layer' and paint 2 = nanowire, "
+                                   "1 = background")
+        labels = full_resolution(scribbles)
+        if labels.shape != image.shape:
+            raise NanowireSSLError(f"Layer '{scribbles.name}' is {shape_text(labels.shape)} but image "
+                                   f"'{layer.name}' is {shape_text(image.shape)}")
+        check_labels(image, labels, name=f"Layer '{scribbles.name}'")
+        encoder = self.session.active_encoder()
+        self.trainer = make_trainer(encoder, [image], [labels.copy()], model=self.model_kind.value,
+                                    previous=self.model, crop=training_crop([image]),
+                                    batch_size=self.batch_size.value, device=self.device.value,
+                                    names=[f"Layer '{layer.name}'"])
         self._add_placeholders(layer, image.shape)
-        n_steps, self_training = self.n_steps.value, self.self_training.value if self.trainer.has_unpainted else 0
-        worker = _train(self.trainer, image, n_steps, self_training, self.preview_every.value, self._stop)
-        worker.yielded.connect(lambda item: self._on_step(layer, n_steps, *item))
-        worker.returned.connect(lambda result: self._on_trained(layer, result))
-        self._start(worker, f"training on '{layer.name}'…", total=n_steps + self_training)
+        n_steps = self.n_steps.value
+        self_training = self_training_steps(self.self_training.value, self.trainer.has_unpainted)
+        worker = _train(self.trainer, image, n_steps, self_training, self.preview_every.value,
+                        self.session.settings.tile, self._stop)
+        self._start(worker, f"training on '{layer.name}'…", total=n_steps + self_training,
+                    yielded=lambda item: self._on_step(layer, n_steps, *item),
+                    returned=lambda result: self._on_trained(layer, result))
 
     def _on_step(self, layer, n_steps: int, event, prob) -> None:
         if prob is not None:
@@ -319,19 +327,17 @@ class SegmentWidget(Container):
 
     # --- prediction -----------------------------------------------------------------------
 
+    @reports_errors
     def predict(self) -> None:
         """Predict the chosen image."""
-        try:
-            self._predict_layers([self.image.value])
-        except NanowireSSLError as exc:
-            show_error(str(exc))
+        self._predict_layers([self.image.value])
 
+    @reports_errors
     def predict_all(self) -> None:
         """Predict every open 2D grayscale image."""
-        layers = [layer for layer in self._image_layers() if check_gray_2d(layer) is None]
+        layers = self._image_layers()
         if not layers:
-            show_error("No 2D grayscale image layer open: open images first")
-            return
+            raise NanowireSSLError("No 2D grayscale image layer open: open images first")
         self._predict_layers(layers)
 
     def _predict_layers(self, layers) -> None:
@@ -351,68 +357,49 @@ class SegmentWidget(Container):
                 yield layer, *result
             return len(jobs)
 
-        worker = run()
-        worker.yielded.connect(lambda item: self._show(*item))
-        worker.returned.connect(lambda n: setattr(self.status, "value", f"predicted {n} of {len(jobs)} image(s)"))
-        self._start(worker, f"predicting {len(jobs)} image(s)…", total=len(jobs))
+        self._start(run(), f"predicting {len(jobs)} image(s)…", total=len(jobs), yielded=lambda item: self._show(*item),
+                    returned=lambda n: setattr(self.status, "value", f"predicted {n} of {len(jobs)} image(s)"))
 
+    @reports_errors
     def predict_folder(self) -> None:
         """Segment and measure every image of the input folder (see :mod:`..batch`): the output folder
         gets ``masks/<stem>.tif`` (uint8, 1 = nanowire), ``overlays/<stem>.png`` and ``results.csv``."""
         from ..bundle import Bundle
 
-        try:
-            if self.model is None:
-                raise NanowireSSLError(NO_MODEL)
-            bundle = Bundle(self.model.encoder, self.session.encoder_source, decoder=self.model,
-                            options=self.session.result_options())
-            files, dst = folder_job(self.input_folder.value, self.output_folder.value)
-        except NanowireSSLError as exc:
-            show_error(str(exc))
-            return
-        worker = batch_worker(bundle, files, dst, self._stop)
-        worker.yielded.connect(lambda event: self._set_progress(event.fraction))
-        worker.returned.connect(lambda rows: self._folder_done(dst, len(files), rows))
-        self._start(worker, f"predicting {len(files)} file(s)…", total=len(files))
+        if self.model is None:
+            raise NanowireSSLError(NO_MODEL)
+        bundle = Bundle(self.model.encoder, self.session.encoder_source, decoder=self.model,
+                        options=self.session.result_options())
+        files, dst = folder_job(self.input_folder.value, self.output_folder.value)
+        self._start(batch_worker(bundle, files, dst, self._stop), f"predicting {len(files)} file(s)…",
+                    total=len(files), yielded=lambda event: self._set_progress(event.fraction),
+                    returned=lambda rows: self._folder_done(dst, len(files), rows))
 
     def _folder_done(self, dst: Path, total: int, rows: list[dict]) -> None:
         failed = [row["error"] for row in rows if row["error"]]
         self.status.value = f"wrote {len(rows) - len(failed)} of {total} mask(s) to {dst / 'masks'}"
         if failed:
-            show_error(f"{len(failed)} file(s) could not be segmented: {failed[0]}")
+            report_error(f"{len(failed)} file(s) could not be segmented: {failed[0]}")
 
     # --- workers --------------------------------------------------------------------------
 
-    def _start(self, worker, status: str, total: int) -> None:
-        self.worker = worker
-        self._stop.clear()
-        track(self.viewer, worker, self._stop, f"Segment nanowires: {status}", total)
-        worker.errored.connect(lambda exc: show_error(f"Failed: {exc}"))
-        worker.finished.connect(self._on_finished)
-        self._set_busy(True)
+    def _start(self, worker, status: str, total: int, *, yielded, returned) -> None:
         self._set_progress(0.0)
         self.status.value = status
-        worker.start()
+        self.job.start(worker, f"Segment nanowires: {status}", total=total, yielded=yielded, returned=returned,
+                       failed="Failed", finished=self._on_finished)
 
     def stop(self) -> None:
         """Ask the running worker to stop (training keeps its best state)."""
-        self._stop.set()
+        self.job.stop()
         self.status.value = "stopping…"
 
     def _set_progress(self, fraction: float) -> None:
         self.progress.value = int(round(fraction * PROGRESS_MAX))
 
-    def _set_busy(self, busy: bool) -> None:
-        for button in (self.train_button, self.predict_button, self.predict_all_button, self.predict_folder_button,
-                       self.load_button, self.save_button):
-            button.enabled = not busy
-        self.stop_button.enabled = busy
-
     def _on_finished(self) -> None:
-        """Re-enable the buttons and drop the trainer (its optimiser state and feature cache)."""
-        self._set_busy(False)
+        """Drop the trainer (its optimiser state and feature cache)."""
         self.trainer = None
-        self.worker = None
 
     # --- decoder files --------------------------------------------------------------------
 
@@ -422,33 +409,27 @@ class SegmentWidget(Container):
             raise NanowireSSLError("Choose a decoder file first (the 'decoder file' field)")
         return path
 
+    @reports_errors
     def save(self) -> None:
         """Write the current decoder to the decoder file."""
-        try:
-            if self.model is None:
-                raise NanowireSSLError(NO_MODEL)
-            path = self._decoder_path()
-            save_decoder(self.model, path, encoder_hash=encoder_identity(self.model.encoder))
-        except (NanowireSSLError, OSError) as exc:
-            show_error(str(exc))
-            return
+        if self.model is None:
+            raise NanowireSSLError(NO_MODEL)
+        path = self._decoder_path()
+        save_decoder(self.model, path, encoder_hash=encoder_identity(self.model.encoder))
         show_info(f"Decoder saved to {path}")
 
+    @reports_errors
     def load(self) -> None:
         """Load a decoder trained on the active encoder (another encoder's is refused)."""
-        try:
-            path = self._decoder_path()
-            model = load_decoder(path, self.session.active_encoder())
-        except (NanowireSSLError, OSError) as exc:
-            show_error(str(exc))
-            return
+        path = self._decoder_path()
+        model = load_decoder(path, self.session.active_encoder())
         self.session.set_decoder(model)
         self.status.value = f"decoder loaded from {path.name}: {model_description(model)}"
         show_info(f"Decoder loaded from {path}")
 
 
 @thread_worker(start_thread=False)
-def _train(trainer, image: np.ndarray, n_steps: int, self_training: int, preview_every: int,
+def _train(trainer, image: np.ndarray, n_steps: int, self_training: int, preview_every: int, tile: int,
            stop: threading.Event):
     """Generator worker: yields ``(event, None)`` per step (``self_training`` steps after ``n_steps``) and
     ``(None, probability)`` every ``preview_every`` steps; returns ``(probability, mask)`` of the best
@@ -458,10 +439,10 @@ def _train(trainer, image: np.ndarray, n_steps: int, self_training: int, preview
         if stop.is_set():
             break
         if preview_every and (event.step + 1) % preview_every == 0 and event.step + 1 < event.n_steps:
-            prob = predict_tiled(trainer.model, image, should_stop=stop.is_set)
+            prob = predict_tiled(trainer.model, image, tile=tile, should_stop=stop.is_set)
             if prob is not None:
                 yield None, prob
     model = trainer.restore_best()
     if stop.is_set():
         return None
-    return segment_image(model, image, should_stop=stop.is_set)
+    return segment_image(model, image, tile=tile, should_stop=stop.is_set)

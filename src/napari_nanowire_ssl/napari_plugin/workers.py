@@ -140,10 +140,7 @@ class Job:
         self.stop_button = stop_button
         self.stop_flag = threading.Event()
         self.worker = None
-
-    @property
-    def busy(self) -> bool:
-        return self.worker is not None and self.worker.is_running
+        self.busy = False  # from start until the worker's finished signal (is_running lags the start)
 
     def start(self, worker, description: str, *, total: int = 0, yielded=None, returned=None,
               failed: str = "Failed", finished=None) -> None:
@@ -170,6 +167,7 @@ class Job:
         self.stop_flag.set()
 
     def _set_busy(self, busy: bool) -> None:
+        self.busy = busy
         for button in self.start_buttons:
             button.enabled = not busy
         if self.stop_button is not None:
