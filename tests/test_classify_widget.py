@@ -183,11 +183,16 @@ def test_suggested_anchors_are_untagged_images(make_napari_viewer, qtbot, encode
 def test_feature_map_points_update_in_place_and_show_the_clicked_image(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     add_images(viewer, seeds=(0, 1))
-    viewer.add_image(np.zeros((64, 64, 3), np.uint8), name="colour", rgb=True)
+    colour = np.random.default_rng(0).integers(0, 255, (64, 64, 3)).astype(np.uint8)
+    viewer.add_image(colour, name="colour", rgb=True)  # channels differ: not a micrograph
     viewer.add_image(np.zeros((3, 64, 64), np.float32), name="stack")
     widget = make_widget(viewer)
     offered = [layer.name for layer in widget.layer.choices]
     assert len(offered) == 8 and "colour" not in offered and "stack" not in offered
+    # Choosing an image in the picker shows it (the others hidden) and selects it.
+    widget.layer.value = viewer.layers["network 1"]
+    assert viewer.layers["network 1"].visible and viewer.layers.selection.active is viewer.layers["network 1"]
+    assert not viewer.layers["network 0"].visible
     tag(widget, "network 0", "network")
     tag(widget, "bundle 0", "bundle")
     finish(widget, qtbot, widget.suggest)

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, PushButton
-from napari.layers import Image
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import QSizePolicy
@@ -32,7 +31,7 @@ from ..fewshot.classify import LinearHead, is_uncertain, label_next
 from ..fewshot.embedding import embed_2d
 from ..fewshot.features import FeatureCache, block_weights, feature_blocks, image_features
 from ..session import session_for
-from .encoder_widget import check_gray_2d
+from .layers import image_layers, image_pixels, show_layer
 from .tables import results_table
 from .workers import track
 
@@ -57,11 +56,6 @@ def parse_classes(text: str) -> list[str]:
     return list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
 
 
-def image_data(layer) -> np.ndarray:
-    """The 2D pixels of a grayscale image layer (the full resolution of a multiscale one)."""
-    return np.asarray(layer.data[0] if layer.multiscale else layer.data)
-
-
 def class_colour(name: str, classes: list[str]) -> str:
     """The map colour of a class (grey for untagged images and unknown classes)."""
     return PALETTE[classes.index(name) % len(PALETTE)] if name in classes else UNTAGGED_COLOUR
@@ -80,7 +74,8 @@ class ClassifyWidget(Container):
         self.classes = LineEdit(label="classes", value=DEFAULT_CLASSES,
                                 tooltip="Class names, separated by commas")
         self.layer = ComboBox(label="image", choices=self._image_layers,
-                              tooltip="2D grayscale image layer to tag (RGB images and stacks are not offered)")
+                              tooltip="2D grayscale image layer to tag (gray images saved as RGB are converted; "
+                                      "colour images and stacks are not offered)")
         self.tag_class = ComboBox(label="class", choices=self._class_choices,
                                   tooltip=f"Class of the image; {UNTAGGED} removes its tag")
         self.tag_button = PushButton(text="Tag")
@@ -111,6 +106,7 @@ class ClassifyWidget(Container):
                                layout="horizontal", labels=False),
                      self.legend, self.status, self.table, Container(widgets=[self.csv_file]), self.export_button])
         self.classes.changed.connect(self._classes_changed)
+        self.layer.changed.connect(lambda layer: show_layer(self.viewer, layer))
         self.tag_button.changed.connect(self.tag)
         self.train_button.changed.connect(self.train)
         self.classify_button.changed.connect(self.classify)
@@ -126,8 +122,8 @@ class ClassifyWidget(Container):
     # --- layers, classes, tags --------------------------------------------------------------
 
     def _image_layers(self, _=None) -> list:
-        """Open 2D grayscale image layers."""
-        return [layer for layer in self.viewer.layers if isinstance(layer, Image) and check_gray_2d(layer) is None]
+        """Open 2D grayscale image layers (gray images saved as RGB included)."""
+        return [layer for layer in image_layers(self.viewer) if not layer.metadata.get(MAP_KEY)]
 
     def _class_choices(self, _=None) -> list[str]:
         return [*parse_classes(self.classes.value), UNTAGGED]
@@ -201,7 +197,7 @@ class ClassifyWidget(Container):
         except NanowireSSLError as exc:
             show_error(str(exc))
             return
-        images, names, cache = [image_data(layer) for layer in layers], [layer.name for layer in layers], self.cache
+        images, names, cache = [image_pixels(layer) for layer in layers], [layer.name for layer in layers], self.cache
 
         @thread_worker(start_thread=False)
         def work():
