@@ -153,13 +153,11 @@ def test_saved_head_predicts_identically_and_refuses_another_encoder(encoders, t
         LinearHead.load(tmp_path / "enc.safetensors")
 
 
-def test_training_hundreds_of_images_is_fast():
-    import time
-
+def test_training_on_hundreds_of_images_separates_their_classes():
+    """400 images of 4 classes (the head's speed is a benchmark's business, not a test's)."""
     feats, labels = blobs(100, {"a": 0.0, "b": 0.2, "c": 0.4, "d": 0.6}, dim=512, spread=1.0)
-    t0 = time.perf_counter()
-    LinearHead().fit(feats, labels)
-    assert time.perf_counter() - t0 < 5.0  # typically ~0.2 s; generous for a shared 2-core machine
+    head = LinearHead().fit(feats, labels)
+    assert (head.predict(feats) == labels).mean() > 0.95
 
 
 def test_anchors_cover_every_blob_first():
