@@ -435,8 +435,7 @@ def decoder_from_state(tensors: dict, meta: dict, encoder: Encoder, *, source: s
         decoder = UNetDecoder(meta["encoder_channels"], width=meta["width"], max_width=meta["max_width"])
         model = SegmentationModel(encoder, decoder, unfreeze_last_stage=bool(meta.get("unfreeze_last_stage", False)))
     else:
-        model = PixelClassifier(encoder, use_encoder=bool(meta["use_encoder"]), hidden=int(meta["hidden"]),
-                                components=list(meta["components"]), sigmas=tuple(meta["sigmas"]))
+        model = PixelClassifier.from_config(encoder, meta)  # the one rebuild of a pixel model's metadata
         model.validation = dict(meta.get("validation", {}))
     model = model.to(next(encoder.parameters()).device)
     expected = model.trainable_state()
