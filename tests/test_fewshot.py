@@ -8,7 +8,8 @@ import torch
 
 from napari_nanowire_ssl.errors import NanowireSSLError
 from napari_nanowire_ssl.fewshot.evaluation import fewshot_accuracy
-from napari_nanowire_ssl.fewshot.features import PooledFeatures, dihedral, image_features, tiles_of, views_of
+from napari_nanowire_ssl.fewshot.features import PooledFeatures, image_features, tiles_of, views_of
+from napari_nanowire_ssl.fewshot.symmetry import dihedral
 from napari_nanowire_ssl.models.encoder import Encoder, encode_images
 
 

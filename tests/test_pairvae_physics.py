@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_nanowire_ssl.errors import NanowireSSLError
-from napari_nanowire_ssl.fewshot.segment import dihedral
+from napari_nanowire_ssl.fewshot.symmetry import dihedral
 from napari_nanowire_ssl.pairvae.metrics import autocorrelation, grouped_errors, s2_mae, two_point_correlation
 from napari_nanowire_ssl.pairvae.morphologies import MORPHOLOGIES, generate_morphology
 from napari_nanowire_ssl.pairvae.scattering import (

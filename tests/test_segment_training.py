@@ -8,11 +8,11 @@ from napari_nanowire_ssl.errors import ModelFileError, NanowireSSLError
 from napari_nanowire_ssl.fewshot.metrics import dice
 from napari_nanowire_ssl.fewshot.segment import (
     SegmentationTrainer,
-    dihedral,
     load_decoder,
     masked_loss,
     save_decoder,
 )
+from napari_nanowire_ssl.fewshot.symmetry import dihedral
 from napari_nanowire_ssl.labels import labels_from_mask
 from napari_nanowire_ssl.fewshot.tiling import predict_tiled
 from napari_nanowire_ssl.models.encoder import Encoder

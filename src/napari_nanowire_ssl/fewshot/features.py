@@ -48,6 +48,7 @@ from torch import nn
 
 from ..io.normalize import check_network_input, normalize
 from ..models.encoder import encode_images
+from .symmetry import dihedral
 from .texture import TEXTURE, texture_features, texture_names
 
 DEFAULT_TILE = 512
@@ -120,12 +121,6 @@ def tiles_of(image: np.ndarray, tile: int = DEFAULT_TILE, max_tiles: int = DEFAU
     if len(corners) > max_tiles:  # evenly spread subset
         corners = [corners[k] for k in np.linspace(0, len(corners) - 1, max_tiles).round().astype(int)]
     return [image[y:y + tile, x:x + tile] for y, x in corners]
-
-
-def dihedral(image: np.ndarray, k: int) -> np.ndarray:
-    """``image`` turned ``k % 4`` quarter turns, then flipped left-right if ``k % 8 >= 4``."""
-    turned = np.rot90(image, k % 4)
-    return np.ascontiguousarray(turned[:, ::-1] if k % 8 >= 4 else turned)
 
 
 def views_of(image: np.ndarray, tile: int = DEFAULT_TILE, max_tiles: int = DEFAULT_MAX_TILES) -> list[np.ndarray]:

@@ -48,6 +48,7 @@ from torch.nn import functional as F
 from ..errors import ModelFileError, NanowireSSLError
 from ..io.normalize import check_network_input, normalize
 from ..labels import BACKGROUND, NANOWIRE, UNLABELLED
+from .symmetry import dihedral
 from ..models.decoder import STRIDE, SegmentationModel, UNetDecoder
 from ..models.device import autocast_context, select_device
 from ..models.encoder import Encoder
@@ -124,13 +125,6 @@ def make_trainer(encoder: Encoder, images: list[np.ndarray], labels: list[np.nda
     kinds = KINDS if model == "auto" else (model,)
     return PixelTrainer(encoder, images, labels, kinds=kinds, seed=seed, device=device,
                         previous=previous if isinstance(previous, PixelClassifier) else None)
-
-
-def dihedral(a: np.ndarray, t: int) -> np.ndarray:
-    """Transform ``t`` in 0..7 of the square's symmetry group on the last two axes:
-    ``t % 4`` quarter turns, then a left-right flip when ``t >= 4``."""
-    a = np.rot90(a, t % 4, axes=(-2, -1))
-    return np.ascontiguousarray(a[..., ::-1] if t >= 4 else a)
 
 
 def masked_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -90,13 +90,13 @@ def log_scale(counts: np.ndarray) -> np.ndarray:
 
 
 def saxs_dihedral(pattern: np.ndarray, t: int) -> np.ndarray:
-    """The pattern of a morphology transformed by ``fewshot.segment.dihedral(., t)``.
+    """The pattern of a morphology transformed by ``fewshot.symmetry.dihedral(., t)``.
 
     Rotating or flipping the sample rotates or flips q about q = 0, which sits
     at pixel ``N // 2``, not at the array's centre ``(N - 1) / 2``: the same
     array operation followed by the roll that brings q = 0 back in place is exact.
     """
-    from ..fewshot.segment import dihedral
+    from ..fewshot.symmetry import dihedral
 
     size = pattern.shape[-1]
     centre = np.zeros((size, size), bool)

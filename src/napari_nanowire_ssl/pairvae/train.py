@@ -35,7 +35,7 @@ import torch
 from torch.nn import functional as F
 
 from ..errors import NanowireSSLError
-from ..fewshot.segment import dihedral
+from ..fewshot.symmetry import dihedral
 from ..models.device import select_device
 from ..models.encoder import Encoder
 from ..ssl.losses import barlow_twins_loss
