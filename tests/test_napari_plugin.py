@@ -5,18 +5,29 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_nanowire_ssl.napari_plugin import encoder_widget as encoder_widget_module
 from napari_nanowire_ssl.napari_plugin.encoder_widget import EncoderWidget
 
 PLUGIN = "napari-nanowire-ssl"
 
 
 @pytest.fixture
-def errors(monkeypatch):
-    """Messages the widgets show with show_error."""
-    shown: list[str] = []
-    monkeypatch.setattr(encoder_widget_module, "show_error", shown.append)
-    return shown
+def errors(notices):
+    """The error messages the widgets showed (a view of the shared ``notices``)."""
+
+    class Errors:
+        def _all(self):
+            return [message for kind, message in notices if kind == "show_error"]
+
+        def __eq__(self, other):
+            return self._all() == other
+
+        def __len__(self):
+            return len(self._all())
+
+        def __getitem__(self, i):
+            return self._all()[i]
+
+    return Errors()
 
 
 @pytest.mark.parametrize("morphology", ["singular", "dispersed", "network", "bundle"])
@@ -74,14 +85,14 @@ def test_encoder_widget_shows_features_in_a_worker(make_napari_viewer, qtbot):
     assert widget.status.value.startswith("resnet18")
     widget.image.value = viewer.layers["synthetic network"]
     widget.show_features()
-    with qtbot.waitSignal(widget._worker.finished, timeout=60_000):
+    with qtbot.waitSignal(widget.features_job.worker.finished, timeout=60_000):
         pass
     layer = viewer.layers["synthetic network encoder features"]
     assert layer.rgb and layer.data.shape == (512, 512, 3)
     first = layer.data.copy()
     # Re-running updates the same layer instead of adding another.
     widget.show_features()
-    with qtbot.waitSignal(widget._worker.finished, timeout=60_000):
+    with qtbot.waitSignal(widget.features_job.worker.finished, timeout=60_000):
         pass
     assert len(viewer.layers) == 3
     np.testing.assert_allclose(viewer.layers["synthetic network encoder features"].data, first, atol=1e-5)
@@ -92,13 +103,18 @@ def test_encoder_widget_refuses_bad_layers_without_touching_them(make_napari_vie
     widget = EncoderWidget(viewer)
     widget.show_features()
     assert errors == ["No image layer: open an image first (File > Open, or File > Open Sample)"]
-    rgb = np.zeros((64, 64, 3), np.uint8)
-    viewer.add_image(rgb, name="photo", rgb=True)
-    widget.image.value = viewer.layers["photo"]
-    widget.show_features()
-    assert errors[-1] == ("Layer 'photo' is a colour (RGB) image: the models take grayscale micrographs; "
-                          "convert it to grayscale (for example with Fiji) and open it again")
-    assert len(viewer.layers) == 1 and (viewer.layers["photo"].data == 0).all()
+    # A colour picture is not offered; a gray image saved as RGB is.
+    rgb = np.random.default_rng(0).integers(0, 255, (64, 64, 3)).astype(np.uint8)
+    photo = viewer.add_image(rgb, name="photo", rgb=True)
+    gray = viewer.add_image(np.stack([rgb[..., 0]] * 3, -1), name="gray jpeg", rgb=True)
+    assert photo not in widget.image.choices and gray in widget.image.choices
+    assert len(viewer.layers) == 2 and (viewer.layers["photo"].data == rgb).all()
+
+
+def test_encoder_tab_names_the_encoder_it_will_use_before_any_is_loaded(make_napari_viewer):
+    widget = EncoderWidget(make_napari_viewer())
+    assert widget.encoder is None
+    assert widget.status.value == "the shipped default encoder (loaded when first used)"
 
 
 def test_encoder_widget_reports_a_bad_model_file(make_napari_viewer, errors, tmp_path):

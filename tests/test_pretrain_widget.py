@@ -154,13 +154,11 @@ def test_stopping_an_adaptation_keeps_a_usable_encoder(make_napari_viewer, qtbot
     assert np.isfinite(feats).all()
 
 
-def test_adapt_without_images_is_reported(make_napari_viewer, monkeypatch, tmp_path):
+def test_adapt_without_images_is_reported(make_napari_viewer, monkeypatch, notices, tmp_path):
     from napari_nanowire_ssl.napari_plugin import encoder_widget
 
-    errors = []
-    monkeypatch.setattr(encoder_widget, "show_error", errors.append)
     monkeypatch.setattr(encoder_widget, "ADAPTED_DIR", tmp_path / "adapted")
     widget = EncoderWidget(make_napari_viewer())
     widget.adapt()
-    assert errors == ["No grayscale image layer open: open images or choose a folder"]
+    assert notices == [("show_error", "No grayscale image layer open: open images or choose a folder")]
     assert widget.adapt_worker is None and widget.adapt_button.enabled and not (tmp_path / "adapted").exists()

@@ -20,7 +20,7 @@ from napari.utils.notifications import show_info, show_warning
 
 from ..errors import NanowireSSLError
 from ..session import session_for
-from .encoder_widget import device_combo
+from .controls import device_combo
 from .workers import Job, reports_errors
 
 PROGRESS_MAX = 1000

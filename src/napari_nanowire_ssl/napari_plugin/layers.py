@@ -85,6 +85,19 @@ def image_layers(viewer, *, stacks: bool = False) -> list:
     return out
 
 
+def open_images(viewer) -> tuple[list[np.ndarray], int]:
+    """The 2D images of every open micrograph layer (a stack gives its slices) and the layer count,
+    for training on what is open (pretraining, adaptation)."""
+    layers = image_layers(viewer, stacks=True)
+    if not layers:
+        raise NanowireSSLError("No grayscale image layer open: open images or choose a folder")
+    images = []
+    for layer in layers:
+        data = image_pixels(layer)
+        images.extend(list(data) if data.ndim == 3 else [data])
+    return images, len(layers)
+
+
 def is_mask_like(layer) -> bool:
     """A Labels layer, or a 2D gray Image layer with at most :data:`MAX_MASK_VALUES` distinct values."""
     if isinstance(layer, Labels):

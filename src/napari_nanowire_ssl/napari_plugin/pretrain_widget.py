@@ -20,7 +20,9 @@ from qtpy.QtWidgets import QWidget
 
 from ..errors import NanowireSSLError
 from ..session import session_for
-from .encoder_widget import BACKBONES, device_combo, open_layer_images
+from ..models.encoder import BACKBONES
+from .controls import device_combo
+from .layers import open_images
 from .workers import track
 
 OPEN_LAYERS, FOLDER = "open image layers", "folder"
@@ -100,7 +102,7 @@ class PretrainWidget(Container):
                 data = read_image(path).data
                 images.extend(data if data.ndim == 3 else [data])
             return images, f"folder {self.folder.value}"
-        images, n_layers = open_layer_images(self.viewer)
+        images, n_layers = open_images(self.viewer)
         return images, f"{n_layers} napari layers"
 
     def start(self) -> None:

@@ -52,7 +52,7 @@ from ..fewshot.tiling import predict_tiled, segment_image
 from ..labels import NANOWIRE
 from ..session import session_for
 from .batch_widget import batch_worker, folder_job
-from .encoder_widget import device_combo
+from .controls import device_combo
 from ..io.normalize import check_network_input, normalize
 from .layers import full_resolution, image_layers, image_pixels, image_problem, layer_name, placement
 from .workers import Job, report_error, reports_errors
