@@ -32,9 +32,12 @@ SEEDS = (0, 1, 2)
 
 @pytest.fixture
 def errors(monkeypatch):
-    """Messages the widget shows with show_error."""
+    """Messages the widget reports as errors (the one error path, workers.report_error)."""
+    from napari_nanowire_ssl.napari_plugin import workers
+
     shown: list[str] = []
-    monkeypatch.setattr(module, "show_error", shown.append)
+    monkeypatch.setattr(module, "report_error", lambda message: shown.append(str(message)))
+    monkeypatch.setattr(workers, "show_error", shown.append)
     return shown
 
 
@@ -292,6 +295,6 @@ def test_errors_change_nothing(make_napari_viewer, qtbot, errors, tmp_path):
     widget.csv_file.value = ""
     widget.export_csv()
     assert errors[-1] == "Choose a CSV file to write first (the 'CSV file' field)"
-    assert len(errors) == 10 and widget.head is None and widget._worker is None
+    assert len(errors) == 10 and widget.head is None and widget.job.worker is None
     assert [layer.name for layer in viewer.layers] == ["network 0", "bundle 0"]
     assert not any(PREDICTION_KEY in layer.metadata or ANCHOR_KEY in layer.metadata for layer in viewer.layers)

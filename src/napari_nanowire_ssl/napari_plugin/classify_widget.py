@@ -16,13 +16,12 @@ a Points layer in its own abstract 2D space, drawn to the right of the images
 from __future__ import annotations
 
 import csv
-import threading
 from pathlib import Path
 
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, PushButton
 from napari.qt.threading import thread_worker
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_info
 from qtpy.QtWidgets import QSizePolicy
 
 from ..errors import NanowireSSLError
@@ -33,7 +32,7 @@ from ..fewshot.features import FeatureCache, block_weights, feature_blocks, imag
 from ..session import session_for
 from .layers import image_layers, image_pixels, show_layer
 from .tables import results_table
-from .workers import track
+from .workers import Job, report_error
 
 TAG_KEY = "nanowire_ssl_class"
 PREDICTION_KEY = "nanowire_ssl_prediction"
@@ -69,7 +68,6 @@ class ClassifyWidget(Container):
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.cache = FeatureCache()
-        self._worker = None
         self._note = ""  # uncertain calls and label-next suggestions of the last classification
         self.classes = LineEdit(label="classes", value=DEFAULT_CLASSES,
                                 tooltip="Class names, separated by commas")
@@ -96,6 +94,8 @@ class ClassifyWidget(Container):
         self.table = results_table(TABLE_COLUMNS)
         self.csv_file = FileEdit(label="CSV file", mode="w", filter="CSV files (*.csv)")
         self.export_button = PushButton(text="Export CSV")
+        self.job = Job(napari_viewer, [self.train_button, self.classify_button, self.anchors_button, self.map_button,
+                                       self.export_button, self.tag_button])
         for label in (self.counts, self.legend, self.status):
             label.native.setWordWrap(True)
             label.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
@@ -153,7 +153,7 @@ class ClassifyWidget(Container):
         """Tag the chosen layer with the chosen class (or remove its tag)."""
         layer, name = self.layer.value, self.tag_class.value
         if layer is None:
-            show_error(NO_IMAGES)
+            report_error(NO_IMAGES)
             return
         if name == UNTAGGED:
             layer.metadata.pop(TAG_KEY, None)
@@ -195,7 +195,7 @@ class ClassifyWidget(Container):
         try:
             encoder = self.session.active_encoder()
         except NanowireSSLError as exc:
-            show_error(str(exc))
+            report_error(exc)
             return
         images, names, cache = [image_pixels(layer) for layer in layers], [layer.name for layer in layers], self.cache
 
@@ -204,19 +204,8 @@ class ClassifyWidget(Container):
             features = image_features(encoder, images, names=[f"Layer '{n}'" for n in names], cache=cache)
             return compute(features, encoder)
 
-        self._worker = work()
-        track(self.viewer, self._worker, threading.Event(), what)
-        self._worker.returned.connect(lambda result: done(layers, result))
-        self._worker.errored.connect(lambda exc: show_error(f"{what} failed: {exc}"))
-        self._worker.finished.connect(lambda: self._set_busy(False))
-        self._set_busy(True)
         self.status.value = f"{what}: encoding {len(layers)} image(s)…"
-        self._worker.start()
-
-    def _set_busy(self, busy: bool) -> None:
-        for button in (self.train_button, self.classify_button, self.anchors_button, self.map_button, self.export_button,
-                       self.tag_button):
-            button.enabled = not busy
+        self.job.start(work(), what, returned=lambda result: done(layers, result), failed=f"{what} failed")
 
     # --- train ----------------------------------------------------------------------------------
 
@@ -224,19 +213,19 @@ class ClassifyWidget(Container):
         """Train a head on the tagged images and classify every open grayscale image."""
         layers = self._image_layers()
         if not layers:
-            show_error(NO_IMAGES)
+            report_error(NO_IMAGES)
             return
         classes = parse_classes(self.classes.value)
         tagged = [layer for layer in layers if TAG_KEY in layer.metadata]
         for layer in tagged:
             if layer.metadata[TAG_KEY] not in classes:
-                show_error(f"Layer '{layer.name}' is tagged '{layer.metadata[TAG_KEY]}', which is not one of "
+                report_error(f"Layer '{layer.name}' is tagged '{layer.metadata[TAG_KEY]}', which is not one of "
                            f"the classes: tag it again or add the class")
                 return
         labels = [layer.metadata[TAG_KEY] for layer in tagged]
         used = [c for c in classes if c in labels]
         if len(used) < 2:
-            show_error("Tag images of at least two classes first")
+            report_error("Tag images of at least two classes first")
             return
         index = [layers.index(layer) for layer in tagged]
 
@@ -250,11 +239,11 @@ class ClassifyWidget(Container):
         """Classify every open grayscale image with the session's classifier."""
         layers = self._image_layers()
         if not layers:
-            show_error(NO_IMAGES)
+            report_error(NO_IMAGES)
             return
         head = self.head
         if head is None:
-            show_error("No classifier yet: tag images and press Train, or load a bundle")
+            report_error("No classifier yet: tag images and press Train, or load a bundle")
             return
         self._run(layers, lambda features, _: (head, head.predict_proba(features)), self._classified,
                   "Classifying")
@@ -299,11 +288,11 @@ class ClassifyWidget(Container):
         """Rank the untagged images to tag first: as many as there are classes."""
         layers = self._image_layers()
         if not layers:
-            show_error(NO_IMAGES)
+            report_error(NO_IMAGES)
             return
         untagged = [layer for layer in layers if TAG_KEY not in layer.metadata]
         if not untagged:
-            show_error("Every open image is tagged already: no anchors to suggest")
+            report_error("Every open image is tagged already: no anchors to suggest")
             return
         n = min(max(len(parse_classes(self.classes.value)), 1), len(untagged))
         self._run(untagged, lambda features, encoder: suggest_anchors(
@@ -327,7 +316,7 @@ class ClassifyWidget(Container):
         """Show a t-SNE map of all open images' features as the Points layer "feature map"."""
         layers = self._image_layers()
         if len(layers) < 3:
-            show_error(f"The feature map needs at least 3 open grayscale images, got {len(layers)}")
+            report_error(f"The feature map needs at least 3 open grayscale images, got {len(layers)}")
             return
         self._run(layers, lambda features, _: embed_2d(features, seed=0), self._mapped, "Feature map")
 
@@ -407,10 +396,10 @@ class ClassifyWidget(Container):
         """Write ``layer,tag,label,prob_<class>...,uncertain,label_next`` for every classified image."""
         path = Path(self.csv_file.value)
         if not str(self.csv_file.value) or str(path) == "." or path.is_dir():
-            show_error("Choose a CSV file to write first (the 'CSV file' field)")
+            report_error("Choose a CSV file to write first (the 'CSV file' field)")
             return
         if self.head is None:
-            show_error("Train first: there are no predictions to export")
+            report_error("Train first: there are no predictions to export")
             return
         classes = self.head.class_names
         layers = [layer for layer in self._image_layers() if PREDICTION_KEY in layer.metadata]
@@ -426,7 +415,7 @@ class ClassifyWidget(Container):
                                      *(f"{probabilities[c]:.6f}" if c in probabilities else "" for c in classes),
                                      "yes" if prediction.get("uncertain") else "", layer.metadata.get(NEXT_KEY, "")])
         except OSError as exc:
-            show_error(f"Cannot write {path}: {exc.strerror or exc}")
+            report_error(f"Cannot write {path}: {exc.strerror or exc}")
             return
         unclassified = len(self._image_layers()) - len(layers)
         show_info(f"Wrote {len(layers)} row(s) to {path}"
