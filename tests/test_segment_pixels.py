@@ -7,12 +7,9 @@ import torch
 from napari_nanowire_ssl.errors import ModelFileError
 from napari_nanowire_ssl.fewshot.filters import PER_SCALE, SIGMAS, FilterBank
 from napari_nanowire_ssl.fewshot.pixel_classifier import (
-    KINDS,
     PixelClassifier,
-    new_model,
     pixel_features,
     validation_blocks,
-    validation_split,
 )
 from napari_nanowire_ssl.fewshot.segment import (
     MODELS,
@@ -138,9 +135,9 @@ def test_the_encoder_wins_where_only_it_sees_the_classes():
 
 def test_the_filters_win_where_they_suffice(encoder):
     trainer = train_auto(NoiseEncoder("resnet18").eval(), lines())
-    assert trainer.chosen in ("filters", "forest"), trainer.validation  # the filters only, MLP or forest
-    best = max(trainer.validation["filters"], trainer.validation["forest"])
-    assert best > 0.95 and best >= trainer.validation["filters+encoder"]
+    assert trainer.chosen == "filters", trainer.validation
+    assert trainer.validation["filters"] > 0.95 and trainer.validation["filters"] >= trainer.validation[
+        "filters+encoder"]
     image, mask = lines(1, seed=5)[0]
     assert np.mean((predict_tiled(trainer.restore_best(), image) > 0.5) == mask) > 0.98
 
@@ -155,64 +152,6 @@ def test_validation_blocks_hold_out_both_classes_or_nothing():
     assert not validation_blocks([strokes], rng)[0].any()
 
 
-def bands(n=2, size=64, seed=0):
-    """Uniform noise; the 'wires' are the pixels whose own intensity lies in one of two bands: two
-    thresholds per band on one filter, which a tree finds and 20 MLP steps do not."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        image = rng.random((size, size)).astype(np.float32)
-        out.append((image, (np.abs(image - 0.3) < 0.08) | (np.abs(image - 0.7) < 0.08)))
-    return out
-
-
-def test_validation_holds_out_whole_images_when_there_are_several():
-    rng = np.random.default_rng(0)
-    labs = [labels_from_mask(m) for _, m in lines(4)]
-    held, what = validation_split(labs, rng)
-    assert what == "images" and [h.all() for h in held].count(True) == 1 and sum(h.any() for h in held) == 1
-    held, what = validation_split(labs[:1], rng)  # one image: blocks, as validation_blocks
-    assert what == "blocks" and 0 < held[0].mean() < 1
-
-
-def test_image_validation_prefers_the_forest_where_it_carries_over(encoder):
-    trainer = train_auto(encoder, bands(), steps=20)
-    assert trainer.validated_on == "images" and trainer.chosen == "forest", trainer.validation
-    assert trainer.validation["forest"] > 0.8 > max(trainer.validation["filters"],
-                                                     trainer.validation["filters+encoder"]) + 0.3
-    assert "model: forest (validation Dice on held-out labelled images: " in trainer.choice_line()
-    image, mask = bands(1, seed=5)[0]
-    assert np.mean((predict_tiled(trainer.restore_best(), image) > 0.5) == mask) > 0.9
-
-
-def test_forest_predicts_as_scikit_learn_and_round_trips_through_the_model_file(encoder, tmp_path):
-    from sklearn.ensemble import RandomForestClassifier
-
-    from napari_nanowire_ssl.fewshot import pixel_classifier as pc
-
-    model = new_model(encoder, "forest")
-    image, mask = lines(1)[0]
-    ys, xs = np.nonzero(np.ones_like(mask))
-    [(f, _)] = pixel_features(model, image, [(ys, xs)], "cpu")
-    target = torch.from_numpy(mask[ys, xs].astype(np.float32))
-    model.fit_forest(f, target, balanced=False, seed=0)
-    reference = RandomForestClassifier(n_estimators=pc.FOREST_TREES, max_depth=pc.FOREST_DEPTH,
-                                       min_samples_leaf=pc.FOREST_LEAF, random_state=0).fit(f.numpy(), mask[ys, xs])
-    with torch.no_grad():
-        ours = torch.sigmoid(model.pixel_logits(f, None)).numpy()
-    np.testing.assert_allclose(ours, reference.predict_proba(f.numpy())[:, 1], atol=1e-5)
-    full = model.predict_proba(torch.from_numpy(image)[None, None])[0, 0].numpy()
-    np.testing.assert_allclose(full[ys, xs], ours, atol=1e-6)  # the image forward as the sampled pixels
-    path = tmp_path / "forest.safetensors"
-    save_decoder(model, path, encoder_hash=tensor_hash(encoder.state_dict()))
-    meta = read_metadata(path, kind="decoder")
-    assert meta["forest"] == {"trees": pc.FOREST_TREES, "depth": pc.FOREST_DEPTH} and not meta["use_encoder"]
-    loaded = load_decoder(path, encoder)
-    assert loaded.kind == "forest"
-    other = lines(1, seed=3)[0][0]
-    np.testing.assert_array_equal(predict_tiled(loaded, other), predict_tiled(model, other))
-
-
 def test_pixel_model_file_round_trip_and_metadata(encoder, tmp_path):
     trainer = train_auto(encoder, lines(), steps=20)
     model = trainer.restore_best()
@@ -220,7 +159,7 @@ def test_pixel_model_file_round_trip_and_metadata(encoder, tmp_path):
     save_decoder(model, path, encoder_hash=tensor_hash(encoder.state_dict()))
     meta = read_metadata(path, kind="decoder")
     assert meta["model"] == "pixels" and meta["use_encoder"] == (trainer.chosen == "filters+encoder")
-    assert set(meta["validation"]) == set(KINDS)
+    assert set(meta["validation"]) == {"filters", "filters+encoder"}
     loaded = load_decoder(path, encoder)
     image = lines(1, seed=3)[0][0]
     np.testing.assert_array_equal(predict_tiled(loaded, image), predict_tiled(model, image))

@@ -11,27 +11,16 @@ first layer is linear, so it is applied to each encoder map at its own
 resolution and the result upsampled: exact, and no full-resolution copy of
 hundreds of encoder channels is ever made.
 
-The ``forest`` kind is the classical recipe on the same filters: a random
-forest (scikit-learn, :data:`FOREST_TREES` trees of depth at most
-:data:`FOREST_DEPTH`, leaves of at least :data:`FOREST_LEAF` pixels, fitted on
-up to :data:`FOREST_PIXELS` of the training pixels). Its trees are stored as
-complete binary trees (feature, threshold per node, wire probability per leaf:
-plain tensors, no pickle) and evaluated in torch, :data:`FOREST_CHUNK` pixels
-at a time, inside the same tiled inference.
-
 Training (:class:`PixelTrainer`) draws up to :data:`MAX_PIXELS` labelled
 pixels, and Adam minimises the binary cross-entropy on batches of
-:data:`BATCH_PIXELS` of them. Candidates (:data:`KINDS`) train side by side on
-the labelled pixels outside a validation part: whole images when at least two
-images are labelled (a :data:`VALIDATION_FRACTION` of them, at least one: the
-test a user's next image puts, which blocks of the training images cannot see
-when the images differ), else a random quarter of :data:`BLOCK` px blocks.
-After half the steps the candidate with the higher Dice on the held-out part
-is chosen (the user's own labels decide: encoder features help on some images
-and hurt on others, the forest carries over to unlike images better than the
-MLPs on some sets, docs/benchmarks.md), the encoder's only when it wins by
-:data:`ENCODER_MARGIN` (the filters alone predict twice as fast), and trains
-on all the labelled pixels for the rest.
+:data:`BATCH_PIXELS` of them. Candidates (:data:`KINDS`: ``filters`` and
+``filters+encoder`` by default) train side by side on the labelled pixels
+outside a random quarter of :data:`BLOCK` px blocks; after half the steps the
+candidate with the higher Dice on the held-out blocks is chosen (the user's
+own labels decide: encoder features help on some images and hurt on others,
+docs/benchmarks.md), the encoder's only when it wins by :data:`ENCODER_MARGIN`
+(the filters alone predict twice as fast), and trains on all the labelled
+pixels for the rest.
 
 Strokes (some pixels unlabelled) differ from full masks in two ways the loss
 follows: the painted proportions of the classes say nothing about the image,
@@ -69,7 +58,7 @@ from .segment import (
     SegmentEvent,
 )
 
-KINDS = ("filters", "filters+encoder", "forest")
+KINDS = ("filters", "filters+encoder")
 HIDDEN = 32  # units per hidden layer
 COMPONENTS = 16  # PCA components kept per encoder map
 MAX_PIXELS = 60_000  # labelled pixels sampled for training (all of them when fewer)
@@ -81,9 +70,6 @@ PCA_PIXELS = 4000  # training pixels the PCA of each encoder map is fitted on
 BALANCE_STROKES = True  # class-balanced loss when some pixels are unlabelled (strokes)
 ENTROPY_WEIGHT = 0.5  # entropy of the predictions on unlabelled pixels, added to the loss for strokes
 ENCODER_MARGIN = 0.01  # validation Dice the encoder's features must add to be kept
-FOREST_TREES, FOREST_DEPTH, FOREST_LEAF = 50, 12, 5
-FOREST_PIXELS = 30_000  # training pixels the forest is fitted on
-FOREST_CHUNK = 4096  # pixels per step of the forest's evaluation (trees x chunk indices stay in cache)
 
 
 class PixelClassifier(nn.Module):
@@ -97,7 +83,7 @@ class PixelClassifier(nn.Module):
     min_tile = 1024  # px: tiled inference uses windows at least this large (see fewshot.tiling.predict_tiled)
 
     def __init__(self, encoder: Encoder, *, use_encoder: bool, hidden: int = HIDDEN,
-                 components: list[int] | None = None, sigmas=SIGMAS, forest: dict | None = None):
+                 components: list[int] | None = None, sigmas=SIGMAS):
         super().__init__()
         self.encoder = encoder
         self.encoder.requires_grad_(False)
@@ -106,69 +92,24 @@ class PixelClassifier(nn.Module):
         n = self.filters.out_channels
         self.register_buffer("filter_mean", torch.zeros(n))
         self.register_buffer("filter_std", torch.ones(n))
-        self.unfreeze_last_stage = False  # the encoder never trains here
-        self.forest = None if forest is None else {"trees": int(forest["trees"]), "depth": int(forest["depth"])}
-        self.components = [int(k) for k in (components or [min(COMPONENTS, c) for c in encoder.feature_channels])]
-        if self.forest is not None:
-            if self.use_encoder:
-                raise NanowireSSLError("a forest pixel model uses the filters only")
-            t, d = self.forest["trees"], self.forest["depth"]
-            self.register_buffer("forest_feature", torch.zeros(t, 2**d - 1, dtype=torch.int64))
-            self.register_buffer("forest_threshold", torch.full((t, 2**d - 1), float("inf")))
-            self.register_buffer("forest_leaf", torch.full((t, 2**d), 0.5))
-            return
         self.first = nn.Conv2d(n, hidden, 1)
+        self.components = [int(k) for k in (components or [min(COMPONENTS, c) for c in encoder.feature_channels])]
         if self.use_encoder:
             for level, (c, k) in enumerate(zip(encoder.feature_channels, self.components)):
                 self.register_buffer(f"pca_mean{level}", torch.zeros(c))
                 self.register_buffer(f"pca{level}", torch.zeros(k, c))
             self.levels = nn.ModuleList(nn.Conv2d(k, hidden, 1, bias=False) for k in self.components)
         self.body = nn.Sequential(nn.ReLU(), nn.Conv2d(hidden, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, 1, 1))
-
-    @classmethod
-    def from_config(cls, encoder: Encoder, config: dict) -> PixelClassifier:
-        """The (untrained) model :attr:`config` describes: what a model file's metadata rebuilds."""
-        return cls(encoder, use_encoder=bool(config["use_encoder"]), hidden=int(config["hidden"]),
-                   components=list(config["components"]), sigmas=tuple(config["sigmas"]),
-                   forest=config.get("forest"))
+        self.unfreeze_last_stage = False  # the encoder never trains here
 
     @property
     def kind(self) -> str:
-        return "forest" if self.forest is not None else "filters+encoder" if self.use_encoder else "filters"
+        return "filters+encoder" if self.use_encoder else "filters"
 
     @property
     def config(self) -> dict:
-        config = {"model": "pixels", "use_encoder": self.use_encoder, "hidden": self.hidden,
-                  "components": self.components, "sigmas": list(self.filters.sigmas)}
-        return config if self.forest is None else {**config, "forest": dict(self.forest)}
-
-    def fit_forest(self, filters: torch.Tensor, target: torch.Tensor, *, balanced: bool, seed: int = 0) -> None:
-        """Fit the scikit-learn forest on sampled pixels' raw filter vectors and store its trees."""
-        from sklearn.ensemble import RandomForestClassifier
-
-        x = filters.detach().cpu().numpy().astype(np.float32)
-        y = (target.detach().cpu().numpy() > 0.5).astype(np.int64)
-        rf = RandomForestClassifier(n_estimators=self.forest["trees"], max_depth=self.forest["depth"],
-                                    min_samples_leaf=FOREST_LEAF, class_weight="balanced" if balanced else None,
-                                    n_jobs=max(1, torch.get_num_threads()), random_state=seed)
-        rf.fit(x, y)
-        wire = int(np.flatnonzero(rf.classes_ == 1)[0]) if (rf.classes_ == 1).any() else None
-        packed = [complete_tree(est.tree_, self.forest["depth"], wire) for est in rf.estimators_]
-        for name, arrays in zip(("forest_feature", "forest_threshold", "forest_leaf"), zip(*packed)):
-            buf = getattr(self, name)
-            buf.copy_(torch.from_numpy(np.stack(arrays)).to(buf.dtype))
-
-    def _forest_proba(self, filters: torch.Tensor) -> torch.Tensor:
-        """Mean leaf probability of the trees for raw filter vectors ``(N, C)``: ``(N,)``."""
-        depth, out = self.forest["depth"], []
-        for chunk in filters.split(FOREST_CHUNK):
-            xt = chunk.T.float()
-            node = torch.zeros(self.forest["trees"], chunk.shape[0], dtype=torch.int64, device=chunk.device)
-            for _ in range(depth):
-                value = xt.gather(0, self.forest_feature.gather(1, node))
-                node = 2 * node + 1 + (value > self.forest_threshold.gather(1, node))
-            out.append(self.forest_leaf.gather(1, node - (2**depth - 1)).mean(0))
-        return torch.cat(out) if out else filters.new_zeros(0)
+        return {"model": "pixels", "use_encoder": self.use_encoder, "hidden": self.hidden,
+                "components": self.components, "sigmas": list(self.filters.sigmas)}
 
     def train(self, mode: bool = True) -> PixelClassifier:
         super().train(mode)
@@ -176,7 +117,7 @@ class PixelClassifier(nn.Module):
         return self
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        """Everything but the encoder (learnt weights or trees, standardisation and PCA)."""
+        """Everything but the encoder (learnt weights, standardisation and PCA)."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith("encoder.")}
 
     def _projected(self, level: int, m: torch.Tensor) -> torch.Tensor:
@@ -193,11 +134,6 @@ class PixelClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim == 3:
             x = x.unsqueeze(1)
-        if self.forest is not None:
-            maps = self.filters(x)
-            b, c, h, w = maps.shape
-            logits = _logit(self._forest_proba(maps.permute(0, 2, 3, 1).reshape(-1, c)))
-            return logits.reshape(b, h, w)[:, None]
         f = (self.filters(x) - self.filter_mean.view(1, -1, 1, 1)) / self.filter_std.view(1, -1, 1, 1)
         h = self.first(f)
         if self.use_encoder:
@@ -211,8 +147,6 @@ class PixelClassifier(nn.Module):
     def pixel_logits(self, filters: torch.Tensor, projected: torch.Tensor | None) -> torch.Tensor:
         """Logits ``(N,)`` of sampled pixels from their raw filter vectors ``(N, C)`` and (encoder
         models) their :meth:`project` ed encoder vectors: the 1x1 convolutions as matrix products."""
-        if self.forest is not None:
-            return _logit(self._forest_proba(filters))
         f = (filters - self.filter_mean) / self.filter_std
         h = F.linear(f, self.first.weight[:, :, 0, 0], self.first.bias)
         if self.use_encoder:
@@ -229,39 +163,6 @@ class PixelClassifier(nn.Module):
             return torch.sigmoid(self(x).float())
         finally:
             self.train(was)
-
-
-def _logit(p: torch.Tensor) -> torch.Tensor:
-    p = p.clamp(1e-6, 1 - 1e-6)
-    return torch.log(p) - torch.log1p(-p)
-
-
-def complete_tree(tree, depth: int, wire: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A scikit-learn ``tree_`` (depth <= ``depth``) as a complete binary tree: per internal node
-    (heap order: children of ``i`` at ``2i+1``, ``2i+2``) the feature and a float32 threshold (go
-    right when ``x > threshold``; a leaf reached early sends everything left, threshold +inf), and
-    per leaf the fraction of class ``wire``. Thresholds are rounded down to float32, so that float32
-    inputs split exactly as scikit-learn's ``x <= threshold`` in float64."""
-    feature = np.zeros(2**depth - 1, np.int64)
-    threshold = np.full(2**depth - 1, np.inf, np.float32)
-    source = np.zeros(1, np.int64)  # sklearn node at each complete node of the current level
-    left, right = tree.children_left, tree.children_right
-    for level in range(depth):
-        first = 2**level - 1
-        internal = left[source] != -1
-        feature[first:first + source.size][internal] = tree.feature[source[internal]]
-        t64 = tree.threshold[source[internal]]
-        t32 = t64.astype(np.float32)
-        t32 = np.where(t32.astype(np.float64) > t64, np.nextafter(t32, np.float32(-np.inf)), t32)
-        threshold[first:first + source.size][internal] = t32
-        children = np.stack([np.where(internal, left[source], source), np.where(internal, right[source], source)], 1)
-        source = children.reshape(-1)
-    if (left[source] != -1).any():
-        raise NanowireSSLError(f"forest tree deeper than {depth}")
-    value = tree.value[source, 0]
-    fraction = value / np.maximum(value.sum(1, keepdims=True), 1e-12)
-    leaf = fraction[:, wire] if wire is not None else np.zeros(source.size)
-    return feature, threshold, leaf.astype(np.float32)
 
 
 @torch.no_grad()
@@ -324,22 +225,6 @@ def validation_blocks(labels: list[np.ndarray], rng: np.random.Generator,
     return held
 
 
-def validation_split(labels: list[np.ndarray], rng: np.random.Generator,
-                     fraction: float = VALIDATION_FRACTION) -> tuple[list[np.ndarray], str]:
-    """Held-out labelled pixels and what they are: whole images (``"images"``: a ``fraction`` of them,
-    at least one) when at least two images are labelled and some draw leaves both classes on both
-    sides, else :func:`validation_blocks` (``"blocks"``)."""
-    labelled = [i for i, lab in enumerate(labels) if (lab != UNLABELLED).any()]
-    if len(labelled) >= 2:
-        n_held = max(1, int(round(fraction * len(labelled))))
-        for _ in range(4 * len(labelled)):
-            chosen = set(rng.permutation(labelled)[:n_held].tolist())
-            parts = ([labels[i] for i in labelled if i in chosen], [labels[i] for i in labelled if i not in chosen])
-            if all(any((lab == cls).any() for lab in part) for part in parts for cls in (BACKGROUND, NANOWIRE)):
-                return [(lab != UNLABELLED) & (i in chosen) for i, lab in enumerate(labels)], "images"
-    return validation_blocks(labels, rng, fraction), "blocks"
-
-
 def _sample(where: list[np.ndarray], n: int, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
     """Up to ``n`` pixels (row, column arrays per image) drawn uniformly from the True pixels."""
     counts = np.array([int(w.sum()) for w in where])
@@ -352,12 +237,6 @@ def _sample(where: list[np.ndarray], n: int, rng: np.random.Generator) -> list[t
             ys, xs = ys[keep], xs[keep]
         out.append((ys.astype(np.int64), xs.astype(np.int64)))
     return out
-
-
-def new_model(encoder: Encoder, kind: str) -> PixelClassifier:
-    """An untrained pixel classifier of ``kind`` (one of :data:`KINDS`) with the default settings."""
-    forest = {"trees": FOREST_TREES, "depth": FOREST_DEPTH} if kind == "forest" else None
-    return PixelClassifier(encoder, use_encoder=(kind == "filters+encoder"), forest=forest)
 
 
 @dataclass
@@ -397,14 +276,13 @@ class PixelTrainer:
             unknown = [k for k in kinds if k not in KINDS]
             if unknown or not kinds:
                 raise NanowireSSLError(f"unknown pixel model(s) {unknown or kinds}; choose from {', '.join(KINDS)}")
-            self.candidates = {k: new_model(encoder, k).to(self.device) for k in kinds}
+            self.candidates = {k: PixelClassifier(encoder, use_encoder=(k == "filters+encoder")).to(self.device)
+                               for k in kinds}
         self.fresh = previous is None
         self.balanced = BALANCE_STROKES and any((lab == UNLABELLED).any() for lab in labels)
         self.lr = lr
         self.losses: list[float] = []
         self.validation: dict[str, float] = {}
-        self.validated_on: str | None = None  # "images" or "blocks", once split
-        self.seed = seed
         self.chosen: str | None = next(iter(self.candidates)) if len(self.candidates) == 1 else None
         self.running_loss: float | None = None
         self.best_loss = float("inf")
@@ -440,9 +318,7 @@ class PixelTrainer:
     def _prepare(self, *, split: bool) -> None:
         """Sample training (and validation) pixels of the current labels; statistics of fresh models."""
         labelled = [lab != UNLABELLED for lab in self.labels]
-        held = [np.zeros_like(m) for m in labelled]
-        if split:
-            held, self.validated_on = validation_split(self.labels, self.rng)
+        held = validation_blocks(self.labels, self.rng) if split else [np.zeros_like(m) for m in labelled]
         if split and not any(h.any() for h in held):
             self.chosen = next(iter(self.candidates))  # too few labels to validate: the first kind
             split = False
@@ -466,18 +342,12 @@ class PixelTrainer:
                 fit_statistics(model, self.train_set[kind].filters, self.train_set[kind].encoder)
             self.fresh = False
         for kind, model in self.candidates.items():
-            if model.forest is not None:  # no steps: fitted on the current training pixels each time
-                data = self.train_set[kind]
-                keep = torch.from_numpy(self.rng.permutation(data.target.numel())[:FOREST_PIXELS]).to(self.device)
-                model.fit_forest(data.filters[keep], data.target[keep], balanced=self.balanced, seed=self.seed)
-        for kind, model in self.candidates.items():
             for data in (self.train_set[kind], self.val_set[kind] if self.val_set else None,
                          self.unlabelled_set[kind] if self.unlabelled_set else None):
                 if data is not None and data.encoder is not None:
                     data.encoder = model.project(data.encoder)
         self.optimizers = {k: torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=self.lr,
-                                                weight_decay=WEIGHT_DECAY)
-                           for k, m in self.candidates.items() if m.forest is None}
+                                                weight_decay=WEIGHT_DECAY) for k, m in self.candidates.items()}
 
     def _active(self) -> list[str]:
         return [self.chosen] if self.chosen is not None else list(self.candidates)
@@ -496,9 +366,6 @@ class PixelTrainer:
                 z = model.pixel_logits(free.filters[idx], None if free.encoder is None else free.encoder[idx])
                 p = torch.sigmoid(z)
                 loss = loss + ENTROPY_WEIGHT * F.binary_cross_entropy_with_logits(z, p)  # = entropy of p
-            if kind not in self.optimizers:  # the forest: its loss on the batch, nothing to step
-                losses.append(float(loss.detach()))
-                continue
             if not torch.isfinite(loss):
                 raise NanowireSSLError(f"training diverged: loss is {loss.item()}; lower the learning rate")
             self.optimizers[kind].zero_grad(set_to_none=True)
@@ -509,7 +376,7 @@ class PixelTrainer:
 
     @torch.no_grad()
     def choose(self) -> str:
-        """Validation Dice of every candidate on the held-out images or blocks; keep the best; train on all labels."""
+        """Validation Dice of every candidate on the held-out blocks; keep the best; train on all labels."""
         if self.chosen is None:
             for kind, model in self.candidates.items():
                 model.eval()
@@ -573,5 +440,5 @@ class PixelTrainer:
             return f"model: {self.model.kind} (not validated: too few labels to hold some out)" if self.chosen \
                 else f"model: {self.model.kind}"
         scores = ", ".join(f"{k} {v:.3f}" for k, v in self.validation.items())
-        return f"model: {self.chosen} (validation Dice on held-out labelled {self.validated_on}: {scores})"
+        return f"model: {self.chosen} (validation Dice on held-out labelled blocks: {scores})"
 
