@@ -54,13 +54,12 @@ def test_stop_ends_early_with_a_usable_encoder(make_napari_viewer, qtbot, tmp_pa
     assert widget.session.encoder is not None
 
 
-def test_no_images_is_reported_and_nothing_starts(make_napari_viewer, monkeypatch, tmp_path):
-    errors = []
-    monkeypatch.setattr(module, "show_error", errors.append)
+def test_no_images_is_reported_and_nothing_starts(make_napari_viewer, notices, tmp_path):
+    errors = notices
     viewer = make_napari_viewer()
     widget = small_widget(viewer, tmp_path, epochs=1)
     widget.start()
-    assert errors == ["No grayscale image layer open: open images or choose a folder"]
+    assert errors == [("show_error", "No grayscale image layer open: open images or choose a folder")]
     assert widget.worker is None and widget.start_button.enabled
     assert not (tmp_path / "enc.safetensors").exists()
 

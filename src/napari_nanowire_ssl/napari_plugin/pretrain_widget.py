@@ -13,17 +13,16 @@ from pathlib import Path
 
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, SpinBox
 from napari.qt.threading import thread_worker
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_info
 from qtpy.QtCore import QPointF, Qt
 from qtpy.QtGui import QPainter, QPen, QPolygonF
 from qtpy.QtWidgets import QWidget
 
-from ..errors import NanowireSSLError
-from ..session import session_for
 from ..models.encoder import BACKBONES
+from ..session import session_for
 from .controls import device_combo
 from .layers import open_images
-from .workers import track
+from .workers import Job, reports_errors
 
 OPEN_LAYERS, FOLDER = "open image layers", "folder"
 DEFAULT_OUT = Path.home() / "nanowire-ssl" / "pretrained_encoder.safetensors"
@@ -68,9 +67,7 @@ class PretrainWidget(Container):
         super().__init__(labels=True)
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
-        self.worker = None
         self.trainer = None
-        self._stop = threading.Event()
         self.source = ComboBox(label="images", choices=(OPEN_LAYERS, FOLDER), value=OPEN_LAYERS)
         self.folder = FileEdit(label="folder", mode="d")
         self.method = ComboBox(label="method", choices=("barlow", "simclr"), value="barlow")
@@ -83,6 +80,7 @@ class PretrainWidget(Container):
         self.start_button = PushButton(text="Start")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.status = Label(label="status", value="idle")
+        self.job = Job(napari_viewer, [self.start_button], self.stop_button)
         self.extend([self.source, self.folder, self.method, self.backbone, self.image_size, self.epochs,
                      self.batch_size, self.device, self.out, self.start_button, self.stop_button, self.status])
         self.plot = LossPlot()
@@ -91,6 +89,10 @@ class PretrainWidget(Container):
         self.source.changed.connect(lambda value: setattr(self.folder, "visible", value == FOLDER))
         self.start_button.changed.connect(self.start)
         self.stop_button.changed.connect(self.stop)
+
+    @property
+    def worker(self):
+        return self.job.worker
 
     def _images(self):
         """2D float images to pretrain on, from the open layers or the folder."""
@@ -105,37 +107,28 @@ class PretrainWidget(Container):
         images, n_layers = open_images(self.viewer)
         return images, f"{n_layers} napari layers"
 
+    @reports_errors
     def start(self) -> None:
         from ..ssl.pretrain import PretrainConfig, Pretrainer
 
-        try:
-            images, description = self._images()
-            config = PretrainConfig(method=self.method.value, backbone=self.backbone.value,
-                                    image_size=self.image_size.value, epochs=self.epochs.value,
-                                    batch_size=self.batch_size.value)
-            out = Path(self.out.value)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            self.trainer = Pretrainer(images, config, device=self.device.value,
-                                      checkpoint=out.with_name(out.name + ".ckpt"))
-        except (NanowireSSLError, OSError) as exc:
-            show_error(str(exc))
-            return
-        self._stop.clear()
+        images, description = self._images()
+        config = PretrainConfig(method=self.method.value, backbone=self.backbone.value,
+                                image_size=self.image_size.value, epochs=self.epochs.value,
+                                batch_size=self.batch_size.value)
+        out = Path(self.out.value)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        self.trainer = Pretrainer(images, config, device=self.session.device(),
+                                  checkpoint=out.with_name(out.name + ".ckpt"))
         self.plot.clear()
         total = config.epochs * self.trainer.steps_per_epoch
-        self.worker = _train(self.trainer, self._stop, out, description)
-        track(self.viewer, self.worker, self._stop, "Pretraining", total)
-        self.worker.yielded.connect(self._on_step)
-        self.worker.returned.connect(self._on_done)
-        self.worker.errored.connect(lambda exc: show_error(f"Pretraining failed: {exc}"))
-        self.worker.finished.connect(self._on_finished)
-        self.start_button.enabled, self.stop_button.enabled = False, True
         self.status.value = f"starting: {len(images)} images, {total} steps"
-        self.worker.start()
+        self.job.start(_train(self.trainer, self.job.stop_flag, out, description), "Pretraining", total=total,
+                       yielded=self._on_step, returned=self._on_done, failed="Pretraining failed",
+                       finished=self._on_finished)
 
     def stop(self) -> None:
         """Ask the loop to end after the current step (it then saves)."""
-        self._stop.set()
+        self.job.stop()
         self.status.value = "stopping after this step..."
 
     def _on_step(self, event) -> None:
@@ -150,13 +143,8 @@ class PretrainWidget(Container):
         show_info(f"Pretrained encoder saved to {path}; it is now the active encoder")
 
     def _on_finished(self) -> None:
-        """Re-enable Start and drop the optimiser state; free cached GPU memory."""
-        self.start_button.enabled, self.stop_button.enabled = True, False
+        """Drop the optimiser state (the worker's tracking frees cached GPU memory)."""
         self.trainer = None
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
 
 
 @thread_worker(start_thread=False)
