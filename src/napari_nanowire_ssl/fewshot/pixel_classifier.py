@@ -102,6 +102,12 @@ class PixelClassifier(nn.Module):
         self.body = nn.Sequential(nn.ReLU(), nn.Conv2d(hidden, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, 1, 1))
         self.unfreeze_last_stage = False  # the encoder never trains here
 
+    @classmethod
+    def from_config(cls, encoder: Encoder, config: dict) -> PixelClassifier:
+        """The (untrained) model :attr:`config` describes: what a model file's metadata rebuilds."""
+        return cls(encoder, use_encoder=bool(config["use_encoder"]), hidden=int(config["hidden"]),
+                   components=list(config["components"]), sigmas=tuple(config["sigmas"]))
+
     @property
     def kind(self) -> str:
         return "filters+encoder" if self.use_encoder else "filters"
