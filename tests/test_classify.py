@@ -11,7 +11,8 @@ from napari_nanowire_ssl.fewshot import features as features_module
 from napari_nanowire_ssl.fewshot.anchors import suggest_anchors
 from napari_nanowire_ssl.fewshot.classify import DEFAULT_TEMPERATURE, LinearHead, softmax
 from napari_nanowire_ssl.fewshot.embedding import embed_2d
-from napari_nanowire_ssl.fewshot.features import FEATURES, FeatureCache, encoder_identity, image_features
+from napari_nanowire_ssl.fewshot.features import FEATURES, FeatureCache, image_features
+from napari_nanowire_ssl.models.modelfile import encoder_identity
 from napari_nanowire_ssl.models.encoder import Encoder
 from napari_nanowire_ssl.models.modelfile import read_metadata, save_tensors, tensor_hash
 

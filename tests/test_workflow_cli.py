@@ -12,7 +12,8 @@ from conftest import read_csv
 from napari_nanowire_ssl.bundle import DEFAULT_OPTIONS, Bundle, save_bundle
 from napari_nanowire_ssl.cli import main
 from napari_nanowire_ssl.fewshot.classify import LinearHead
-from napari_nanowire_ssl.fewshot.features import encoder_identity, image_features
+from napari_nanowire_ssl.fewshot.features import image_features
+from napari_nanowire_ssl.models.modelfile import encoder_identity
 from napari_nanowire_ssl.fewshot.tiling import segment_image
 from napari_nanowire_ssl.models.decoder import SegmentationModel, UNetDecoder
 from napari_nanowire_ssl.models.encoder import Encoder

@@ -16,7 +16,8 @@ from napari_nanowire_ssl.batch import RESULTS_CSV, overlay_rgb, process_files
 from napari_nanowire_ssl.bundle import DEFAULT_OPTIONS, Bundle, load_bundle, save_bundle
 from napari_nanowire_ssl.errors import ModelFileError, NanowireSSLError
 from napari_nanowire_ssl.fewshot.classify import LinearHead
-from napari_nanowire_ssl.fewshot.features import encoder_identity, image_features
+from napari_nanowire_ssl.fewshot.features import image_features
+from napari_nanowire_ssl.models.modelfile import encoder_identity
 from napari_nanowire_ssl.fewshot.segment import save_decoder
 from napari_nanowire_ssl.fewshot.tiling import segment_image
 from napari_nanowire_ssl.models.decoder import SegmentationModel, UNetDecoder

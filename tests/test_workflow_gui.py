@@ -15,7 +15,7 @@ import torch
 from conftest import read_csv
 from qtpy.QtCore import Qt
 
-from napari_nanowire_ssl.fewshot.features import encoder_identity
+from napari_nanowire_ssl.models.modelfile import encoder_identity
 from napari_nanowire_ssl.fewshot.segment import save_decoder
 from napari_nanowire_ssl.models.decoder import SegmentationModel, UNetDecoder
 from napari_nanowire_ssl.models.encoder import Encoder

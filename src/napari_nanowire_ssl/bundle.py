@@ -66,7 +66,7 @@ def check_options(options: dict, source: str = "bundle") -> dict:
 
 
 def _is_default(encoder) -> bool:
-    from .fewshot.features import encoder_identity
+    from .models.modelfile import encoder_identity
     from .models.default import default_encoder_path, load_default_encoder
 
     return default_encoder_path().exists() and encoder_identity(encoder) == encoder_identity(load_default_encoder())
@@ -80,7 +80,7 @@ def save_bundle(path: str | os.PathLike, bundle: Bundle) -> str:
     bit for bit when loaded. A bundle without a head or a decoder is refused:
     it would hold nothing trained.
     """
-    from .fewshot.features import encoder_identity
+    from .models.modelfile import encoder_identity
     from .fewshot.segment import decoder_state
     from .models.modelfile import encoder_state, save_tensors
 
@@ -115,7 +115,7 @@ def load_bundle(path: str | os.PathLike, *, device="cpu") -> Bundle:
     encoder that is not the one installed, a part that does not fit.
     """
     from .fewshot.classify import LinearHead
-    from .fewshot.features import encoder_identity
+    from .models.modelfile import encoder_identity
     from .fewshot.segment import decoder_from_state
     from .models.default import load_default_encoder
     from .models.modelfile import encoder_from_state, load_tensors

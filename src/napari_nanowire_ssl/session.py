@@ -43,7 +43,7 @@ class Session:
 
     def set_encoder(self, encoder, source: str) -> None:
         """Make ``encoder`` active; drop a head or decoder trained on another one."""
-        from .fewshot.features import encoder_identity
+        from .models.modelfile import encoder_identity
 
         self.encoder, self.encoder_source = encoder, source
         if self.head is not None and self.head.encoder_hash not in (None, encoder_identity(encoder)):

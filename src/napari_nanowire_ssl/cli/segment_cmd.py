@@ -125,7 +125,7 @@ def run(args) -> int:
     import tifffile
     from tqdm import tqdm
 
-    from ..fewshot.features import encoder_identity
+    from ..models.modelfile import encoder_identity
     from ..fewshot.policy import check_tile
     from ..fewshot.segment import load_decoder, save_decoder
     from ..fewshot.tiling import segment_image

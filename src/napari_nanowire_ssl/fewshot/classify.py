@@ -36,7 +36,8 @@ import torch
 
 from ..errors import ImageReadError, ModelFileError, NanowireSSLError
 from ..io import IMAGE_SUFFIXES, list_images, read_image
-from .features import DEFAULT_MAX_TILES, DEFAULT_TILE, FEATURES, block_weights, encoder_identity, feature_blocks
+from ..models.modelfile import encoder_identity
+from .features import DEFAULT_MAX_TILES, DEFAULT_TILE, FEATURES, block_weights, feature_blocks
 
 NOT_A_CLASS = "masks"
 DEFAULT_C = 10.0

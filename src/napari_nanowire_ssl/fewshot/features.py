@@ -30,7 +30,7 @@ Caching: a frozen encoder gives the same features for the same pixels, so
 training a classifier again (other labels, other classes, another split) must
 not encode again. :class:`FeatureCache` keys each image's features by the
 sha256 of its pixels (float32 bytes and shape), the encoder's identity
-(:func:`encoder_identity`), the feature recipe (:data:`FEATURES`) and the
+(:func:`..models.modelfile.encoder_identity`), the feature recipe (:data:`FEATURES`) and the
 tiling parameters.
 """
 
@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import weakref
 from collections import OrderedDict
 from pathlib import Path
 
@@ -48,6 +47,7 @@ from torch import nn
 
 from ..io.normalize import check_network_input, normalize
 from ..models.encoder import encode_images
+from ..models.modelfile import encoder_identity
 from .symmetry import dihedral
 from .texture import TEXTURE, texture_features, texture_names
 
@@ -63,22 +63,6 @@ BLOCKS = ("encoder", "texture")
 # Total weight of each block in the head (after standardisation, spread over its values): the
 # shipped encoder's block did not help on the class sets the recipe was chosen on, at full weight it hurt.
 BLOCK_WEIGHTS = {"encoder": 0.25, "texture": 1.0}
-
-_IDENTITIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def encoder_identity(encoder) -> str:
-    """``tensor_hash`` of the encoder's weights: the ``encoder_hash`` of heads trained on it.
-
-    Computed once per encoder object (hashing a ResNet50 takes a while):
-    weights are assumed frozen once features have been taken from them.
-    """
-    if encoder not in _IDENTITIES:
-        from ..models.modelfile import tensor_hash
-
-        _IDENTITIES[encoder] = tensor_hash(encoder.state_dict())
-    return _IDENTITIES[encoder]
-
 
 class PooledFeatures(nn.Module):
     """View of an encoder whose ``embed`` pools the ``layer3`` and ``layer4`` maps, for :func:`encode_images`.

@@ -52,7 +52,7 @@ from .symmetry import dihedral
 from ..models.decoder import STRIDE, SegmentationModel, UNetDecoder
 from ..models.device import autocast_context, select_device
 from ..models.encoder import Encoder
-from ..models.modelfile import load_tensors, save_tensors, tensor_hash
+from ..models.modelfile import encoder_identity, load_tensors, save_tensors
 
 RUNNING_LOSS_DECAY = 0.9  # exponential moving average of the loss, for choosing the best state
 SELF_TRAINING_STEPS = 100  # default steps on confident predictions after those on the strokes
@@ -190,7 +190,7 @@ class SegmentationTrainer:
         self.images, self.painted = training_data(images, labels, names)
         self.labels = list(self.painted)  # what the loss sees: painted, plus confident ones when self-training
         self.device = select_device(device)
-        self.encoder_hash = tensor_hash(encoder.state_dict())
+        self.encoder_hash = encoder_identity(encoder)
         torch.manual_seed(seed)
         decoder = decoder if decoder is not None else UNetDecoder(encoder.feature_channels, width=width)
         self.model = SegmentationModel(encoder, decoder, unfreeze_last_stage=unfreeze_last_stage).to(self.device)
@@ -420,7 +420,7 @@ def decoder_from_state(tensors: dict, meta: dict, encoder: Encoder, *, source: s
     if trained_on != encoder.backbone:
         raise ModelFileError(f"{source}: this decoder was trained on a {trained_on} encoder but the active encoder "
                              f"is a {encoder.backbone}; load the encoder it was trained with")
-    if tensor_hash(encoder.state_dict()) != meta["encoder_hash"]:
+    if encoder_identity(encoder) != meta["encoder_hash"]:
         raise ModelFileError(
             f"{source}: this decoder was trained on another encoder ({trained_on}, hash "
             f"{meta['encoder_hash'][:12]}); load the encoder it was trained with"

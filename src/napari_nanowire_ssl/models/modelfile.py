@@ -23,6 +23,7 @@ full disk never leaves a half-written model under the final name.
 from __future__ import annotations
 
 import hashlib
+import weakref
 import json
 import os
 import uuid
@@ -43,6 +44,21 @@ FORMAT = "napari-nanowire-ssl"
 FORMAT_VERSION = "1"
 KINDS = ("encoder", "linear_head", "decoder", "bundle", "pairvae")
 _RESERVED = ("format", "format_version", "package_version", "content_hash", "json_keys")
+
+
+_IDENTITIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def encoder_identity(encoder) -> str:
+    """:func:`tensor_hash` of an encoder's weights: the ``encoder_hash`` that heads, decoders, bundles and
+    adapted encoders record, the one way it is computed.
+
+    Computed once per encoder object (hashing a ResNet50 takes a while):
+    weights are assumed frozen once anything has been trained on them.
+    """
+    if encoder not in _IDENTITIES:
+        _IDENTITIES[encoder] = tensor_hash(encoder.state_dict())
+    return _IDENTITIES[encoder]
 
 
 def tensor_hash(tensors: Mapping[str, torch.Tensor]) -> str:

@@ -36,7 +36,7 @@ from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import QObject, Signal
 
 from ..errors import NanowireSSLError
-from ..fewshot.features import encoder_identity
+from ..models.modelfile import encoder_identity
 from ..fewshot.policy import self_training_steps, training_crop
 from ..fewshot.segment import (
     DEFAULT_MODEL,

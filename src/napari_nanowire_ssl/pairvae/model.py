@@ -39,7 +39,8 @@ import torch
 from torch import nn
 
 from ..errors import ModelFileError, NanowireSSLError
-from ..fewshot.features import PooledFeatures, encoder_identity
+from ..fewshot.features import PooledFeatures
+from ..models.modelfile import encoder_identity
 from ..models.encoder import Encoder, encode_images
 from ..models.modelfile import load_tensors, save_tensors
 

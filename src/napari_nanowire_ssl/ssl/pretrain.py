@@ -46,7 +46,7 @@ from ..errors import NanowireSSLError
 from ..io.normalize import normalize
 from ..models.device import autocast_context, select_device
 from ..models.encoder import Encoder
-from ..models.modelfile import save_encoder
+from ..models.modelfile import encoder_identity, save_encoder
 from .augment import AugmentConfig, two_views
 from .losses import barlow_twins_loss, nt_xent_loss
 from .projector import Projector
@@ -224,9 +224,7 @@ def adaptation_config(init: Encoder, images: list[np.ndarray], *, steps: int = A
 def describe_init(encoder: Encoder, source: str, content_hash: str | None = None) -> dict:
     """What ``training.adapted_from`` records: the source, the weights' hash (as heads record it),
     the model file's content hash when there is one, and how the init was trained."""
-    from ..models.modelfile import tensor_hash
-
-    return {"source": source, "encoder_hash": tensor_hash(encoder.state_dict()), "content_hash": content_hash,
+    return {"source": source, "encoder_hash": encoder_identity(encoder), "content_hash": content_hash,
             "method": encoder.training_info.get("method", "unknown")}
 
 
