@@ -63,6 +63,18 @@ def test_link_distance_option_reaches_percolation():
     assert measure_mask(m, link_distance=2)["percolates"]
 
 
+def test_cli_links_like_the_analyse_tab_and_bundles_by_default(tmp_path):
+    """A one-pixel gap is bridged by the paper's 2 px linking, the default everywhere; 0 keeps it open."""
+    m = _cross()
+    m[:, 10] = 0
+    Image.fromarray(m).save(tmp_path / "gap.png")
+    for extra, percolates in (([], "True"), (["--link-distance", "0"], "False")):
+        out = tmp_path / f"gap{len(extra)}.csv"
+        assert main(["analyze", str(tmp_path / "gap.png"), "--out", str(out), *extra]) == 0
+        (row,) = csv.DictReader(out.open())
+        assert row["percolates"] == percolates, extra
+
+
 def test_read_mask_formats(tmp_path):
     m = _cross(16)
     Image.fromarray(m).save(tmp_path / "a.png")

@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ModelFileError, NanowireSSLError
+from .analysis.percolation import ANALYSIS_DEFAULTS
 from .fewshot.policy import DEFAULT_TILE, check_tile
 
 PARTS = ("encoder", "head", "decoder")
-DEFAULT_OPTIONS = {"tile": DEFAULT_TILE, "threshold": 0.5, "connectivity": 8, "link_distance": 2.0, "criterion": "both"}
+DEFAULT_OPTIONS = {"tile": DEFAULT_TILE, "threshold": 0.5, **ANALYSIS_DEFAULTS}
 
 
 @dataclass

@@ -128,6 +128,11 @@ def cluster_labels(mask, *, connectivity: int = 8, link_distance: float = 0) -> 
     return lut[labels], int(n_merged)
 
 
+# What the plugin analyses with unless told otherwise (CLI, Analyse tab, bundles): the paper's
+# 2 px linking (its DBSCAN, eps = 2 px), 8-connectivity, spanning both directions.
+ANALYSIS_DEFAULTS = {"connectivity": 8, "link_distance": 2.0, "criterion": "both"}
+
+
 def percolation(
     mask, *, connectivity: int = 8, link_distance: float = 0, criterion: str = "both"
 ) -> PercolationResult:

@@ -1,8 +1,9 @@
 """``nanowire-ssl analyze``: percolation, density and wire statistics of mask files, as CSV.
 
-The default link distance is 0 (plain 8-connectivity: wires must touch);
-``--link-distance 2`` reproduces the paper's DBSCAN clustering (eps = 2 px),
-which also joins wires separated by a one-pixel gap.
+The default link distance is the paper's 2 px (its DBSCAN clustering, eps =
+2 px), which also joins wires separated by a one-pixel gap; ``--link-distance 0``
+is plain 8-connectivity (wires must touch). The defaults are the Analyse tab's
+and the bundles' (``analysis.percolation.ANALYSIS_DEFAULTS``).
 
 ``--wire-resistance`` (ohm per um, needs ``--pixel-size``) adds the sheet
 resistance of the wire graph (Kirchhoff, electrodes on the left and right
@@ -20,10 +21,9 @@ from __future__ import annotations
 
 import argparse
 
+from ..analysis.percolation import ANALYSIS_DEFAULTS as OPTION_DEFAULTS
 from ..analysis.resistance import DEFAULT_ELECTRODES, DEFAULT_JUNCTION_RESISTANCE_OHM, ELECTRODES
 from .options import add_device
-
-OPTION_DEFAULTS = {"connectivity": 8, "link_distance": 0.0, "criterion": "both"}
 
 
 def register(subparsers) -> None:
@@ -47,8 +47,8 @@ def register(subparsers) -> None:
     p.add_argument("--connectivity", type=int, choices=(4, 8), default=None,
                    help="pixel connectivity of wire clusters (default 8, or the bundle's)")
     p.add_argument("--link-distance", type=float, default=None, metavar="D",
-                   help="also link wire pixels at most D px apart (default 0, or the bundle's; the paper's "
-                   "DBSCAN uses 2)")
+                   help=f"also link wire pixels at most D px apart (default {OPTION_DEFAULTS['link_distance']:g}, the "
+                   "paper's DBSCAN, or the bundle's; 0 = wires must touch)")
     p.add_argument("--criterion", choices=("both", "any", "lr", "tb"), default=None,
                    help="percolation: one cluster spans both directions (default, paper), "
                    "either, left-right or top-bottom")

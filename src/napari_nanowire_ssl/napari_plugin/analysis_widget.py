@@ -34,6 +34,7 @@ from qtpy.QtWidgets import QHeaderView
 
 from ..analysis import COLUMNS
 from ..analysis.overlays import BRANCH, PERCOLATING, overlay_data
+from ..analysis.percolation import ANALYSIS_DEFAULTS
 from ..analysis.resistance import DEFAULT_ELECTRODES, DEFAULT_JUNCTION_RESISTANCE_OHM
 from ..errors import NanowireSSLError
 from ..labels import is_scribbles, wire_pixels
@@ -163,14 +164,14 @@ class AnalysisWidget(Container):
         self.layer = ComboBox(label="mask layer", choices=self._mask_layers,
                               tooltip="Mask to analyse: a Labels layer, or an image with few values (a mask file); "
                               "nonzero = wire (scribbles: label 2 = wire)")
-        self.connectivity = ComboBox(label="connectivity", choices=(8, 4), value=8,
+        self.connectivity = ComboBox(label="connectivity", choices=(8, 4), value=ANALYSIS_DEFAULTS["connectivity"],
                                      tooltip="Wire pixels touching by a corner (8) or only by a side (4) "
                                      "belong to the same cluster")
-        self.link_distance = FloatSpinBox(label="link distance (px)", value=2.0, min=0.0, max=100.0, step=0.5,
+        self.link_distance = FloatSpinBox(label="link distance (px)", value=ANALYSIS_DEFAULTS["link_distance"], min=0.0, max=100.0, step=0.5,
                                           tooltip="Also join wire pixels at most this far apart into one cluster. "
                                           "2 px reproduces the paper's DBSCAN clustering (eps = 2 px), which "
                                           "bridges one-pixel gaps; 0 = wires must touch")
-        self.criterion = ComboBox(label="percolation", choices=CRITERIA, value="both",
+        self.criterion = ComboBox(label="percolation", choices=CRITERIA, value=ANALYSIS_DEFAULTS["criterion"],
                                   tooltip="A cluster must span the image in both directions (paper), in either, "
                                   "left-right only or top-bottom only")
         self.pixel_size = FloatSpinBox(label="pixel size (nm, 0 = unknown)", value=0.0, min=0.0, max=1e6, step=0.1,
