@@ -138,7 +138,7 @@ def test_session_drops_parts_of_another_encoder_and_applies_bundles(trained):
     session.set_decoder(decoder)
     session.set_encoder(encoder, "same again")  # the same weights keep what was trained on them
     assert session.head is head and session.decoder is decoder
-    with pytest.raises(NanowireSSLError, match=r"option tile: \d+ is not a multiple of 32 px of at least 64"):
+    with pytest.raises(NanowireSSLError, match=r"setting 'tile': 100 is not a multiple of 32 px of at least 64"):
         session.set_options(tile=100)
     session.set_options(link_distance=0.0)
     bundle = session.bundle()
@@ -152,6 +152,10 @@ def test_session_drops_parts_of_another_encoder_and_applies_bundles(trained):
     session.apply_bundle(bundle, "b.safetensors")
     assert session.encoder is encoder and session.head is head and session.decoder is decoder
     assert session.encoder_source == "same again, from b.safetensors" and session.options["link_distance"] == 0.0
+    # The tile is the settings' alone: the session keeps no copy that could disagree with them.
+    assert "tile" not in session.options and session.result_options()["tile"] == session.settings.tile
+    session.set_options(tile=1024)
+    assert session.settings.tile == 1024 and session.result_options()["tile"] == 1024
 
 
 def test_session_settings_persist(tmp_path):

@@ -18,6 +18,9 @@ from psygnal import Signal
 from .bundle import DEFAULT_OPTIONS, Bundle, check_options
 from .settings import Settings, load_settings, save_settings
 
+# Bundle options that the session takes from the persistent settings instead of keeping its own.
+SETTINGS_OPTIONS = frozenset({"tile"})
+
 
 class Session:
     """Active encoder, trained head and decoder, options and settings of one viewer."""
@@ -33,7 +36,7 @@ class Session:
         self.encoder_source = ""
         self.head = None
         self.decoder = None
-        self.options = dict(DEFAULT_OPTIONS)
+        self.options = {k: v for k, v in DEFAULT_OPTIONS.items() if k not in SETTINGS_OPTIONS}
         self.settings_problem = None
         if settings is None:
             settings, self.settings_problem = load_settings()
@@ -94,13 +97,18 @@ class Session:
         return {**self.options, "tile": self.settings.tile}
 
     def set_options(self, **changes) -> None:
-        """Change result options (see :data:`~.bundle.DEFAULT_OPTIONS`), validated."""
-        self.options = check_options({**self.options, **changes}, source="options")
+        """Change result options (see :data:`~.bundle.DEFAULT_OPTIONS`), validated; the tile is a
+        setting and goes there."""
+        if "tile" in changes:
+            self.update_settings(tile=changes.pop("tile"))
+        checked = check_options({**self.options, **changes}, source="options")
+        self.options = {k: v for k, v in checked.items() if k not in SETTINGS_OPTIONS}
         self.options_changed.emit(dict(self.options))
 
     def apply_bundle(self, bundle: Bundle, source: str) -> None:
-        """Make a loaded bundle's encoder, head, decoder and options the session's."""
-        self.set_options(**bundle.options)
+        """Make a loaded bundle's encoder, head, decoder and options the session's (its tile stays
+        the bundle's record: inference uses the user's tile setting)."""
+        self.set_options(**{k: v for k, v in bundle.options.items() if k not in SETTINGS_OPTIONS})
         self.set_encoder(bundle.encoder, f"{bundle.encoder_source}, from {source}")
         self.set_head(bundle.head)
         self.set_decoder(bundle.decoder)

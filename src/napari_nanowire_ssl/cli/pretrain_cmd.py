@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from .options import add_device, add_seed
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -41,8 +42,8 @@ def register(subparsers) -> None:
     p.add_argument("--optimizer", choices=("adamw", "lars"), default="adamw")
     p.add_argument("--out", type=Path, required=True, metavar="FILE", help="encoder model file (.safetensors)")
     p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
-    p.add_argument("--seed", type=int, default=0, metavar="K")
+    add_device(p)
+    add_seed(p, of="the views and the initial weights")
     p.set_defaults(func=run)
 
 
