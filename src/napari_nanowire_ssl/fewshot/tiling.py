@@ -152,12 +152,11 @@ def segment_image(model: nn.Module, image: np.ndarray, *, threshold: float = 0.5
     CPU with the smallest tiles, it stops with a one-line error.
     """
     tile, batch_size = kwargs.pop("tile", DEFAULT_TILE), kwargs.pop("batch_size", 4)
-    overlap = kwargs.pop("overlap", None)
-    overlap = tile_overlap(tile) if overlap is None else overlap
+    overlap = kwargs.pop("overlap", None)  # None: the policy's overlap for the tile in use
     while True:
         try:
-            prob = predict_tiled(model, image, tile=tile, batch_size=batch_size, overlap=min(overlap, tile // 2),
-                                 **kwargs)
+            prob = predict_tiled(model, image, tile=tile, batch_size=batch_size,
+                                 overlap=None if overlap is None else min(overlap, tile // 2), **kwargs)
             break
         except torch.OutOfMemoryError:
             device = next(model.parameters()).device
