@@ -69,6 +69,7 @@ def test_headless_demo_writes_samples_features_and_metrics(tmp_path, capsys):
     assert "wrote 4 analysed samples" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_gui_demo_docks_the_widgets_and_saves_a_screenshot(tmp_path):
     from PIL import Image
 

@@ -98,6 +98,7 @@ def test_features_are_the_root_mean_view_embedding_then_the_texture_of_the_tiles
         image_features(encoder, [np.zeros((16, 16))], names=["tiny.png"])
 
 
+@pytest.mark.slow
 def test_separable_classes_score_perfectly_and_noise_scores_chance():
     rng = np.random.default_rng(0)
     labels = np.repeat(["a", "b", "c"], 12)

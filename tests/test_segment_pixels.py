@@ -133,6 +133,7 @@ def test_the_encoder_wins_where_only_it_sees_the_classes():
     assert np.mean((predict_tiled(trainer.restore_best(), image) > 0.5) == mask) > 0.9
 
 
+@pytest.mark.slow
 def test_the_filters_win_where_they_suffice(encoder):
     trainer = train_auto(NoiseEncoder("resnet18").eval(), lines())
     assert trainer.chosen == "filters", trainer.validation

@@ -55,6 +55,7 @@ def test_blending_reconstructs_exactly(shape):
     np.testing.assert_allclose(out, np.clip(normalize(image), 1e-6, 1 - 1e-6), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_tiled_matches_one_whole_image_pass(model):
     image = generate("network", size=(256, 320), seed=5).image
     tiled = predict_tiled(model, image, tile=128, overlap=32, batch_size=3)

@@ -68,6 +68,7 @@ def test_dihedral_gives_eight_distinct_exact_transforms():
     assert np.array_equal(dihedral(a, 1), np.rot90(a)) and np.array_equal(dihedral(a, 4), a[:, ::-1])
 
 
+@pytest.mark.slow
 def test_crops_contain_labels_and_features_are_cached_exactly(encoder, samples):
     labels = np.zeros((128, 128), np.uint8)
     labels[100:110, 100:104], labels[120:124, 90:120] = 2, 1  # strokes in one corner only
@@ -89,6 +90,7 @@ def test_crops_contain_labels_and_features_are_cached_exactly(encoder, samples):
     assert all(torch.allclose(m, d[0], atol=1e-5) for m, d in zip(maps, direct))
 
 
+@pytest.mark.slow
 def test_training_learns_to_segment_held_out_images(trained, samples):
     trainer, events = trained
     assert [e.step for e in events] == list(range(60)) and all(e.n_steps == 60 for e in events)

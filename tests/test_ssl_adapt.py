@@ -59,6 +59,7 @@ def test_training_starts_from_a_copy_of_the_init(images, init, tmp_path):
                                                 "content_hash": None, "method": "barlow"}
 
 
+@pytest.mark.slow
 def test_resume_keeps_the_normalisation_and_origin_without_the_init(images, init, tmp_path):
     first = Pretrainer(images, tiny_config(epochs=2), device="cpu", init=init, checkpoint=tmp_path / "b.ckpt")
     for event in first.steps():

@@ -63,6 +63,7 @@ def test_learning_rate_warms_up_then_decays_to_zero():
     assert all(a >= b for a, b in zip(factors[4:], factors[5:]))
 
 
+@pytest.mark.slow
 def test_stop_and_resume_equals_an_uninterrupted_run(images, tmp_path):
     straight = Pretrainer(images, tiny_config(), device="cpu")
     run_all(straight)
@@ -123,6 +124,7 @@ def test_bad_settings_and_resume_mismatch(images, tmp_path):
         other.resume()
 
 
+@pytest.mark.slow
 def test_two_processes_hold_identical_weights_after_a_step(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
            str(ROOT / "tests" / "ddp_step.py"), str(tmp_path)]
@@ -157,6 +159,7 @@ def test_cli_pretrain_writes_encoder_and_resumes(tmp_path, capsys):
     assert "missing: no such file or folder" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_runs_unchanged_under_torchrun(tmp_path):
     from PIL import Image
 
@@ -176,6 +179,7 @@ def test_cli_runs_unchanged_under_torchrun(tmp_path):
     assert meta["training"]["epochs_completed"] == 1 and meta["training"]["data"] == "4 images from 4 files"
 
 
+@pytest.mark.slow
 def test_cli_steps_per_epoch_sets_the_epoch_length(tmp_path):
     from PIL import Image
 
