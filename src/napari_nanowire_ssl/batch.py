@@ -164,3 +164,17 @@ def process_files(bundle: Bundle, files: list[Path], out_dir: Path, *, csv_name:
             writer.writerow({k: "" if v is None else v for k, v in row.items()})
             fh.flush()
             yield BatchEvent(i, len(files), path, row)
+
+
+def folder_job(input_value, output_value) -> tuple[list[Path], Path]:
+    """``(image files, output folder)`` of the folder fields, or a one-line error a user understands."""
+    from .io import list_images
+
+    src, dst = Path(input_value), Path(output_value)
+    if not str(input_value) or str(src) == "." or not src.is_dir():
+        raise NanowireSSLError(f"Input folder '{src}': choose an existing folder of images")
+    if not str(output_value) or str(dst) == ".":
+        raise NanowireSSLError("Choose an output folder (it is created when missing)")
+    if dst.resolve() == src.resolve():
+        raise NanowireSSLError("The output folder must differ from the input folder")
+    return list_images([src]), dst

@@ -17,10 +17,10 @@ the parts into ``--out`` in the original file order.
 from __future__ import annotations
 
 import csv
-import sys
 from pathlib import Path
 
 from .distributed import bundle_parts, process_group, ranks
+from .classes import encode_files, labelled_files
 from .options import add_device, add_encoder, load_encoder
 
 
@@ -50,34 +50,6 @@ def register(subparsers) -> None:
     p.add_argument("--cache-dir", type=Path, metavar="DIR", help="keep image features here for later runs")
     add_device(p)
     p.set_defaults(func=run)
-
-
-def encode_files(encoder, files: list[Path], *, cache, tiling: dict, show: bool = True):
-    """Features of image files, read one at a time, with a progress bar over images."""
-    from tqdm import tqdm
-
-    from ..fewshot.classify import read_single_image
-    from ..fewshot.features import image_features
-
-    with tqdm(total=len(files), unit="image", desc="encoding", file=sys.stderr, disable=not show) as bar:
-        def images():
-            for f in files:
-                yield read_single_image(f)
-                bar.update()  # the previous image is encoded when the next one is asked for
-
-        return image_features(encoder, images(), names=[str(f) for f in files], cache=cache, **tiling)
-
-
-def labelled_files(root: Path) -> tuple[list[Path], list[str], list[str]]:
-    """(files, labels, class names) of a folder-per-class dataset; prints which folders are no class."""
-    from ..fewshot.classify import class_folders
-
-    classes, skipped = class_folders(root)
-    for folder in skipped:
-        print(f"note: {folder} is not taken as a class", file=sys.stderr)
-    files = [f for fs in classes.values() for f in fs]
-    labels = [c for c, fs in classes.items() for _ in fs]
-    return files, labels, list(classes)
 
 
 def write_predictions(path: Path, files, probabilities, class_names) -> None:

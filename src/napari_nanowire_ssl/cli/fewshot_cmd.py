@@ -50,7 +50,7 @@ def run(args) -> int:
     from ..fewshot.classify import LinearHead
     from ..fewshot.evaluation import fewshot_accuracy, plot_fewshot, write_fewshot_csv
     from ..fewshot.features import DEFAULT_MAX_TILES, DEFAULT_TILE, FeatureCache
-    from .classify_cmd import encode_files, labelled_files
+    from .classes import encode_files, labelled_files
 
     shots = parse_shots(args.shots)
     if args.repeats < 1:

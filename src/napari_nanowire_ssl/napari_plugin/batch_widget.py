@@ -11,45 +11,18 @@ progress and Stop. The settings section edits the persistent
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 from magicgui.widgets import Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
-from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_info, show_warning
 
+from ..batch import folder_job
 from ..errors import NanowireSSLError
 from ..session import session_for
 from .controls import device_combo
-from .workers import Job, reports_errors
+from .workers import Job, batch_worker, reports_errors
 
 PROGRESS_MAX = 1000
-
-
-def folder_job(input_value, output_value) -> tuple[list[Path], Path]:
-    """``(image files, output folder)`` of the folder fields, or a one-line error a user understands."""
-    from ..io import list_images
-
-    src, dst = Path(input_value), Path(output_value)
-    if not str(input_value) or str(src) == "." or not src.is_dir():
-        raise NanowireSSLError(f"Input folder '{src}': choose an existing folder of images")
-    if not str(output_value) or str(dst) == ".":
-        raise NanowireSSLError("Choose an output folder (it is created when missing)")
-    if dst.resolve() == src.resolve():
-        raise NanowireSSLError("The output folder must differ from the input folder")
-    return list_images([src]), dst
-
-
-@thread_worker(start_thread=False)
-def batch_worker(bundle, files: list[Path], out_dir: Path, stop: threading.Event):
-    """Generator worker over :func:`..batch.process_files`: yields its events, returns the rows."""
-    from ..batch import process_files
-
-    rows = []
-    for event in process_files(bundle, files, out_dir, should_stop=stop.is_set, on_fallback=show_warning):
-        rows.append(event.row)
-        yield event
-    return rows
 
 
 class BatchWidget(Container):

@@ -21,7 +21,7 @@ from ..models.encoder import BACKBONES
 from ..session import session_for
 from .controls import device_combo
 from .layers import image_layers, image_pixels, image_problem, open_images, placement
-from .workers import Job, reports_errors
+from .workers import Job, pretrain_worker, reports_errors
 
 ADAPTED_DIR = Path.home() / "nanowire-ssl"  # where adapted encoders are saved
 
@@ -146,7 +146,6 @@ class EncoderWidget(Container):
         from ..models.default import default_encoder_path
         from ..models.modelfile import read_metadata
         from ..ssl.pretrain import Pretrainer, adaptation_config
-        from .pretrain_widget import _train
 
         images, n_layers = open_images(self.viewer)
         init = self.session.active_encoder()
@@ -160,7 +159,7 @@ class EncoderWidget(Container):
         total = config.epochs * trainer.steps_per_epoch
         self.adapt_status.value = f"starting: {len(images)} images, {total} steps"
         self.adapt_job.start(
-            _train(trainer, self.adapt_job.stop_flag, out, f"{n_layers} napari layers"), "Adapting the encoder",
+            pretrain_worker(trainer, self.adapt_job.stop_flag, out, f"{n_layers} napari layers"), "Adapting the encoder",
             total=total, failed="Adaptation failed", returned=lambda path: self._adapted(trainer, path),
             yielded=lambda e: setattr(self.adapt_status, "value",
                                       f"step {e.epoch * e.steps_per_epoch + e.step + 1}/{total}, loss {e.loss:.4g}"))

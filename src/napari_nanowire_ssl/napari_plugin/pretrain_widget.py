@@ -8,11 +8,9 @@ usable encoder file. The trained encoder becomes the session's active encoder.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, SpinBox
-from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_info
 from qtpy.QtCore import QPointF, Qt
 from qtpy.QtGui import QPainter, QPen, QPolygonF
@@ -22,7 +20,7 @@ from ..models.encoder import BACKBONES
 from ..session import session_for
 from .controls import device_combo
 from .layers import open_images
-from .workers import Job, reports_errors
+from .workers import Job, pretrain_worker, reports_errors
 
 OPEN_LAYERS, FOLDER = "open image layers", "folder"
 DEFAULT_OUT = Path.home() / "nanowire-ssl" / "pretrained_encoder.safetensors"
@@ -122,7 +120,7 @@ class PretrainWidget(Container):
         self.plot.clear()
         total = config.epochs * self.trainer.steps_per_epoch
         self.status.value = f"starting: {len(images)} images, {total} steps"
-        self.job.start(_train(self.trainer, self.job.stop_flag, out, description), "Pretraining", total=total,
+        self.job.start(pretrain_worker(self.trainer, self.job.stop_flag, out, description), "Pretraining", total=total,
                        yielded=self._on_step, returned=self._on_done, failed="Pretraining failed",
                        finished=self._on_finished)
 
@@ -145,13 +143,3 @@ class PretrainWidget(Container):
     def _on_finished(self) -> None:
         """Drop the optimiser state (the worker's tracking frees cached GPU memory)."""
         self.trainer = None
-
-
-@thread_worker(start_thread=False)
-def _train(trainer, stop: threading.Event, out: Path, description: str):
-    """Generator worker: one yielded event per step; saves when done or stopped."""
-    for event in trainer.steps():
-        yield event
-        if stop.is_set():
-            break
-    return trainer.finish(out, data_description=description)

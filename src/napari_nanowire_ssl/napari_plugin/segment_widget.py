@@ -51,11 +51,10 @@ from ..fewshot.segment import (
 from ..fewshot.tiling import predict_tiled, segment_image
 from ..labels import NANOWIRE
 from ..session import session_for
-from .batch_widget import batch_worker, folder_job
 from .controls import device_combo
 from ..io.normalize import check_network_input, normalize
 from .layers import full_resolution, image_layers, image_pixels, image_problem, layer_name, placement
-from .workers import Job, report_error, reports_errors
+from .workers import Job, batch_worker, report_error, reports_errors
 
 OUTPUT_OF = "nanowire_ssl_segmentation_of"  # output layer metadata: name of the image
 OUTPUT_KIND = "nanowire_ssl_segmentation"  # "probability" or "nanowires"
@@ -364,6 +363,7 @@ class SegmentWidget(Container):
     def predict_folder(self) -> None:
         """Segment and measure every image of the input folder (see :mod:`..batch`): the output folder
         gets ``masks/<stem>.tif`` (uint8, 1 = nanowire), ``overlays/<stem>.png`` and ``results.csv``."""
+        from ..batch import folder_job
         from ..bundle import Bundle
 
         if self.model is None:

@@ -26,8 +26,10 @@ import functools
 import threading
 import time
 import weakref
+from pathlib import Path
 
-from napari.utils.notifications import show_error
+from napari.qt.threading import thread_worker
+from napari.utils.notifications import show_error, show_warning
 from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import QApplication
 
@@ -172,3 +174,29 @@ class Job:
             button.enabled = not busy
         if self.stop_button is not None:
             self.stop_button.enabled = busy
+
+
+# --- the background jobs more than one widget runs ----------------------------------------
+
+
+@thread_worker(start_thread=False)
+def batch_worker(bundle, files: list[Path], out_dir: Path, stop: threading.Event):
+    """Generator worker over :func:`..batch.process_files`: yields its events, returns the rows."""
+    from ..batch import process_files
+
+    rows = []
+    for event in process_files(bundle, files, out_dir, should_stop=stop.is_set, on_fallback=show_warning):
+        rows.append(event.row)
+        yield event
+    return rows
+
+
+@thread_worker(start_thread=False)
+def pretrain_worker(trainer, stop: threading.Event, out: Path, description: str):
+    """Generator worker over a :class:`~..ssl.pretrain.Pretrainer` (pretraining and adaptation): one
+    yielded event per step; saves when done or stopped (``stop`` is checked after every step)."""
+    for event in trainer.steps():
+        yield event
+        if stop.is_set():
+            break
+    return trainer.finish(out, data_description=description)

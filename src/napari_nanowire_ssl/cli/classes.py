@@ -1,0 +1,35 @@
+"""Class-folder data sets for the commands that train or test classifiers (``classify``, ``fewshot``):
+reading them with a note for folders that are no class, and encoding their files with a progress bar."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def encode_files(encoder, files: list[Path], *, cache, tiling: dict, show: bool = True):
+    """Features of image files, read one at a time, with a progress bar over images."""
+    from tqdm import tqdm
+
+    from ..fewshot.classify import read_single_image
+    from ..fewshot.features import image_features
+
+    with tqdm(total=len(files), unit="image", desc="encoding", file=sys.stderr, disable=not show) as bar:
+        def images():
+            for f in files:
+                yield read_single_image(f)
+                bar.update()  # the previous image is encoded when the next one is asked for
+
+        return image_features(encoder, images(), names=[str(f) for f in files], cache=cache, **tiling)
+
+
+def labelled_files(root: Path) -> tuple[list[Path], list[str], list[str]]:
+    """(files, labels, class names) of a folder-per-class dataset; prints which folders are no class."""
+    from ..fewshot.classify import class_folders
+
+    classes, skipped = class_folders(root)
+    for folder in skipped:
+        print(f"note: {folder} is not taken as a class", file=sys.stderr)
+    files = [f for fs in classes.values() for f in fs]
+    labels = [c for c, fs in classes.items() for _ in fs]
+    return files, labels, list(classes)
