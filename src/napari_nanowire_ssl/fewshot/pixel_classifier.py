@@ -399,21 +399,16 @@ class PixelTrainer:
     def add_confident_labels(self, *, wire: float = CONFIDENT_WIRE, background: float = CONFIDENT_BACKGROUND,
                              should_stop=None) -> float | None:
         """Self-training, as :meth:`.segment.SegmentationTrainer.add_confident_labels`."""
-        from .tiling import predict_tiled
+        from .segment import confident_labels, labelled_fraction
 
-        model, confident = self.restore_best(), []
-        for image, painted in zip(self.images, self.painted):
-            probability = predict_tiled(model, image, should_stop=should_stop)
-            if probability is None:
-                return None
-            labels, unpainted = painted.copy(), painted == UNLABELLED
-            labels[unpainted & (probability > wire)] = NANOWIRE
-            labels[unpainted & (probability < background)] = BACKGROUND
-            confident.append(labels)
+        confident = confident_labels(self.restore_best(), self.images, self.painted, wire=wire,
+                                     background=background, should_stop=should_stop)
+        if confident is None:
+            return None
         self.labels = confident
         self._prepare(split=False)
         self.running_loss, self.best_loss = None, float("inf")
-        return sum(int((lab != UNLABELLED).sum()) for lab in self.labels) / sum(lab.size for lab in self.labels)
+        return labelled_fraction(self.labels)
 
     def steps(self, n_steps: int, *, self_training: int = 0, should_stop=None):
         """Events as :meth:`.segment.SegmentationTrainer.steps`; the choice is made after half the steps."""

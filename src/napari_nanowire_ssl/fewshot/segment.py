@@ -127,6 +127,32 @@ def make_trainer(encoder: Encoder, images: list[np.ndarray], labels: list[np.nda
                         previous=previous if isinstance(previous, PixelClassifier) else None)
 
 
+def confident_labels(model, images, painted, *, wire: float, background: float, should_stop=None):
+    """Self-training labels (both trainers'): the painted labels, plus unpainted pixels that ``model``
+    predicts with wire probability above ``wire`` (nanowire) or below ``background`` (background);
+    None when ``should_stop()`` turned true while predicting."""
+    from .tiling import predict_tiled
+
+    if not 0 <= background < wire <= 1:
+        raise NanowireSSLError(f"confidence thresholds must satisfy 0 <= background < wire <= 1, "
+                               f"got {background}, {wire}")
+    confident = []
+    for image, strokes in zip(images, painted):
+        probability = predict_tiled(model, image, should_stop=should_stop)
+        if probability is None:
+            return None
+        labels, unpainted = strokes.copy(), strokes == UNLABELLED
+        labels[unpainted & (probability > wire)] = NANOWIRE
+        labels[unpainted & (probability < background)] = BACKGROUND
+        confident.append(labels)
+    return confident
+
+
+def labelled_fraction(labels) -> float:
+    """Fraction of the pixels of all label arrays that carry a label (1 or 2)."""
+    return sum(int((lab != UNLABELLED).sum()) for lab in labels) / sum(lab.size for lab in labels)
+
+
 def masked_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Class-balanced BCE + soft Dice (nanowire class) over pixels with labels 1 or 2; see the module docstring."""
     logits = logits.float().reshape(-1)
@@ -226,23 +252,13 @@ class SegmentationTrainer:
         the loss before. Returns the fraction of pixels labelled now, or None
         (labels unchanged) when ``should_stop()`` turned true while predicting.
         """
-        from .tiling import predict_tiled
-
-        if not 0 <= background < wire <= 1:
-            raise NanowireSSLError(f"confidence thresholds must satisfy 0 <= background < wire <= 1, "
-                                   f"got {background}, {wire}")
-        model, confident = self.restore_best(), []
-        for image, painted in zip(self.images, self.painted):
-            probability = predict_tiled(model, image, should_stop=should_stop)
-            if probability is None:
-                return None
-            labels, unpainted = painted.copy(), painted == UNLABELLED
-            labels[unpainted & (probability > wire)] = NANOWIRE
-            labels[unpainted & (probability < background)] = BACKGROUND
-            confident.append(labels)
+        confident = confident_labels(self.restore_best(), self.images, self.painted, wire=wire,
+                                     background=background, should_stop=should_stop)
+        if confident is None:
+            return None
         self.labels = confident
         self._restart()
-        return sum(int((lab != UNLABELLED).sum()) for lab in self.labels) / sum(lab.size for lab in self.labels)
+        return labelled_fraction(self.labels)
 
     def _origins(self, i: int, n: int) -> list[tuple[int, int]]:
         """``n`` crop origins (in the padded image) centred on labelled pixels of image ``i``."""
