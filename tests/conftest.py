@@ -64,6 +64,38 @@ def notices(monkeypatch):
     return said
 
 
+class ErrorMessages(list):
+    """The error messages among ``notices``, as a live list (compares, indexes, iterates, clears)."""
+
+    def __init__(self, notices):
+        super().__init__()
+        self.notices = notices
+
+    def _errors(self):
+        return [message for kind, message in self.notices if kind == "show_error"]
+
+    def __iter__(self):
+        return iter(self._errors())
+
+    def __len__(self):
+        return len(self._errors())
+
+    def __getitem__(self, i):
+        return self._errors()[i]
+
+    def __eq__(self, other):
+        return self._errors() == list(other)
+
+    def clear(self):
+        self.notices.clear()
+
+
+@pytest.fixture
+def errors(notices):
+    """The error messages the widgets showed, in order."""
+    return ErrorMessages(notices)
+
+
 def read_csv(path) -> list[dict[str, str]]:
     """The rows of a CSV file written by the plugin, as dictionaries keyed by its header."""
     import csv

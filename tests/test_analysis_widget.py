@@ -31,35 +31,6 @@ PLUGIN = "napari-nanowire-ssl"
 KINDS = ("analysis", "junctions")
 
 
-class Said(list):
-    """The error messages among the notices, as a live list."""
-
-    def __init__(self, notices):
-        super().__init__()
-        self.notices = notices
-
-    def _errors(self):
-        return [message for kind, message in self.notices if kind == "show_error"]
-
-    def __iter__(self):
-        return iter(self._errors())
-
-    def __len__(self):
-        return len(self._errors())
-
-    def __getitem__(self, i):
-        return self._errors()[i]
-
-    def __eq__(self, other):
-        return self._errors() == list(other)
-
-
-@pytest.fixture
-def errors(notices):
-    """Messages the widget shows as errors."""
-    return Said(notices)
-
-
 def parts(layer) -> np.ndarray:
     """The ``part`` of each label of a results layer (index 1, 2, ...)."""
     return np.asarray(layer.features["part"])

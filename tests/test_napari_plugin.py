@@ -10,26 +10,6 @@ from napari_nanowire_ssl.napari_plugin.encoder_widget import EncoderWidget
 PLUGIN = "napari-nanowire-ssl"
 
 
-@pytest.fixture
-def errors(notices):
-    """The error messages the widgets showed (a view of the shared ``notices``)."""
-
-    class Errors:
-        def _all(self):
-            return [message for kind, message in notices if kind == "show_error"]
-
-        def __eq__(self, other):
-            return self._all() == other
-
-        def __len__(self):
-            return len(self._all())
-
-        def __getitem__(self, i):
-            return self._all()[i]
-
-    return Errors()
-
-
 @pytest.mark.parametrize("morphology", ["singular", "dispersed", "network", "bundle"])
 def test_synthetic_samples_open_with_their_masks(make_napari_viewer, morphology):
     viewer = make_napari_viewer()

@@ -61,34 +61,6 @@ def outputs(viewer, kind):
     return [layer for layer in viewer.layers if layer.metadata.get(module.OUTPUT_KIND) == kind]
 
 
-class _Errors(list):
-    """The error messages among what the widgets told the user (live view of ``notices``)."""
-
-    def __init__(self, notices):
-        super().__init__()
-        self.notices = notices
-
-    def _messages(self):
-        return [message for kind, message in self.notices if kind == "show_error"]
-
-    def __eq__(self, other):
-        return self._messages() == other
-
-    def __len__(self):
-        return len(self._messages())
-
-    def __getitem__(self, i):
-        return self._messages()[i]
-
-    def clear(self):
-        self.notices.clear()
-
-
-@pytest.fixture
-def errors(notices):
-    return _Errors(notices)
-
-
 def test_train_predicts_into_own_layers_and_continues_from_the_decoder(make_napari_viewer, qtbot, errors):
     viewer, widget, sample = make_widget(make_napari_viewer)
     widget.new_scribble_layer()
