@@ -412,11 +412,9 @@ class PixelTrainer:
 
     def steps(self, n_steps: int, *, self_training: int = 0, should_stop=None):
         """Events as :meth:`.segment.SegmentationTrainer.steps`; the choice is made after half the steps."""
-        if n_steps < 1:
-            raise NanowireSSLError(f"number of steps must be at least 1, got {n_steps}")
-        if self_training < 0:
-            raise NanowireSSLError(f"self-training steps must be at least 0, got {self_training}")
-        total = n_steps + (self_training if self.has_unpainted else 0)
+        from .segment import total_steps
+
+        total = total_steps(n_steps, self_training, self.has_unpainted)
         for step in range(total):
             t0 = time.perf_counter()
             if step == n_steps // 2 and self.chosen is None:

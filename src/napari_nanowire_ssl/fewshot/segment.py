@@ -48,6 +48,7 @@ from torch.nn import functional as F
 from ..errors import ModelFileError, NanowireSSLError
 from ..io.normalize import check_network_input, normalize
 from ..labels import BACKGROUND, NANOWIRE, UNLABELLED
+from .policy import self_training_steps
 from .symmetry import dihedral
 from ..models.decoder import STRIDE, SegmentationModel, UNetDecoder
 from ..models.device import autocast_context, select_device
@@ -146,6 +147,15 @@ def confident_labels(model, images, painted, *, wire: float, background: float, 
         labels[unpainted & (probability < background)] = BACKGROUND
         confident.append(labels)
     return confident
+
+
+def total_steps(n_steps: int, self_training: int, has_unpainted: bool) -> int:
+    """Steps a trainer's ``steps(n_steps, self_training=...)`` runs (both trainers); one-line errors."""
+    if n_steps < 1:
+        raise NanowireSSLError(f"number of steps must be at least 1, got {n_steps}")
+    if self_training < 0:
+        raise NanowireSSLError(f"self-training steps must be at least 0, got {self_training}")
+    return n_steps + self_training_steps(self_training, has_unpainted)
 
 
 def labelled_fraction(labels) -> float:
@@ -335,11 +345,7 @@ class SegmentationTrainer:
         can end the generator while the confident labels are predicted (a
         large image takes seconds).
         """
-        if n_steps < 1:
-            raise NanowireSSLError(f"number of steps must be at least 1, got {n_steps}")
-        if self_training < 0:
-            raise NanowireSSLError(f"self-training steps must be at least 0, got {self_training}")
-        total = n_steps + (self_training if self.has_unpainted else 0)
+        total = total_steps(n_steps, self_training, self.has_unpainted)
         for step in range(total):
             t0 = time.perf_counter()
             if step == n_steps and self.add_confident_labels(should_stop=should_stop) is None:
