@@ -17,6 +17,11 @@ XVFB_PACKAGES := xvfb xauth libgl1-mesa-dri libglx-mesa0 libegl1 libxkbcommon-x1
 	libxcb-render-util0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1 libdbus-1-3 \
 	libfontconfig1
 PYTEST_ARGS ?=
+# Tests run in this many processes (pytest-xdist); 2 suits a 2-core laptop or CI runner.
+PYTEST_WORKERS ?= 2
+# pytest rewrites the asserts of napari's whole package (its pytest plugin); with bytecode
+# writing off it redoes that in every process, seconds per worker.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: venv test test-fast demo screenshots system-packages clean
 
@@ -41,10 +46,10 @@ system-packages:
 	fi
 
 test: venv system-packages
-	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m pytest $(PYTEST_ARGS)
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test-fast: venv system-packages
-	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m pytest -n $(PYTEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
 
 screenshots: venv system-packages
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) docs/screenshots.py docs/images/user-guide

@@ -31,6 +31,16 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+def pytest_collection_finish(session):
+    """Leave the objects alive after collection (torch, napari, numba: millions of them) out of
+    the garbage collector's scans: napari runs a full ``gc.collect()`` each time a layer is
+    removed, which otherwise costs most of a GUI test's time."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 @pytest.fixture
 def random_resnet18():
     """A ResNet18 encoder with random weights (seed 0), in eval mode: fast to make, and

@@ -56,6 +56,7 @@ def overlays(viewer, name: str) -> dict:
             if layer.metadata.get(OVERLAY_OF) == name}
 
 
+@pytest.mark.slow
 def test_network_sample_metrics_overlays_and_rerun(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     viewer.open_sample(PLUGIN, "network")
@@ -188,6 +189,7 @@ def test_pixel_size_comes_from_the_layer_scale_and_crop_bottom_applies(make_napa
     assert len(widget.table.to_dict("split")["data"]) == 3
 
 
+@pytest.mark.slow
 def test_csv_export_analyses_and_writes_every_mask_layer(make_napari_viewer, qtbot, tmp_path):
     viewer = make_napari_viewer()
     viewer.open_sample(PLUGIN, "network")
@@ -449,6 +451,7 @@ def test_choosing_a_mask_shows_it_with_its_image_and_results(make_napari_viewer,
     assert all(layer.visible for layer in results_a.values())
 
 
+@pytest.mark.slow
 def test_key_columns_visible_without_scrolling_in_a_1580_px_window(make_napari_viewer, qtbot):
     viewer = make_napari_viewer(show=True)
     flow = WorkflowWidget(viewer)

@@ -91,6 +91,7 @@ def table_rows(widget) -> dict[str, dict]:
     return {row[0]: dict(zip(split["columns"], row)) for row in split["data"]}
 
 
+@pytest.mark.slow
 def test_tag_train_predict_and_train_again_without_encoding(make_napari_viewer, qtbot, encodes):
     viewer = make_napari_viewer()
     add_images(viewer)
@@ -159,6 +160,7 @@ def test_classes_without_tags_are_left_out_of_training(make_napari_viewer, qtbot
     assert widget.status.value.endswith("Not trained (no tagged image): dispersed, bundle")
 
 
+@pytest.mark.slow
 def test_suggested_anchors_are_untagged_images(make_napari_viewer, qtbot, encodes):
     viewer = make_napari_viewer()
     add_images(viewer)

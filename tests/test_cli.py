@@ -52,6 +52,7 @@ def test_info_on_a_model_file_and_a_broken_one(tmp_path, capsys):
     assert err.startswith(f"error: {bad}") and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_headless_demo_writes_samples_features_and_metrics(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--headless", "--out", str(out)]) == 0

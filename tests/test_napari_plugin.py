@@ -123,6 +123,7 @@ def test_dm_files_open_in_napari_with_calibrated_scale(make_napari_viewer, tmp_p
     assert layer.metadata["pixel_size_nm"] == pytest.approx(250.0)
 
 
+@pytest.mark.slow
 def test_torch_loads_after_the_gl_context_exists():
     """Regression: torchvision (via triton's LLVM) used to crash after Mesa GL was up."""
     import subprocess

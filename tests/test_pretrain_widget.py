@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from napari_nanowire_ssl.models.modelfile import read_metadata
 from napari_nanowire_ssl.napari_plugin import pretrain_widget as module
 from napari_nanowire_ssl.napari_plugin.encoder_widget import EncoderWidget
@@ -20,6 +22,7 @@ def small_widget(viewer, tmp_path, epochs):
     return widget
 
 
+@pytest.mark.slow
 def test_training_runs_in_a_worker_and_becomes_the_active_encoder(make_napari_viewer, qtbot, tmp_path):
     viewer = make_napari_viewer()
     viewer.open_sample(PLUGIN, "network")

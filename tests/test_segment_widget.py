@@ -234,6 +234,7 @@ def test_errors_change_nothing(make_napari_viewer, errors):
     check("Layer 'bad values': labels may only be 0 (not labelled), 1 (background) or 2 (nanowire), found [6]")
 
 
+@pytest.mark.slow
 def test_ui_stays_responsive_during_training(make_napari_viewer, qtbot, errors):
     """The event loop keeps running while training on a 256 px image (a 10 ms QTimer ticks), and no
     layer is added during training: the output layers are added when Train is pressed (adding one

@@ -137,6 +137,7 @@ def test_two_processes_hold_identical_weights_after_a_step(tmp_path):
     assert ranks[0]["after"] == ranks[1]["after"] != ranks[0]["before"]
 
 
+@pytest.mark.slow
 def test_cli_pretrain_writes_encoder_and_resumes(tmp_path, capsys):
     from PIL import Image
 
