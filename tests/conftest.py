@@ -118,3 +118,48 @@ def read_csv(path) -> list[dict[str, str]]:
 def private_settings(tmp_path_factory, monkeypatch):
     """Every test reads and writes its own settings file, never the user's."""
     monkeypatch.setenv("NANOWIRE_SSL_CONFIG_DIR", str(tmp_path_factory.mktemp("config")))
+
+
+def micrograph_with_banner(shape=(200, 160), banner=30):
+    """Noise above (no two rows alike), a black data bar with white "text" blocks at the bottom."""
+    import numpy as np
+
+    picture = np.random.default_rng(1).integers(20, 230, shape).astype(np.uint8)
+    picture[-banner:] = 0
+    picture[-banner + 8: -banner + 16, 10:60] = 255
+    picture[-banner + 8: -banner + 16, 100:150] = 255
+    return picture
+
+
+@pytest.fixture
+def banner_micrograph():
+    """:func:`micrograph_with_banner`: ``banner_micrograph(shape=(h, w), banner=rows)``."""
+    return micrograph_with_banner
+
+
+class UserActions:
+    """What a user does with the widgets' controls, through Qt (the combo box's entry, keys)."""
+
+    def __init__(self, qtbot):
+        self.qtbot = qtbot
+
+    def choose(self, combo, layer) -> None:
+        """Pick ``layer`` in a layer picker (a magicgui ComboBox)."""
+        native = combo.native
+        native.setCurrentIndex(native.findText(layer.name))
+        assert combo.value is layer
+
+    def type_into(self, box, text: str) -> None:
+        """Type a value into a spin box and press Enter."""
+        from qtpy.QtCore import Qt
+
+        edit = box.native.lineEdit()
+        edit.selectAll()
+        self.qtbot.keyClicks(edit, text)
+        self.qtbot.keyClick(edit, Qt.Key.Key_Return)
+
+
+@pytest.fixture
+def user(qtbot):
+    """:class:`UserActions` on this test's qtbot."""
+    return UserActions(qtbot)

@@ -353,17 +353,9 @@ def test_a_mask_file_opened_as_an_image_is_offered_and_analysed(make_napari_view
     np.testing.assert_array_equal(layer.data, mask)
 
 
-def micrograph_with_banner(shape=(200, 160), banner=30) -> np.ndarray:
-    """Noise above, a black data bar with white "text" at the bottom."""
-    picture = np.random.default_rng(1).integers(20, 230, shape).astype(np.uint8)
-    picture[-banner:] = 0
-    picture[-banner + 8 : -banner + 16, 10:60] = 255
-    picture[-banner + 8 : -banner + 16, 100:150] = 255
-    return picture
-
-
-def test_crop_from_the_images_banner_and_pixel_size_typed_once_kept_per_layer(make_napari_viewer, qtbot):
-    picture = micrograph_with_banner()
+def test_crop_from_the_images_banner_and_pixel_size_typed_once_kept_per_layer(make_napari_viewer, qtbot,
+                                                                             banner_micrograph):
+    picture = banner_micrograph()
     mask = np.zeros(picture.shape, np.uint8)
     mask[:, 70:76] = 1  # a wire from top to bottom ...
     mask[-22:-14, 10:60] = 1  # ... and the banner's text, which reads as wire

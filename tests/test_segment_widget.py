@@ -226,10 +226,10 @@ def test_errors_change_nothing(make_napari_viewer, errors):
     check("Layer 'x' is 64x96 but image 'y' is 128x128")
     empty = viewer.add_labels(np.zeros((128, 128), np.uint8), name="empty")
     widget.scribbles.value = empty
-    check("no strokes: paint nanowire (2) and background (1) pixels first")
+    check("Layer 'empty': no strokes: paint nanowire (2) and background (1) pixels first")
     wire_only = np.where(sample.mask, 2, 0).astype(np.uint8)
     widget.scribbles.value = viewer.add_labels(wire_only, name="wire only")
-    check("only nanowire pixels (label 2) are painted: paint some background (label 1) too")
+    check("Layer 'wire only': only nanowire pixels (label 2) are painted: paint some background (label 1) too")
     widget.scribbles.value = viewer.add_labels(wire_only * 3, name="bad values")
     check("Layer 'bad values': labels may only be 0 (not labelled), 1 (background) or 2 (nanowire), found [6]")
 

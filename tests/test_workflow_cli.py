@@ -85,8 +85,6 @@ def test_analyze_with_a_bundle_segments_classifies_and_measures(workspace, tmp_p
      "head_only.safetensors: this bundle holds no segmentation decoder (resnet18 encoder (test), classifier of 2 classes"),
     (["classify", "--bundle", "{root}/full.safetensors", "--encoder", "default", "--predict", "{root}/images",
       "--out", "{tmp}/p.csv"], "--encoder: not with --bundle"),
-    (["analyze", "{root}/images", "--bundle", "{root}/full.safetensors", "--out", "{tmp}/m.csv",
-      "--crop-bottom", "5"], "--crop-bottom: not available with --bundle"),
 ])
 def test_bundle_misuse_is_a_one_line_error(workspace, tmp_path, capsys, argv, message):
     root = workspace[0]

@@ -211,7 +211,8 @@ def test_batch_writes_masks_overlays_and_one_csv_and_keeps_going_past_bad_files(
     assert [e.index for e in events] == [0, 1, 2] and events[-1].fraction == 1.0
     with open(tmp_path / "out" / RESULTS_CSV, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert list(rows[0])[:6] == ["path", "error", "label", "prob_dispersed", "prob_network", "pixel_density"]
+    assert list(rows[0])[:7] == ["path", "error", "crop_bottom", "label", "prob_dispersed", "prob_network",
+                            "pixel_density"]
     assert rows[2]["path"].endswith("c.tif") and "c.tif" in rows[2]["error"] and rows[2]["pixel_density"] == ""
     for row, name, image in zip(rows, "ab", images[1:3]):
         assert row["error"] == ""

@@ -8,7 +8,8 @@ says so. For every input it writes, under ``out_dir``:
 - ``masks/<stem>.tif``: uint8, 1 = nanowire (when the bundle has a decoder);
 - ``overlays/<stem>.png``: the image in gray, wires in cyan, the percolating
   cluster in magenta (when the bundle has a decoder);
-- one row of ``results.csv``: ``path``, ``error``, then ``label`` and
+- one row of ``results.csv``: ``path``, ``error``, ``crop_bottom`` (the rows
+  of instrument banner left out), then ``label`` and
   ``prob_<class>`` (when the bundle has a classifier), then the
   :data:`~.analysis.measure.COLUMNS` of the mask (when it has a decoder).
 
@@ -28,6 +29,7 @@ import numpy as np
 
 from .bundle import Bundle
 from .errors import NanowireSSLError
+from .io.banner import AUTO as BANNER_AUTO, banner_crop, with_banner_rows, without_banner
 
 RESULTS_CSV = "results.csv"
 WIRE_COLOUR = np.array([0, 220, 255], np.float32)
@@ -52,7 +54,7 @@ def result_columns(bundle: Bundle) -> list[str]:
     """The CSV header for ``bundle``."""
     from .analysis.measure import COLUMNS
 
-    columns = ["path", "error"]
+    columns = ["path", "error", "crop_bottom"]
     if bundle.head is not None:
         columns += ["label", *(f"prob_{c}" for c in bundle.head.class_names)]
     if bundle.decoder is not None:
@@ -73,12 +75,16 @@ def overlay_rgb(image: np.ndarray, mask: np.ndarray, percolating: np.ndarray) ->
 
 
 def analyse_image(bundle: Bundle, image: np.ndarray, *, pixel_size_nm: float | None = None,
+                  crop_bottom: int | str = BANNER_AUTO, name: str = "image",
                   should_stop: Callable[[], bool] | None = None,
                   on_fallback: Callable[[str], None] | None = None) -> dict | None:
     """Classify and/or segment + measure one 2D image with ``bundle``.
 
     ``on_fallback`` hears of smaller tiles or the CPU after running out of
     GPU memory (see :func:`~.fewshot.tiling.segment_image`).
+
+    ``crop_bottom``: rows of instrument banner left out of everything (``"auto"``: the
+    detected banner; see :func:`~.io.banner.banner_crop`); the mask has them as background.
 
     Returns ``{"row": ..., "mask": ..., "percolating": ...}`` (mask entries
     only with a decoder), or None when stopped.
@@ -89,23 +95,26 @@ def analyse_image(bundle: Bundle, image: np.ndarray, *, pixel_size_nm: float | N
 
     if image.ndim != 2:
         raise NanowireSSLError(f"needs a 2D image, got a stack of shape {image.shape}")
-    result: dict = {"row": {}}
+    rows = banner_crop(image, crop_bottom, name=name)
+    result: dict = {"row": {"crop_bottom": rows}}
     if bundle.head is not None:
-        probs = bundle.head.predict_proba(image_features(bundle.encoder, [image], **bundle.head.tiling))[0]
+        micrograph = without_banner(image, rows)
+        probs = bundle.head.predict_proba(image_features(bundle.encoder, [micrograph], **bundle.head.tiling))[0]
         result["row"]["label"] = bundle.head.class_names[int(probs.argmax())]
         result["row"].update({f"prob_{c}": round(float(p), 6) for c, p in zip(bundle.head.class_names, probs)})
     if bundle.decoder is not None:
         options = bundle.options
         tile = options["tile"]
-        out = segment_image(bundle.decoder, image, tile=tile,
+        out = segment_image(bundle.decoder, image, tile=tile, crop_bottom=rows,
                             threshold=options["threshold"], should_stop=should_stop, on_fallback=on_fallback)
         if out is None:
             return None
         mask = out[1]
-        analysis = analyse_mask(mask, pixel_size_nm=pixel_size_nm, connectivity=options["connectivity"],
+        analysis = analyse_mask(mask, pixel_size_nm=pixel_size_nm, crop_bottom=rows,
+                                connectivity=options["connectivity"],
                                 link_distance=options["link_distance"], criterion=options["criterion"])
         result["row"].update(analysis.row)
-        result.update(mask=mask, percolating=analysis.percolation.spanning_mask)
+        result.update(mask=mask, percolating=with_banner_rows(analysis.percolation.spanning_mask, rows))
     return result
 
 
@@ -120,11 +129,13 @@ def output_stems(files: list[Path]) -> None:
 
 
 def process_files(bundle: Bundle, files: list[Path], out_dir: Path, *, csv_name: str = RESULTS_CSV,
-                  pixel_size_nm: float | None = None, should_stop: Callable[[], bool] | None = None,
+                  pixel_size_nm: float | None = None, crop_bottom: int | str = BANNER_AUTO,
+                  should_stop: Callable[[], bool] | None = None,
                   on_fallback: Callable[[str], None] | None = None) -> Iterator[BatchEvent]:
     """Generator over ``files``: see the module docstring. Returns when done or stopped.
 
-    ``pixel_size_nm`` overrides every file's own calibration (None: each file's, if any).
+    ``pixel_size_nm`` overrides every file's own calibration (None: each file's, if any);
+    ``crop_bottom`` is every file's bottom crop (``"auto"``: each file's detected banner).
     """
     import tifffile
     from PIL import Image
@@ -149,7 +160,8 @@ def process_files(bundle: Bundle, files: list[Path], out_dir: Path, *, csv_name:
             try:
                 image = read_image(path)
                 result = analyse_image(bundle, image.data, pixel_size_nm=pixel_size_nm or image.pixel_size_nm,
-                                       should_stop=stop, on_fallback=on_fallback)
+                                       crop_bottom=crop_bottom, name=str(path), should_stop=stop,
+                                       on_fallback=on_fallback)
                 if result is None:
                     return
                 row.update(result["row"])

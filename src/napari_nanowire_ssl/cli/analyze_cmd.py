@@ -23,7 +23,8 @@ import argparse
 
 from ..analysis.percolation import ANALYSIS_DEFAULTS as OPTION_DEFAULTS
 from ..analysis.resistance import DEFAULT_ELECTRODES, DEFAULT_JUNCTION_RESISTANCE_OHM, ELECTRODES
-from .options import add_device
+from ..io.banner import AUTO as BANNER_AUTO
+from .options import add_device, crop_bottom_setting
 
 
 def register(subparsers) -> None:
@@ -52,8 +53,9 @@ def register(subparsers) -> None:
     p.add_argument("--criterion", choices=("both", "any", "lr", "tb"), default=None,
                    help="percolation: one cluster spans both directions (default, paper), "
                    "either, left-right or top-bottom")
-    p.add_argument("--crop-bottom", type=int, default=0, metavar="ROWS",
-                   help="leave out this many bottom rows (instrument banner); masks only")
+    p.add_argument("--crop-bottom", type=crop_bottom_setting, default=None, metavar="auto|ROWS",
+                   help="leave out this many bottom rows (an instrument banner): default 0 for masks; with "
+                   "--bundle default auto, the banner each image shows, if any")
     p.add_argument("--wire-resistance", type=float, default=None, metavar="OHM_PER_UM",
                    help="resistance of a wire per um of length: adds sheet_resistance_ohm_sq (needs --pixel-size)")
     p.add_argument("--junction-resistance", type=float, default=DEFAULT_JUNCTION_RESISTANCE_OHM, metavar="OHM",
@@ -87,12 +89,15 @@ def run_masks(args: argparse.Namespace) -> int:
 
     if args.wire_resistance is not None and args.pixel_size is None:
         raise NanowireSSLError("--wire-resistance: needs --pixel-size (the wire resistance is per um)")
+    if args.crop_bottom == BANNER_AUTO:
+        raise NanowireSSLError("--crop-bottom auto: banners are found in images (with --bundle); "
+                               "give masks a number of rows")
     files = list_images(args.inputs, what="mask")
     options = {**OPTION_DEFAULTS, **explicit_options(args)}
     rows, branches = [], []
     for path in files:
         try:
-            analysis = analyse_mask(read_mask(path), pixel_size_nm=args.pixel_size, crop_bottom=args.crop_bottom,
+            analysis = analyse_mask(read_mask(path), pixel_size_nm=args.pixel_size, crop_bottom=args.crop_bottom or 0,
                                     wire_resistance_ohm_per_um=args.wire_resistance,
                                     junction_resistance_ohm=args.junction_resistance, electrodes=args.electrodes,
                                     **options)
@@ -138,8 +143,6 @@ def run_bundle(args: argparse.Namespace) -> int:
     from ..errors import NanowireSSLError
     from ..io.reader import list_images
 
-    if args.crop_bottom:
-        raise NanowireSSLError("--crop-bottom: not available with --bundle (it applies to masks)")
     if args.branches is not None or args.wire_resistance is not None:
         raise NanowireSSLError("--branches / --wire-resistance: not available with --bundle (they apply to masks)")
     files = list_images(args.inputs)
@@ -148,7 +151,8 @@ def run_bundle(args: argparse.Namespace) -> int:
     out = Path(args.out)
     rows = []
     with tqdm(total=len(files), unit="image", desc="analysing", file=sys.stderr) as bar:
-        for event in process_files(bundle, files, out.parent, csv_name=out.name, pixel_size_nm=args.pixel_size):
+        for event in process_files(bundle, files, out.parent, csv_name=out.name, pixel_size_nm=args.pixel_size,
+                                   crop_bottom=BANNER_AUTO if args.crop_bottom is None else args.crop_bottom):
             rows.append(event.row)
             bar.update()
     failed = [row["error"] for row in rows if row["error"]]

@@ -6,18 +6,24 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..io.banner import AUTO as BANNER_AUTO
 
-def encode_files(encoder, files: list[Path], *, cache, tiling: dict, show: bool = True):
-    """Features of image files, read one at a time, with a progress bar over images."""
+
+def encode_files(encoder, files: list[Path], *, cache, tiling: dict, crop_bottom: int | str = BANNER_AUTO,
+                 show: bool = True):
+    """Features of image files, read one at a time, without their instrument banners
+    (:func:`..io.banner.banner_crop` of ``crop_bottom``), with a progress bar over images."""
     from tqdm import tqdm
 
     from ..fewshot.classify import read_single_image
     from ..fewshot.features import image_features
+    from ..io.banner import banner_crop, without_banner
 
     with tqdm(total=len(files), unit="image", desc="encoding", file=sys.stderr, disable=not show) as bar:
         def images():
             for f in files:
-                yield read_single_image(f)
+                image = read_single_image(f)
+                yield without_banner(image, banner_crop(image, crop_bottom, name=str(f)))
                 bar.update()  # the previous image is encoded when the next one is asked for
 
         return image_features(encoder, images(), names=[str(f) for f in files], cache=cache, **tiling)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .distributed import bundle_parts, process_group, ranks
 from .classes import encode_files, labelled_files
-from .options import add_device, add_encoder, load_encoder
+from .options import add_crop_bottom, add_device, add_encoder, load_encoder
 
 
 def register(subparsers) -> None:
@@ -48,6 +48,7 @@ def register(subparsers) -> None:
     add_encoder(p)
     p.add_argument("--save-head", type=Path, metavar="FILE", help="also save the trained head (.safetensors)")
     p.add_argument("--cache-dir", type=Path, metavar="DIR", help="keep image features here for later runs")
+    add_crop_bottom(p, what="every training and classified image")
     add_device(p)
     p.set_defaults(func=run)
 
@@ -153,7 +154,7 @@ def run(args) -> int:
         encoder = load_encoder(args, me.local_rank)
         files, labels, names = labelled_files(args.train)
         tiling = {"tile": DEFAULT_TILE, "max_tiles": DEFAULT_MAX_TILES}
-        feats = encode_files(encoder, files, cache=cache, tiling=tiling, show=main_rank)
+        feats = encode_files(encoder, files, cache=cache, tiling=tiling, crop_bottom=args.crop_bottom, show=main_rank)
         head = LinearHead.for_encoder(encoder, tiling=tiling).fit(feats, labels, names)
         train_acc = float((head.predict(feats) == labels).mean())
         if main_rank:
@@ -163,7 +164,8 @@ def run(args) -> int:
                 head.save(args.save_head)
                 print(f"wrote {args.save_head}")
     mine = me.shard(predict_files)
-    probs = head.predict_proba(encode_files(encoder, mine, cache=cache, tiling=head.tiling, show=main_rank)) \
+    probs = head.predict_proba(encode_files(encoder, mine, cache=cache, tiling=head.tiling,
+                                                crop_bottom=args.crop_bottom, show=main_rank)) \
         if mine else []
     if world == 1:
         write_predictions(args.out, mine, probs, head.class_names)

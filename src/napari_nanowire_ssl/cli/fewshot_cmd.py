@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import NanowireSSLError
-from .options import add_device, add_encoder, add_seed, load_encoder
+from .options import add_crop_bottom, add_device, add_encoder, add_seed, load_encoder
 
 
 def register(subparsers) -> None:
@@ -30,6 +30,7 @@ def register(subparsers) -> None:
     add_seed(p, of="the splits")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (created)")
     p.add_argument("--cache-dir", type=Path, metavar="DIR", help="keep image features here for later runs")
+    add_crop_bottom(p)
     add_device(p)
     p.set_defaults(func=run)
 
@@ -68,7 +69,7 @@ def run(args) -> int:
                                f"no shot count in {args.shots} leaves test images")
     encoder = load_encoder(args)
     tiling = {"tile": DEFAULT_TILE, "max_tiles": DEFAULT_MAX_TILES}
-    feats = encode_files(encoder, files, cache=FeatureCache(args.cache_dir), tiling=tiling)
+    feats = encode_files(encoder, files, cache=FeatureCache(args.cache_dir), tiling=tiling, crop_bottom=args.crop_bottom)
     results = fewshot_accuracy(feats, labels, usable, repeats=args.repeats, seed=args.seed,
                                make_head=lambda: LinearHead.for_encoder(encoder, tiling=tiling))
     args.out.mkdir(parents=True, exist_ok=True)

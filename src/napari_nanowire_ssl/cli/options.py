@@ -3,6 +3,8 @@ its encoder: the same flag has the same name, default and help in every command.
 
 from __future__ import annotations
 
+import argparse
+
 DEVICE_HELP = "auto, cpu, cuda, cuda:N or mps (default auto: CUDA, then MPS, then CPU)"
 
 
@@ -28,3 +30,25 @@ def load_encoder(args, local_rank: int = 0):
     from .distributed import rank_device
 
     return resolve_encoder(args.encoder or "default", device=rank_device(args.device, local_rank))
+
+
+def crop_bottom_setting(text: str) -> int | str:
+    """``--crop-bottom`` value: ``auto`` (the detected instrument banner) or a number of rows."""
+    from ..io.banner import AUTO
+
+    if text == AUTO:
+        return AUTO
+    try:
+        rows = int(text)
+    except ValueError:
+        rows = -1
+    if rows < 0:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number of rows >= 0, got {text!r}")
+    return rows
+
+
+def add_crop_bottom(parser, *, default: str | None = "auto", what: str = "the images") -> None:
+    """``--crop-bottom auto|ROWS``: the instrument banner left out of every image."""
+    parser.add_argument("--crop-bottom", type=crop_bottom_setting, default=default, metavar="auto|ROWS",
+                        help=f"leave out this many bottom rows of {what} (an instrument banner); auto: the "
+                        "banner each image shows, if any (default " + (default or "auto") + ")")

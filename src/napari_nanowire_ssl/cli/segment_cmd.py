@@ -32,7 +32,7 @@ from pathlib import Path
 from ..errors import NanowireSSLError
 from ..fewshot.policy import DEFAULT_TILE
 from .distributed import bundle_parts, process_group, ranks
-from .options import add_device, add_encoder, add_seed, load_encoder
+from .options import add_crop_bottom, add_device, add_encoder, add_seed, load_encoder
 
 MODELS = ("auto", "filters", "filters+encoder", "decoder")  # fewshot.segment.MODELS (not imported: fast --help)
 DEFAULT_MODEL = "auto"
@@ -70,6 +70,7 @@ def register(subparsers) -> None:
                         "filters+encoder: that one; decoder: the U-Net decoder on the encoder maps (slower)")
     p.add_argument("--tile", type=int, default=DEFAULT_TILE, metavar="PX",
                    help=f"inference window, a multiple of 32 px (default {DEFAULT_TILE})")
+    add_crop_bottom(p, what="every training and predicted image (banner rows come out as background)")
     add_device(p)
     add_seed(p, of="the training")
     p.set_defaults(func=run)
@@ -89,7 +90,7 @@ def train(encoder, args, decoder_model, *, show: bool):
     from ..io.datasets import load_training_set
     from ..labels import BACKGROUND, NANOWIRE
 
-    images, labels, names, n_scribble = load_training_set(args.train)
+    images, labels, names, n_scribble = load_training_set(args.train, crop_bottom=args.crop_bottom)
     n_steps = args.epochs * args.steps_per_epoch
     t0 = time.perf_counter()
     trainer = make_trainer(encoder, images, labels, model=args.model, previous=decoder_model,
@@ -129,7 +130,7 @@ def run(args) -> int:
     from ..fewshot.policy import check_tile
     from ..fewshot.segment import load_decoder, save_decoder
     from ..fewshot.tiling import segment_image
-    from ..io import list_images, read_image
+    from ..io import banner_crop, list_images, read_image
     from ..io.datasets import output_paths
 
     if args.train is None and args.decoder is None and args.bundle is None:
@@ -172,7 +173,8 @@ def run(args) -> int:
         with tqdm(total=len(mine), unit="file", desc="segmenting", file=sys.stderr, disable=not me.main) as bar:
             for src, dst in mine:
                 image = read_image(src).data
-                _, mask = segment_image(model, image, tile=args.tile)
+                rows = banner_crop(image, args.crop_bottom, name=str(src))
+                _, mask = segment_image(model, image, tile=args.tile, crop_bottom=rows)
                 tifffile.imwrite(dst, mask.astype(np.uint8), photometric="minisblack", compression="zlib")
                 wire_fractions.append(float(mask.mean()))
                 bar.update()

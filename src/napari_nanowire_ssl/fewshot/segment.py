@@ -73,15 +73,19 @@ def check_labels(image: np.ndarray, labels: np.ndarray, *, name: str = "image") 
                                f"found {bad[:5]}")
 
 
-def _check_classes(labels: list[np.ndarray]) -> None:
+def check_classes(labels: list[np.ndarray], names=None) -> None:
+    """Both classes painted somewhere (the error names the image when there is one)."""
     wire = any((lab == NANOWIRE).any() for lab in labels)
     background = any((lab == BACKGROUND).any() for lab in labels)
+    where = f"{names[0]}: " if names is not None and len(names) == 1 else ""
     if not wire and not background:
-        raise NanowireSSLError("no strokes: paint nanowire (2) and background (1) pixels first")
+        raise NanowireSSLError(f"{where}no strokes: paint nanowire (2) and background (1) pixels first")
     if not background:
-        raise NanowireSSLError("only nanowire pixels (label 2) are painted: paint some background (label 1) too")
+        raise NanowireSSLError(f"{where}only nanowire pixels (label 2) are painted: paint some background "
+                               "(label 1) too")
     if not wire:
-        raise NanowireSSLError("only background pixels (label 1) are painted: paint some nanowire (label 2) too")
+        raise NanowireSSLError(f"{where}only background pixels (label 1) are painted: paint some nanowire "
+                               "(label 2) too")
 
 
 def training_data(images, labels, names=None) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -101,7 +105,7 @@ def training_data(images, labels, names=None) -> tuple[list[np.ndarray], list[np
         check_labels(image, lab, name=name)
         out_images.append(normalize(image, name=name))
         out_labels.append(lab.astype(np.uint8))
-    _check_classes(out_labels)
+    check_classes(out_labels, names)
     return out_images, out_labels
 
 

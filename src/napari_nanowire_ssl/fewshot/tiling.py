@@ -32,6 +32,7 @@ from torch import nn
 
 from ..errors import NanowireSSLError
 from ..io.normalize import check_network_input, normalize
+from ..io.banner import with_banner_rows, without_banner
 from ..models.decoder import STRIDE
 from ..models.device import autocast_context, select_device
 from .policy import DEFAULT_TILE, tile_overlap
@@ -141,10 +142,11 @@ def predict_tiled(
 MIN_FALLBACK_TILE = 128  # smallest tile tried after a GPU out-of-memory error
 
 
-def segment_image(model: nn.Module, image: np.ndarray, *, threshold: float = 0.5,
+def segment_image(model: nn.Module, image: np.ndarray, *, threshold: float = 0.5, crop_bottom: int = 0,
                   on_fallback: Callable[[str], None] | None = None, **kwargs):
     """``(probability float32, mask uint8 with 1 = nanowire)`` via :func:`predict_tiled`
-    (same keyword options); ``None`` when stopped.
+    (same keyword options); ``None`` when stopped. The bottom ``crop_bottom`` rows (an
+    instrument banner) are left out of the prediction and come back as background.
 
     Out of memory, it tries again with half the batch, then half the tile
     (down to 128 px), then on the CPU (the model stays there), telling
@@ -155,7 +157,7 @@ def segment_image(model: nn.Module, image: np.ndarray, *, threshold: float = 0.5
     overlap = kwargs.pop("overlap", None)  # None: the policy's overlap for the tile in use
     while True:
         try:
-            prob = predict_tiled(model, image, tile=tile, batch_size=batch_size,
+            prob = predict_tiled(model, without_banner(image, crop_bottom), tile=tile, batch_size=batch_size,
                                  overlap=None if overlap is None else min(overlap, tile // 2), **kwargs)
             break
         except torch.OutOfMemoryError:
@@ -180,4 +182,4 @@ def segment_image(model: nn.Module, image: np.ndarray, *, threshold: float = 0.5
                 on_fallback(message)
     if prob is None:
         return None
-    return prob, (prob > threshold).astype(np.uint8)
+    return with_banner_rows(prob, crop_bottom), with_banner_rows((prob > threshold).astype(np.uint8), crop_bottom)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import NanowireSSLError
+
 # A row is banner fill when its most common exact value covers this fraction of it.
 FILL_FRACTION = 0.3
 # Rows of tall letters may hide the fill: gaps of up to this many rows inside a band are bridged.
@@ -101,3 +103,31 @@ def _border_rows(picture: np.ndarray) -> int:
             break
         rows += 1
     return rows
+
+
+AUTO = "auto"  # the default bottom crop of every command and tab: the detected banner
+
+
+def banner_crop(image: np.ndarray, setting: int | str = AUTO, *, name: str = "image") -> int:
+    """Rows to leave out at the bottom of ``image``: the detected banner for ``"auto"``, else
+    ``setting`` rows (checked against the image's height, the error naming ``name``)."""
+    if setting == AUTO:
+        return detect_banner(image) if np.ndim(image) == 2 else 0
+    h = np.shape(image)[0]
+    if isinstance(setting, bool) or not isinstance(setting, (int, np.integer)) or not 0 <= setting < h:
+        raise NanowireSSLError(f"{name}: the bottom crop must be 'auto' or a whole number of rows in 0..{h - 1}, "
+                         f"got {setting!r}")
+    return int(setting)
+
+
+def without_banner(image: np.ndarray, rows: int) -> np.ndarray:
+    """The micrograph above a ``rows``-row banner (a view; the image itself when ``rows`` is 0)."""
+    return image[: image.shape[0] - rows] if rows else image
+
+
+def with_banner_rows(result: np.ndarray, rows: int) -> np.ndarray:
+    """A per-pixel result for the micrograph above a banner, padded with ``rows`` rows of zeros
+    (no wire, probability 0), so it lines up with the whole image again."""
+    if not rows:
+        return result
+    return np.concatenate([result, np.zeros((rows, *result.shape[1:]), result.dtype)])

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..errors import NanowireSSLError
 from ..labels import read_training_labels
+from .banner import AUTO as BANNER_AUTO, banner_crop, without_banner
 from .reader import IMAGE_SUFFIXES
 
 
@@ -44,9 +45,10 @@ def training_pairs(root: Path) -> list[tuple[Path, Path]]:
     return [(images[s], masks[s]) for s in sorted(images)]
 
 
-def load_training_set(root: Path):
+def load_training_set(root: Path, *, crop_bottom: int | str = BANNER_AUTO):
     """``(images, labels, names, n_scribble_masks)`` of a training folder (names: the image files, for
-    error messages). Masks follow :mod:`..labels`: scribbles kept, full masks labelled everywhere."""
+    error messages). Masks follow :mod:`..labels`: scribbles kept, full masks labelled everywhere.
+    Images and masks lose the bottom rows of the image's banner (:func:`.banner.banner_crop`)."""
     from .reader import read_image
 
     images, labels, names, scribbles = [], [], [], 0
@@ -58,8 +60,9 @@ def load_training_set(root: Path):
         if lab.shape != image.shape:
             raise NanowireSSLError(f"{mask_file}: mask has shape {lab.shape} but its image {image_file.name} "
                                    f"has shape {image.shape}")
-        images.append(image)
-        labels.append(lab)
+        rows = banner_crop(image, crop_bottom, name=str(image_file))
+        images.append(without_banner(image, rows))
+        labels.append(without_banner(lab, rows))
         names.append(str(image_file))
         scribbles += is_scribble
     return images, labels, names, scribbles

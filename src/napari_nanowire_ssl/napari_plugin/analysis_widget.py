@@ -23,7 +23,7 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
+from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from napari.layers import Labels
@@ -40,6 +40,7 @@ from ..errors import NanowireSSLError
 from ..labels import is_scribbles, wire_pixels
 from ..session import session_for
 from . import layers as L
+from .controls import crop_box, show_crop
 from .tables import results_table
 from .workers import Job, report_error, reports_errors
 
@@ -179,11 +180,8 @@ class AnalysisWidget(Container):
                                        "kept with both when you type it, so every tab uses it; 0 = unknown "
                                        "(lengths in px only)")
         self.pixel_size.native.setDecimals(4)
-        self.crop_bottom = SpinBox(label="crop bottom (rows)", value=0, min=0, max=1_000_000,
-                                   tooltip="Leave out this many bottom rows (instrument banner): proposed from the "
-                                   "image's banner, your value kept for this layer")
-        for box in (self.pixel_size, self.crop_bottom):
-            box.native.setKeyboardTracking(False)  # one change when the typing ends, not per digit
+        self.pixel_size.native.setKeyboardTracking(False)  # one change when the typing ends, not per digit
+        self.crop_bottom = crop_box(self._crop_typed)
         self.wire_resistance = FloatSpinBox(label="wire resistance (Ω/µm, 0 = off)", value=0.0, min=0.0, max=1e9,
                                             step=1.0, tooltip="Resistance of a wire per µm of its length; with a "
                                             "pixel size it adds the sheet resistance (Kirchhoff on the wire graph)")
@@ -214,7 +212,6 @@ class AnalysisWidget(Container):
         self.export_button.changed.connect(self.export_csv)
         self.layer.changed.connect(self._layer_chosen)
         self.pixel_size.changed.connect(self._pixel_size_typed)
-        self.crop_bottom.changed.connect(self._crop_typed)
         self.session = session_for(napari_viewer)
         self._show_options(self.session.options)
         for option in (self.connectivity, self.link_distance, self.criterion):
@@ -266,9 +263,9 @@ class AnalysisWidget(Container):
         """Show the chosen mask's pixel size and bottom crop (not stored: only typed values are)."""
         if layer is None:
             return
-        with self.pixel_size.changed.blocked(), self.crop_bottom.changed.blocked():
+        with self.pixel_size.changed.blocked():
             self.pixel_size.value = L.mask_pixel_size_nm(self.viewer, layer) or 0.0
-            self.crop_bottom.value = L.mask_banner_rows(self.viewer, layer)
+        show_crop(self.crop_bottom, L.mask_banner_rows(self.viewer, layer))
 
     def _layer_chosen(self, layer) -> None:
         self._read_layer(layer)

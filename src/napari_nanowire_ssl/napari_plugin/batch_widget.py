@@ -19,7 +19,7 @@ from napari.utils.notifications import show_info, show_warning
 from ..batch import folder_job
 from ..errors import NanowireSSLError
 from ..session import session_for
-from .controls import device_combo
+from .controls import FolderCrop, device_combo
 from .workers import Job, batch_worker, reports_errors
 
 PROGRESS_MAX = 1000
@@ -40,6 +40,7 @@ class BatchWidget(Container):
         self.load_button = PushButton(text="Load bundle")
         self.input_folder = FileEdit(label="input folder", mode="d")
         self.output_folder = FileEdit(label="output folder", mode="d")
+        self.folder_crop = FolderCrop()
         self.run_button = PushButton(text="Run on folder")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.progress = ProgressBar(value=0, min=0, max=PROGRESS_MAX)
@@ -56,6 +57,7 @@ class BatchWidget(Container):
             Container(widgets=[self.bundle_file]),
             Container(widgets=[self.save_button, self.load_button], layout="horizontal", labels=False),
             Container(widgets=[self.input_folder, self.output_folder]),
+            self.folder_crop,
             Container(widgets=[self.run_button, self.stop_button], layout="horizontal", labels=False),
             self.progress, self.status,
             Label(value="Settings (kept for the next session)"),
@@ -135,7 +137,8 @@ class BatchWidget(Container):
         files, dst = folder_job(self.input_folder.value, self.output_folder.value)
         self.progress.value = 0
         self.status.value = f"Processing {len(files)} file(s) into {dst}…"
-        self.job.start(batch_worker(bundle, files, dst, self.job.stop_flag), f"Batch: {len(files)} file(s)",
+        worker = batch_worker(bundle, files, dst, self.job.stop_flag, crop_bottom=self.folder_crop.setting)
+        self.job.start(worker, f"Batch: {len(files)} file(s)",
                        total=len(files), yielded=self._advanced,
                        returned=lambda rows: self._done(dst, len(files), rows), failed="Batch run failed")
 

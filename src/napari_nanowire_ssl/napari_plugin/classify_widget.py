@@ -30,7 +30,8 @@ from ..fewshot.classify import LinearHead, is_uncertain, label_next
 from ..fewshot.embedding import embed_2d
 from ..fewshot.features import FeatureCache, block_weights, feature_blocks, image_features
 from ..session import session_for
-from .layers import image_layers, image_pixels, show_layer
+from .controls import crop_box, show_crop
+from .layers import banner_rows, image_layers, micrograph_pixels, set_banner_rows, show_layer
 from .tables import results_table
 from .workers import Job, report_error
 
@@ -76,6 +77,7 @@ class ClassifyWidget(Container):
                                       "colour images and stacks are not offered)")
         self.tag_class = ComboBox(label="class", choices=self._class_choices,
                                   tooltip=f"Class of the image; {UNTAGGED} removes its tag")
+        self.crop_bottom = crop_box(self._crop_typed)
         self.tag_button = PushButton(text="Tag")
         self.counts = Label()
         self.train_button = PushButton(text="Train",
@@ -100,13 +102,13 @@ class ClassifyWidget(Container):
             label.native.setWordWrap(True)
             label.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.classes.native.setCursorPosition(0)
-        self.extend([Container(widgets=[self.classes, self.layer, self.tag_class]), self.tag_button, self.counts,
+        self.extend([Container(widgets=[self.classes, self.layer, self.crop_bottom, self.tag_class]), self.tag_button, self.counts,
                      Container(widgets=[self.train_button, self.classify_button, self.anchors_button,
                                         self.map_button],
                                layout="horizontal", labels=False),
                      self.legend, self.status, self.table, Container(widgets=[self.csv_file]), self.export_button])
         self.classes.changed.connect(self._classes_changed)
-        self.layer.changed.connect(lambda layer: show_layer(self.viewer, layer))
+        self.layer.changed.connect(self._layer_chosen)
         self.tag_button.changed.connect(self.tag)
         self.train_button.changed.connect(self.train)
         self.classify_button.changed.connect(self.classify)
@@ -117,9 +119,21 @@ class ClassifyWidget(Container):
         for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
             event.connect(self._layers_changed)
         self.viewer.mouse_drag_callbacks.append(self._on_click)
+        if self.layer.value is not None:
+            show_crop(self.crop_bottom, banner_rows(self.layer.value))
         self._refresh()
 
     # --- layers, classes, tags --------------------------------------------------------------
+
+    def _layer_chosen(self, layer) -> None:
+        """Show the chosen image and its bottom crop."""
+        if layer is not None:
+            show_layer(self.viewer, layer)
+            show_crop(self.crop_bottom, banner_rows(layer))
+
+    def _crop_typed(self, rows: int) -> None:
+        if self.layer.value is not None:
+            set_banner_rows(self.layer.value, rows)
 
     def _image_layers(self, _=None) -> list:
         """Open 2D grayscale image layers (gray images saved as RGB included)."""
@@ -194,10 +208,11 @@ class ClassifyWidget(Container):
         ``done(layers, result)`` (layers removed meanwhile are skipped by ``done``)."""
         try:
             encoder = self.session.active_encoder()
+            images = [micrograph_pixels(layer)[0] for layer in layers]
         except NanowireSSLError as exc:
             report_error(exc)
             return
-        images, names, cache = [image_pixels(layer) for layer in layers], [layer.name for layer in layers], self.cache
+        names, cache = [layer.name for layer in layers], self.cache
 
         @thread_worker(start_thread=False)
         def work():

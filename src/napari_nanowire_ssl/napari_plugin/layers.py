@@ -17,7 +17,7 @@ import numpy as np
 from napari.layers import Image, Labels
 
 from ..errors import NanowireSSLError
-from ..io import detect_banner
+from ..io import detect_banner, without_banner
 from ..io.reader import grayscale
 from ..labels import TRUTH_KEY
 
@@ -141,6 +141,17 @@ def banner_rows(layer) -> int:
             return 0
         layer.metadata[BANNER_KEY] = detect_banner(pixels) if pixels.ndim == 2 else 0
     return int(layer.metadata[BANNER_KEY])
+
+
+def micrograph_pixels(layer) -> tuple[np.ndarray, int]:
+    """``(pixels above the banner, banner rows)`` of an image layer: what the models see, with the
+    crop that puts their results back in place (:func:`..io.banner.with_banner_rows`)."""
+    pixels = image_pixels(layer)
+    rows = banner_rows(layer)
+    if rows >= pixels.shape[0]:
+        raise NanowireSSLError(f"{layer_name(layer)}: crop bottom ({rows} rows) must be less than the image's "
+                               f"height ({pixels.shape[0]} rows)")
+    return without_banner(pixels, rows), rows
 
 
 def set_banner_rows(layer, rows: int) -> None:

@@ -42,6 +42,7 @@ from ..fewshot.segment import (
     DEFAULT_MODEL,
     MODELS,
     SELF_TRAINING_STEPS,
+    check_classes,
     check_labels,
     load_decoder,
     make_trainer,
@@ -51,9 +52,21 @@ from ..fewshot.segment import (
 from ..fewshot.tiling import predict_tiled, segment_image
 from ..labels import NANOWIRE
 from ..session import session_for
-from .controls import device_combo
+from ..io.banner import with_banner_rows, without_banner
 from ..io.normalize import check_network_input, normalize
-from .layers import full_resolution, image_layers, image_pixels, image_problem, layer_name, placement
+from .controls import FolderCrop, crop_box, device_combo, show_crop
+from .layers import (
+    banner_rows,
+    full_resolution,
+    image_layers,
+    image_pixels,
+    image_problem,
+    layer_name,
+    micrograph_pixels,
+    placement,
+    set_banner_rows,
+    show_layer,
+)
 from .workers import Job, batch_worker, report_error, reports_errors
 
 OUTPUT_OF = "nanowire_ssl_segmentation_of"  # output layer metadata: name of the image
@@ -94,6 +107,7 @@ class SegmentWidget(Container):
         self.scribbles = ComboBox(label="scribbles", choices=self._scribble_layers,
                                   tooltip="Labels layer of strokes: 2 = nanowire, 1 = background, 0 = unlabelled")
         self.new_scribbles_button = PushButton(text="New scribble layer")
+        self.crop_bottom = crop_box(self._crop_typed)
         self.model_kind = ComboBox(
             label="model", choices=MODELS, value=DEFAULT_MODEL,
             tooltip="auto: pixel classifiers on multiscale filters with and without the encoder's features; "
@@ -116,6 +130,7 @@ class SegmentWidget(Container):
         self.predict_all_button = PushButton(text="Predict all")
         self.input_folder = FileEdit(label="input folder", mode="d")
         self.output_folder = FileEdit(label="output folder", mode="d")
+        self.folder_crop = FolderCrop()
         self.predict_folder_button = PushButton(text="Predict folder")
         self.decoder_file = FileEdit(label="decoder file", mode="w", filter="Model files (*.safetensors)")
         self.save_button = PushButton(text="Save decoder")
@@ -127,18 +142,20 @@ class SegmentWidget(Container):
             label.native.setWordWrap(True)
         self.extend([
             self.help,
-            Container(widgets=[self.image, self.scribbles]),
+            Container(widgets=[self.image, self.scribbles, self.crop_bottom]),
             self.new_scribbles_button,
             Container(widgets=[self.model_kind, self.n_steps, self.self_training, self.batch_size, self.preview_every, self.device]),
             Container(widgets=[self.train_button, self.stop_button], layout="horizontal", labels=False),
             self.progress, self.status,
             Container(widgets=[self.predict_button, self.predict_all_button], layout="horizontal", labels=False),
             Container(widgets=[self.input_folder, self.output_folder]),
+            self.folder_crop,
             self.predict_folder_button,
             Container(widgets=[self.decoder_file]),
             Container(widgets=[self.save_button, self.load_button], layout="horizontal", labels=False),
         ])
         self.new_scribbles_button.changed.connect(self.new_scribble_layer)
+        self.image.changed.connect(self._image_chosen)
         self.train_button.changed.connect(self.train)
         self.stop_button.changed.connect(self.stop)
         self.predict_button.changed.connect(self.predict)
@@ -151,6 +168,8 @@ class SegmentWidget(Container):
         self.batch_size.changed.connect(lambda value: self.session.update_settings(batch_size=value))
         for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
             event.connect(self._layers_changed)
+        if self.image.value is not None:
+            show_crop(self.crop_bottom, banner_rows(self.image.value))
 
     # --- layers ---------------------------------------------------------------------------
 
@@ -173,12 +192,23 @@ class SegmentWidget(Container):
         self.image.reset_choices()
         self.scribbles.reset_choices()
 
+    def _image_chosen(self, layer) -> None:
+        """Show the chosen image and its bottom crop."""
+        if layer is None:
+            return
+        show_layer(self.viewer, layer)
+        show_crop(self.crop_bottom, banner_rows(layer))
+
+    def _crop_typed(self, rows: int) -> None:
+        if self.image.value is not None:
+            set_banner_rows(self.image.value, rows)
+
     @reports_errors
     def new_scribble_layer(self) -> None:
         """Add an empty Labels layer ``<image> scribbles`` with the nanowire brush (2) selected."""
-        image = self._checked_image(self.image.value)
         layer = self.image.value
-        scribbles = self.viewer.add_labels(np.zeros(image.shape, np.uint8), name=f"{layer.name} scribbles",
+        self._checked_image(layer)
+        scribbles = self.viewer.add_labels(np.zeros(image_pixels(layer).shape, np.uint8), name=f"{layer.name} scribbles",
                                            **placement(layer))
         scribbles.selected_label = 2
         scribbles.brush_size = BRUSH_SIZE
@@ -263,15 +293,16 @@ class SegmentWidget(Container):
     def _settings_changed(self, settings) -> None:
         self.batch_size.value = settings.batch_size
 
-    def _checked_image(self, layer) -> np.ndarray:
-        """The layer's pixels, or a one-line error naming it (colour, stack, too small, constant...)."""
+    def _checked_image(self, layer) -> tuple[np.ndarray, int]:
+        """``(the layer's pixels above its banner, banner rows)``, or a one-line error naming it
+        (colour, stack, too small, constant...)."""
         problem = image_problem(layer)
         if problem:
             raise NanowireSSLError(problem)
-        image = image_pixels(layer)
+        image, rows = micrograph_pixels(layer)
         check_network_input(image, name=layer_name(layer))
         normalize(image, name=layer_name(layer))  # a constant or all-NaN image, named before any work starts
-        return image
+        return image, rows
 
     # --- training -------------------------------------------------------------------------
 
@@ -279,24 +310,27 @@ class SegmentWidget(Container):
     def train(self) -> None:
         """Train on the chosen image and scribbles (continuing from the current decoder)."""
         layer, scribbles = self.image.value, self.scribbles.value
-        image = self._checked_image(layer)
+        image, rows = self._checked_image(layer)
         if scribbles is None:
             raise NanowireSSLError("No scribble layer: press 'New scribble layer' and paint 2 = nanowire, "
                                    "1 = background")
         labels = full_resolution(scribbles)
-        if labels.shape != image.shape:
+        if labels.shape != image_pixels(layer).shape:
             raise NanowireSSLError(f"Layer '{scribbles.name}' is {shape_text(labels.shape)} but image "
-                                   f"'{layer.name}' is {shape_text(image.shape)}")
-        check_labels(image, labels, name=f"Layer '{scribbles.name}'")
+                                   f"'{layer.name}' is {shape_text(image_pixels(layer).shape)}")
+        labels = without_banner(labels, rows)
+        above = f" (above its {rows}-row bottom crop)" if rows else ""
+        check_labels(image, labels, name=f"Layer '{scribbles.name}'{above}")
+        check_classes([labels], [f"Layer '{scribbles.name}'{above}"])
         encoder = self.session.active_encoder()
         self.trainer = make_trainer(encoder, [image], [labels.copy()], model=self.model_kind.value,
                                     previous=self.model, crop=training_crop([image]),
                                     batch_size=self.batch_size.value, device=self.device.value,
                                     names=[f"Layer '{layer.name}'"])
-        self._add_placeholders(layer, image.shape)
+        self._add_placeholders(layer, image_pixels(layer).shape)
         n_steps = self.n_steps.value
         self_training = self_training_steps(self.self_training.value, self.trainer.has_unpainted)
-        worker = _train(self.trainer, image, n_steps, self_training, self.preview_every.value,
+        worker = _train(self.trainer, image, rows, n_steps, self_training, self.preview_every.value,
                         self.session.settings.tile, self._stop)
         self._start(worker, f"training on '{layer.name}'…", total=n_steps + self_training,
                     yielded=lambda item: self._on_step(layer, n_steps, *item),
@@ -347,13 +381,13 @@ class SegmentWidget(Container):
 
         @thread_worker(start_thread=False)
         def run():
-            for i, (layer, image) in enumerate(jobs):
+            for i, (layer, (image, rows)) in enumerate(jobs):
                 result = segment_image(model, image, tile=tile, should_stop=self._stop.is_set,
                                        on_fallback=show_warning,
                                        progress=lambda d, t: self._tiles.advanced.emit((i + d / t) / len(jobs)))
                 if result is None:
                     return i
-                yield layer, *result
+                yield layer, *(with_banner_rows(r, rows) for r in result)
             return len(jobs)
 
         self._start(run(), f"predicting {len(jobs)} image(s)…", total=len(jobs), yielded=lambda item: self._show(*item),
@@ -371,7 +405,8 @@ class SegmentWidget(Container):
         bundle = Bundle(self.model.encoder, self.session.encoder_source, decoder=self.model,
                         options=self.session.result_options())
         files, dst = folder_job(self.input_folder.value, self.output_folder.value)
-        self._start(batch_worker(bundle, files, dst, self._stop), f"predicting {len(files)} file(s)…",
+        self._start(batch_worker(bundle, files, dst, self._stop, crop_bottom=self.folder_crop.setting),
+                    f"predicting {len(files)} file(s)…",
                     total=len(files), yielded=lambda event: self._set_progress(event.fraction),
                     returned=lambda rows: self._folder_done(dst, len(files), rows))
 
@@ -429,11 +464,12 @@ class SegmentWidget(Container):
 
 
 @thread_worker(start_thread=False)
-def _train(trainer, image: np.ndarray, n_steps: int, self_training: int, preview_every: int, tile: int,
-           stop: threading.Event):
+def _train(trainer, image: np.ndarray, rows: int, n_steps: int, self_training: int, preview_every: int,
+           tile: int, stop: threading.Event):
     """Generator worker: yields ``(event, None)`` per step (``self_training`` steps after ``n_steps``) and
     ``(None, probability)`` every ``preview_every`` steps; returns ``(probability, mask)`` of the best
-    model, None when stopped."""
+    model, None when stopped. ``image`` is the micrograph above a ``rows``-row banner; the results
+    get the banner rows back (as background)."""
     for event in trainer.steps(n_steps, self_training=self_training, should_stop=stop.is_set):
         yield event, None
         if stop.is_set():
@@ -441,8 +477,9 @@ def _train(trainer, image: np.ndarray, n_steps: int, self_training: int, preview
         if preview_every and (event.step + 1) % preview_every == 0 and event.step + 1 < event.n_steps:
             prob = predict_tiled(trainer.model, image, tile=tile, should_stop=stop.is_set)
             if prob is not None:
-                yield None, prob
+                yield None, with_banner_rows(prob, rows)
     model = trainer.restore_best()
     if stop.is_set():
         return None
-    return segment_image(model, image, tile=tile, should_stop=stop.is_set)
+    result = segment_image(model, image, tile=tile, should_stop=stop.is_set)
+    return None if result is None else tuple(with_banner_rows(r, rows) for r in result)

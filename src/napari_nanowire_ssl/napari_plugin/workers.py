@@ -180,12 +180,13 @@ class Job:
 
 
 @thread_worker(start_thread=False)
-def batch_worker(bundle, files: list[Path], out_dir: Path, stop: threading.Event):
+def batch_worker(bundle, files: list[Path], out_dir: Path, stop: threading.Event, *, crop_bottom: int | str):
     """Generator worker over :func:`..batch.process_files`: yields its events, returns the rows."""
     from ..batch import process_files
 
     rows = []
-    for event in process_files(bundle, files, out_dir, should_stop=stop.is_set, on_fallback=show_warning):
+    for event in process_files(bundle, files, out_dir, crop_bottom=crop_bottom, should_stop=stop.is_set,
+                               on_fallback=show_warning):
         rows.append(event.row)
         yield event
     return rows
