@@ -1,4 +1,4 @@
-"""The "Segment nanowires" widget: scribbles -> decoder in a worker -> probability and mask layers."""
+"""The "Segment nanowires" widget: scribbles -> decoder in a worker -> a mask layer (and a probability layer)."""
 
 from __future__ import annotations
 
@@ -89,13 +89,9 @@ def test_train_predicts_into_own_layers_and_continues_from_the_decoder(make_napa
     # The choice between the pixel models is made after half the steps and reported from then on.
     assert "; model: " in statuses[-1] and "(validation Dice on held-out labelled" in statuses[-1]
     assert errors == [] and len(previews) == 2 and previews[0].shape == (128, 128)
-    prob = viewer.layers["wires nanowire probability"]
-    mask = viewer.layers["wires nanowires"]
-    assert placeholders == [(prob, False, False), (mask, False, False)]
-    assert prob.visible and mask.visible
-    assert prob.data.shape == mask.data.shape == (128, 128)
-    assert prob.data.dtype == np.float32 and 0 <= prob.data.min() and prob.data.max() <= 1
-    assert prob.colormap.name == "magma" and prob.opacity == 0.5
+    mask = viewer.layers["wires nanowires"]  # one output layer: the mask (the probability on request)
+    assert placeholders == [(mask, False, False)]
+    assert mask.visible and mask.data.shape == (128, 128)
     assert mask.data.dtype == np.uint8 and set(np.unique(mask.data)) <= {0, 1}
     np.testing.assert_array_equal(scribbles.data, painted)
     assert viewer.layers.selection.active is scribbles  # the brush layer stays selected
@@ -108,11 +104,17 @@ def test_train_predicts_into_own_layers_and_continues_from_the_decoder(make_napa
 
     first = widget.model
     widget.n_steps.value, widget.self_training.value = 3, 0
+    widget.probability.native.click()  # "also show the probability map"
     run_and_wait(qtbot, widget, lambda: (widget.train(), setattr(widget, "continued", widget.trainer)))
     assert widget.model is widget.continued.model and widget.model.kind == first.kind  # trained on, same kind
     assert len(widget.continued.losses) == 3
-    assert [layer.name for layer in viewer.layers] == ["wires", "wires scribbles", "wires nanowire probability",
-                                                       "wires nanowires"]
+    assert [layer.name for layer in viewer.layers] == ["wires", "wires scribbles", "wires nanowires",
+                                                       "wires nanowire probability"]
+    prob = viewer.layers["wires nanowire probability"]
+    assert prob.visible and prob.data.shape == (128, 128)
+    assert prob.data.dtype == np.float32 and 0 <= prob.data.min() and prob.data.max() <= 1
+    assert prob.colormap.name == "magma" and prob.opacity == 0.5
+    np.testing.assert_array_equal(viewer.layers["wires nanowires"].data, (prob.data > 0.5).astype(np.uint8))
     np.testing.assert_array_equal(scribbles.data, painted)
 
 
@@ -137,13 +139,12 @@ def test_predict_all_updates_one_pair_per_image(make_napari_viewer, qtbot, error
     viewer.add_image(colour, name="colour", rgb=True)  # channels differ: not a grayscale micrograph
     random_model(widget)
     run_and_wait(qtbot, widget, widget.predict_all)
-    first = viewer.layers["other nanowire probability"]
+    first = viewer.layers["other nanowires"]
     run_and_wait(qtbot, widget, widget.predict_all)
     assert errors == []
-    assert sorted(layer.name for layer in viewer.layers) == [
-        "colour", "other", "other nanowire probability", "other nanowires",
-        "wires", "wires nanowire probability", "wires nanowires"]
-    assert viewer.layers["other nanowire probability"] is first and first.data.shape == (96, 96)
+    assert sorted(layer.name for layer in viewer.layers) == ["colour", "other", "other nanowires", "wires",
+                                                             "wires nanowires"]
+    assert viewer.layers["other nanowires"] is first and first.data.shape == (96, 96)
     assert widget.status.value == "predicted 2 of 2 image(s)"
 
 

@@ -22,10 +22,10 @@ from pathlib import Path
 
 from .errors import ModelFileError, NanowireSSLError
 from .analysis.percolation import ANALYSIS_DEFAULTS
-from .fewshot.policy import DEFAULT_TILE, check_tile
+from .fewshot.policy import DEFAULT_TILE, WIRE_THRESHOLD, check_tile
 
 PARTS = ("encoder", "head", "decoder")
-DEFAULT_OPTIONS = {"tile": DEFAULT_TILE, "threshold": 0.5, **ANALYSIS_DEFAULTS}
+DEFAULT_OPTIONS = {"tile": DEFAULT_TILE, "threshold": WIRE_THRESHOLD, **ANALYSIS_DEFAULTS}
 
 
 @dataclass

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import NanowireSSLError
+from .policy import WIRE_THRESHOLD
 
 
 def _binary(a: np.ndarray, threshold: float) -> np.ndarray:
@@ -27,20 +28,20 @@ def _counts(pred: np.ndarray, truth: np.ndarray, threshold: float) -> tuple[int,
     return int(np.count_nonzero(p & t)), int(np.count_nonzero(p)), int(np.count_nonzero(t))
 
 
-def dice(pred: np.ndarray, truth: np.ndarray, *, threshold: float = 0.5) -> float:
+def dice(pred: np.ndarray, truth: np.ndarray, *, threshold: float = WIRE_THRESHOLD) -> float:
     """``2 |P & T| / (|P| + |T|)``; 1.0 when both are empty."""
     inter, n_pred, n_true = _counts(pred, truth, threshold)
     return 1.0 if n_pred + n_true == 0 else 2 * inter / (n_pred + n_true)
 
 
-def iou(pred: np.ndarray, truth: np.ndarray, *, threshold: float = 0.5) -> float:
+def iou(pred: np.ndarray, truth: np.ndarray, *, threshold: float = WIRE_THRESHOLD) -> float:
     """``|P & T| / |P | T|``; 1.0 when both are empty."""
     inter, n_pred, n_true = _counts(pred, truth, threshold)
     union = n_pred + n_true - inter
     return 1.0 if union == 0 else inter / union
 
 
-def segmentation_scores(preds, truths, *, threshold: float = 0.5) -> dict:
+def segmentation_scores(preds, truths, *, threshold: float = WIRE_THRESHOLD) -> dict:
     """Per-image Dice and IoU and their mean and median.
 
     Returns ``{"dice": [...], "iou": [...], "mean_dice", "median_dice",

@@ -4,7 +4,8 @@ in one place so that Predict, Predict folder and a batch run give the same mask.
 - training crop: 256 px, or the largest image side rounded up to the network's stride when smaller;
 - inference tile: a multiple of the stride, at least :data:`MIN_TILE` px (512 by default);
 - tile overlap: a quarter of the tile, at most 64 px;
-- self-training: only when some pixels are unpainted (full masks leave nothing to pseudo-label).
+- self-training: only when some pixels are unpainted (full masks leave nothing to pseudo-label);
+- wire: a pixel whose wire probability is above :data:`WIRE_THRESHOLD`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from ..errors import NanowireSSLError
 from ..io.normalize import ENCODER_STRIDE as STRIDE
 
 CROP = 256
+WIRE_THRESHOLD = 0.5
 DEFAULT_TILE = 512
 MIN_TILE = 64
 MAX_OVERLAP = 64

@@ -35,7 +35,7 @@ from ..io.normalize import check_network_input, normalize
 from ..io.banner import with_banner_rows, without_banner
 from ..models.decoder import STRIDE
 from ..models.device import autocast_context, select_device
-from .policy import DEFAULT_TILE, tile_overlap
+from .policy import DEFAULT_TILE, WIRE_THRESHOLD, tile_overlap
 
 
 def tile_starts(n: int, tile: int, overlap: int) -> list[int]:
@@ -142,7 +142,7 @@ def predict_tiled(
 MIN_FALLBACK_TILE = 128  # smallest tile tried after a GPU out-of-memory error
 
 
-def segment_image(model: nn.Module, image: np.ndarray, *, threshold: float = 0.5, crop_bottom: int = 0,
+def segment_image(model: nn.Module, image: np.ndarray, *, threshold: float = WIRE_THRESHOLD, crop_bottom: int = 0,
                   on_fallback: Callable[[str], None] | None = None, **kwargs):
     """``(probability float32, mask uint8 with 1 = nanowire)`` via :func:`predict_tiled`
     (same keyword options); ``None`` when stopped. The bottom ``crop_bottom`` rows (an
@@ -182,4 +182,9 @@ def segment_image(model: nn.Module, image: np.ndarray, *, threshold: float = 0.5
                 on_fallback(message)
     if prob is None:
         return None
-    return with_banner_rows(prob, crop_bottom), with_banner_rows((prob > threshold).astype(np.uint8), crop_bottom)
+    return with_banner_rows(prob, crop_bottom), with_banner_rows(wire_mask(prob, threshold), crop_bottom)
+
+
+def wire_mask(prob: np.ndarray, threshold: float = WIRE_THRESHOLD) -> np.ndarray:
+    """uint8 mask, 1 = nanowire: the pixels whose wire probability is above ``threshold``."""
+    return (prob > threshold).astype(np.uint8)

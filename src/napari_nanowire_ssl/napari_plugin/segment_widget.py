@@ -4,14 +4,14 @@ Scribbles are a Labels layer with the plugin's convention (0 = not labelled,
 1 = background, 2 = nanowire). Training runs the trainer of
 :func:`~..fewshot.segment.make_trainer` (``model``: auto by default, the pixel
 classifier chosen on held-out strokes) in a generator worker with a live loss
-and a preview of the probability map; Stop keeps the best state. The status
-line names the model kept and its validation Dice. The predicted wires are
-drawn in the colour of the nanowire strokes (label 2).
+and a preview of the mask; Stop keeps the best state. The status line names
+the model kept and its validation Dice. The predicted wires are drawn in the
+colour of the nanowire strokes (label 2).
 Predictions (:func:`~..fewshot.tiling.segment_image`) never touch the
-scribbles: they go to the layers ``<image> nanowire probability`` and
-``<image> nanowires`` (1 = nanowire), which the widget owns (marked in their
-metadata) and updates in place. Training again continues from the current
-decoder.
+scribbles: they go to one layer per image, ``<image> nanowires`` (1 =
+nanowire), and, when asked for, ``<image> nanowire probability``; the widget
+owns them (marked in their metadata) and updates them in place. Training
+again continues from the current decoder.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from magicgui.widgets import (
+    CheckBox,
     ComboBox,
     Container,
     FileEdit,
@@ -49,7 +50,7 @@ from ..fewshot.segment import (
     model_description,
     save_decoder,
 )
-from ..fewshot.tiling import predict_tiled, segment_image
+from ..fewshot.tiling import predict_tiled, segment_image, wire_mask
 from ..labels import NANOWIRE
 from ..session import session_for
 from ..io.banner import with_banner_rows, without_banner
@@ -121,6 +122,9 @@ class SegmentWidget(Container):
                     "changed. 0 = off")
         self.batch_size = SpinBox(label="batch size", value=self.session.settings.batch_size, min=1, max=256)
         self.preview_every = SpinBox(label="preview every (steps, 0 = off)", value=20, min=0, max=100_000)
+        self.probability = CheckBox(text="also show the probability map", value=False,
+                                    tooltip="Besides the mask, an image layer '<image> nanowire probability' "
+                                    "(0-1) that previews and predictions update")
         self.device = device_combo(self.session)
         self.train_button = PushButton(text="Train")
         self.stop_button = PushButton(text="Stop", enabled=False)
@@ -144,7 +148,9 @@ class SegmentWidget(Container):
             self.help,
             Container(widgets=[self.image, self.scribbles, self.crop_bottom]),
             self.new_scribbles_button,
-            Container(widgets=[self.model_kind, self.n_steps, self.self_training, self.batch_size, self.preview_every, self.device]),
+            Container(widgets=[self.model_kind, self.n_steps, self.self_training, self.batch_size,
+                               self.preview_every, self.device]),
+            self.probability,
             Container(widgets=[self.train_button, self.stop_button], layout="horizontal", labels=False),
             self.progress, self.status,
             Container(widgets=[self.predict_button, self.predict_all_button], layout="horizontal", labels=False),
@@ -216,10 +222,19 @@ class SegmentWidget(Container):
         self.scribbles.value = scribbles
         self.status.value = HELP
 
+    def _kinds(self) -> tuple[str, ...]:
+        """The output layers of an image: its mask, and its probability map when asked for."""
+        return ("probability", "nanowires") if self.probability.value else ("nanowires",)
+
     def _show(self, layer, prob: np.ndarray | None = None, mask: np.ndarray | None = None) -> None:
-        """Put the probability map and / or the mask of image ``layer`` on its output layers."""
+        """Put the mask of image ``layer`` (from ``prob`` for a preview) and, when asked for, its
+        probability map on its output layers."""
         if layer not in self.viewer.layers:  # removed while a worker ran
             return
+        if mask is None and prob is not None:
+            mask = wire_mask(prob)
+        if not self.probability.value:
+            prob = None
         with self._keeping_selection():
             for kind, data in (("probability", prob), ("nanowires", mask)):
                 if data is not None:
@@ -235,8 +250,10 @@ class SegmentWidget(Container):
         to one, tens of ms. Done when Train is pressed, training itself then
         only assigns data and the event loop keeps running.
         """
+        dtypes = {"probability": np.float32, "nanowires": np.uint8}
         with self._keeping_selection():
-            for kind, dtype in (("probability", np.float32), ("nanowires", np.uint8)):
+            for kind in self._kinds():
+                dtype = dtypes[kind]
                 if self._find_output(layer, kind) is None:
                     self._placeholders.append(self._output(layer, kind, np.zeros(shape, dtype), visible=False))
 
