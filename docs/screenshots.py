@@ -61,9 +61,9 @@ def shoot(viewer, out: Path, name: str) -> None:
 
 
 def open_classification_examples(viewer) -> list[str]:
-    """Open the real SEM files of :data:`CLASS_EXAMPLES` (banners cropped) as hidden layers, tag one per
+    """Open the real SEM files of :data:`CLASS_EXAMPLES` as hidden layers, tag one per
     class; synthetic images of the same classes where the shared data folder is absent."""
-    from napari_nanowire_ssl.io import detect_banner, read_image
+    from napari_nanowire_ssl.io import read_image
     from napari_nanowire_ssl.napari_plugin.classify_widget import TAG_KEY
     from napari_nanowire_ssl.synth import generate
 
@@ -71,9 +71,7 @@ def open_classification_examples(viewer) -> list[str]:
     for k, (file, morphology, tagged) in enumerate(CLASS_EXAMPLES):
         path = REAL_DATA / file
         if path.exists():
-            data = read_image(path).data
-            data = data[: data.shape[0] - detect_banner(data)]
-            name = path.stem
+            data, name = read_image(path).data, path.stem  # the Classify tab leaves the banner out
         else:
             data, name = generate(morphology, size=384, seed=k).image, f"{morphology} {k}"
         viewer.add_image(data, name=name, visible=False, metadata={TAG_KEY: morphology} if tagged else {})

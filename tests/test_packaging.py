@@ -68,3 +68,15 @@ def test_built_wheel_carries_the_manifest(tmp_path):
     assert manifest == (ROOT / "napari.yaml").read_text()
     assert "napari_nanowire_ssl/data/agnw_network_sem_crop.tif" in names
     assert f"{PLUGIN} = napari_nanowire_ssl:napari.yaml" in entry_text
+
+
+def test_a_warning_from_the_plugins_code_fails_the_test():
+    """pyproject's filterwarnings turns warnings raised in napari_nanowire_ssl modules into errors."""
+    import warnings
+
+    code = compile('import warnings; warnings.warn("drifted")', "plugin_module.py", "exec")
+    with pytest.raises(UserWarning, match="drifted"):
+        exec(code, {"__name__": "napari_nanowire_ssl.some_module"})
+    with warnings.catch_warnings(record=True) as caught:  # elsewhere it stays a warning
+        exec(code, {"__name__": "some_library"})
+    assert [str(w.message) for w in caught] == ["drifted"]

@@ -49,6 +49,7 @@ def paint_strokes(layer, wire_mask: np.ndarray) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("error")  # a normal session warns of nothing (napari's and ours alike)
 def test_sample_to_percolation_csv_and_a_batch_run(make_napari_viewer, qtbot, notices, tmp_path):
     viewer = make_napari_viewer()
     flow = WorkflowWidget(viewer)
