@@ -60,7 +60,7 @@ def shoot(viewer, out: Path, name: str) -> None:
     print(f"wrote {out / name}")
 
 
-def open_classification_examples(viewer) -> list[str]:
+def open_classification_examples(viewer, units) -> list[str]:
     """Open the real SEM files of :data:`CLASS_EXAMPLES` as hidden layers, tag one per
     class; synthetic images of the same classes where the shared data folder is absent."""
     from napari_nanowire_ssl.io import read_image
@@ -71,10 +71,13 @@ def open_classification_examples(viewer) -> list[str]:
     for k, (file, morphology, tagged) in enumerate(CLASS_EXAMPLES):
         path = REAL_DATA / file
         if path.exists():
-            data, name = read_image(path).data, path.stem  # the Classify tab leaves the banner out
+            micrograph = read_image(path)  # with its banner: the Classify tab leaves it out
+            data, name, nm = micrograph.data, path.stem, micrograph.pixel_size_nm
         else:
-            data, name = generate(morphology, size=384, seed=k).image, f"{morphology} {k}"
-        viewer.add_image(data, name=name, visible=False, metadata={TAG_KEY: morphology} if tagged else {})
+            data, name, nm = generate(morphology, size=384, seed=k).image, f"{morphology} {k}", None
+        # In the sample's units (napari warns about mixed ones); uncalibrated files at 1 per pixel.
+        viewer.add_image(data, name=name, visible=False, metadata={TAG_KEY: morphology} if tagged else {},
+                         scale=(nm or 1.0, nm or 1.0), units=units)
         names.append(name)
     return names
 
@@ -115,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     # Step 2: real SEM images of networks and of dispersed wires (the shared data folder when there,
     # else synthetic stand-ins), one tagged per class, Train.
     flow.setCurrentIndex(1)
-    opened = open_classification_examples(viewer)
+    opened = open_classification_examples(viewer, tuple(image.units))
     flow.classify._refresh()
     flow.classify.train_button.native.click()
     wait_until(lambda: flow.classify.train_button.enabled and flow.classify.head is not None, "classification")
@@ -166,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     overlay = np.asarray(Image.open(work / "results" / "overlays" / "agnw_field_1.png"))
     for layer in viewer.layers:
         layer.visible = False
-    viewer.add_image(overlay, name="agnw_field_1 overlay (batch output)", rgb=True)
+    viewer.add_image(overlay, name="agnw_field_1 overlay (batch output)", rgb=True,
+                     scale=tuple(image.scale), units=tuple(image.units))  # a crop of the same micrograph
     viewer.reset_view()
     shoot(viewer, args.out, "6-bundle-batch.png")
     viewer.close()
