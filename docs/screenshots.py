@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         tifffile.imwrite(folder / f"agnw_field_{k}.tif", np.asarray(image.data)[crop])
     flow.batch.bundle_file.value = work / "my_setup.safetensors"
     flow.batch.save_button.native.click()
-    flow.batch.input_folder.value, flow.batch.output_folder.value = folder, work / "results"
+    flow.batch.folder.input_folder.value, flow.batch.folder.output_folder.value = folder, work / "results"
     flow.batch.run_button.native.click()
     wait_until(lambda: flow.batch.run_button.enabled, "batch run")
     overlay = np.asarray(Image.open(work / "results" / "overlays" / "agnw_field_1.png"))

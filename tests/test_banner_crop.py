@@ -211,17 +211,17 @@ def test_folder_runs_crop_banners_automatically_unless_told(make_napari_viewer, 
     session_for(viewer).set_encoder(decoder.encoder, "test")
     session_for(viewer).set_decoder(decoder)
     widget = BatchWidget(viewer)
-    crop = widget.folder_crop
-    assert crop.auto.value and not crop.rows.enabled and crop.setting == AUTO
-    widget.input_folder.value, widget.output_folder.value = tmp_path / "in", tmp_path / "auto"
+    crop = widget.folder
+    assert crop.auto_crop.value and not crop.crop_rows.enabled and crop.crop_setting == AUTO
+    widget.folder.input_folder.value, widget.folder.output_folder.value = tmp_path / "in", tmp_path / "auto"
     widget.run()
     user.qtbot.waitUntil(lambda: not widget.job.busy, timeout=60_000)
     assert read_csv(tmp_path / "auto" / "results.csv")[0]["crop_bottom"] == str(BANNER)
-    crop.auto.native.click()
-    assert crop.rows.enabled
-    user.type_into(crop.rows, "7")
-    assert crop.setting == 7
-    widget.output_folder.value = tmp_path / "seven"
+    crop.auto_crop.native.click()
+    assert crop.crop_rows.enabled
+    user.type_into(crop.crop_rows, "7")
+    assert crop.crop_setting == 7
+    widget.folder.output_folder.value = tmp_path / "seven"
     widget.run()
     user.qtbot.waitUntil(lambda: not widget.job.busy, timeout=60_000)
     assert read_csv(tmp_path / "seven" / "results.csv")[0]["crop_bottom"] == "7"

@@ -174,10 +174,10 @@ def test_predict_folder_writes_masks_overlays_and_measurements(make_napari_viewe
     tifffile.imwrite(src / "a.tif", (sample.image * 255).astype(np.uint8))
     tifffile.imwrite(src / "b.tif", generate("bundle", size=96, seed=3).image)
     random_model(widget)
-    widget.input_folder.value, widget.output_folder.value = src, src
+    widget.folder.input_folder.value, widget.folder.output_folder.value = src, src
     widget.predict_folder()
     assert errors == ["The output folder must differ from the input folder"]
-    widget.output_folder.value = dst
+    widget.folder.output_folder.value = dst
     run_and_wait(qtbot, widget, widget.predict_folder)
     assert len(errors) == 1 and sorted(p.name for p in (dst / "masks").iterdir()) == ["a.tif", "b.tif"]
     with open(dst / "results.csv", newline="") as fh:

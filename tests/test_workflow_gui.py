@@ -110,7 +110,7 @@ def test_sample_to_percolation_csv_and_a_batch_run(make_napari_viewer, qtbot, no
     folder.mkdir()
     for seed in (11, 12):
         tifffile.imwrite(folder / f"network_{seed}.tif", generate("network", size=256, seed=seed).image)
-    bat.input_folder.value, bat.output_folder.value = folder, tmp_path / "results"
+    bat.folder.input_folder.value, bat.folder.output_folder.value = folder, tmp_path / "results"
     click(qtbot, bat.run_button)
     wait_for(qtbot, bat)
     batch_rows = read_csv(tmp_path / "results" / "results.csv")

@@ -16,10 +16,9 @@ from pathlib import Path
 from magicgui.widgets import Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
 from napari.utils.notifications import show_info, show_warning
 
-from ..batch import folder_job
 from ..errors import NanowireSSLError
 from ..session import session_for
-from .controls import FolderCrop, device_combo
+from .controls import FolderRun, device_combo
 from .workers import Job, batch_worker, reports_errors
 
 PROGRESS_MAX = 1000
@@ -38,9 +37,7 @@ class BatchWidget(Container):
         self.bundle_file = FileEdit(label="bundle file", mode="w", filter="Model bundles (*.safetensors)")
         self.save_button = PushButton(text="Save bundle")
         self.load_button = PushButton(text="Load bundle")
-        self.input_folder = FileEdit(label="input folder", mode="d")
-        self.output_folder = FileEdit(label="output folder", mode="d")
-        self.folder_crop = FolderCrop()
+        self.folder = FolderRun()
         self.run_button = PushButton(text="Run on folder")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.progress = ProgressBar(value=0, min=0, max=PROGRESS_MAX)
@@ -56,8 +53,7 @@ class BatchWidget(Container):
             self.contents,
             Container(widgets=[self.bundle_file]),
             Container(widgets=[self.save_button, self.load_button], layout="horizontal", labels=False),
-            Container(widgets=[self.input_folder, self.output_folder]),
-            self.folder_crop,
+            self.folder,
             Container(widgets=[self.run_button, self.stop_button], layout="horizontal", labels=False),
             self.progress, self.status,
             Label(value="Settings (kept for the next session)"),
@@ -134,10 +130,10 @@ class BatchWidget(Container):
     def run(self) -> None:
         """Run the session's bundle over every image of the input folder, in the background."""
         bundle = self.session.bundle()
-        files, dst = folder_job(self.input_folder.value, self.output_folder.value)
+        files, dst = self.folder.job()
         self.progress.value = 0
         self.status.value = f"Processing {len(files)} file(s) into {dst}…"
-        worker = batch_worker(bundle, files, dst, self.job.stop_flag, crop_bottom=self.folder_crop.setting)
+        worker = batch_worker(bundle, files, dst, self.job.stop_flag, crop_bottom=self.folder.crop_setting)
         self.job.start(worker, f"Batch: {len(files)} file(s)",
                        total=len(files), yielded=self._advanced,
                        returned=lambda rows: self._done(dst, len(files), rows), failed="Batch run failed")

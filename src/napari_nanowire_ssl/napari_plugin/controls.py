@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from magicgui.widgets import CheckBox, ComboBox, Container, SpinBox
+from pathlib import Path
+
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, SpinBox
 
 from ..io.banner import AUTO as BANNER_AUTO
 
@@ -42,18 +44,28 @@ def show_crop(box: SpinBox, rows: int) -> None:
         box.value = rows
 
 
-class FolderCrop(Container):
-    """The bottom crop of folder runs: "auto" (each file's detected banner, the default) or, with
-    auto off, the same number of rows for every file; :attr:`setting` is what the batch loop takes."""
+class FolderRun(Container):
+    """The fields of a run over a folder of image files: input and output folders and the bottom
+    crop, "auto" (each file's detected banner, the default) or, with auto off, the same number of
+    rows for every file."""
 
     def __init__(self):
-        self.auto = CheckBox(text="crop each file's banner (detected)", value=True,
-                             tooltip="Leave out the instrument banner each file shows, if any")
-        self.rows = SpinBox(label="crop bottom (rows)", value=0, min=0, max=1_000_000, enabled=False,
-                            tooltip="With the detection off: leave out this many bottom rows of every file")
-        super().__init__(widgets=[self.auto, self.rows], labels=True)
-        self.auto.changed.connect(lambda auto: setattr(self.rows, "enabled", not auto))
+        self.input_folder = FileEdit(label="input folder", mode="d")
+        self.output_folder = FileEdit(label="output folder", mode="d")
+        self.auto_crop = CheckBox(text="crop each file's banner (detected)", value=True,
+                                  tooltip="Leave out the instrument banner each file shows, if any")
+        self.crop_rows = SpinBox(label="crop bottom (rows)", value=0, min=0, max=1_000_000, enabled=False,
+                                 tooltip="With the detection off: leave out this many bottom rows of every file")
+        super().__init__(widgets=[self.input_folder, self.output_folder, self.auto_crop, self.crop_rows])
+        self.auto_crop.changed.connect(lambda auto: setattr(self.crop_rows, "enabled", not auto))
 
     @property
-    def setting(self) -> int | str:
-        return BANNER_AUTO if self.auto.value else self.rows.value
+    def crop_setting(self) -> int | str:
+        """What the batch loop takes as ``crop_bottom``: ``"auto"`` or a number of rows."""
+        return BANNER_AUTO if self.auto_crop.value else self.crop_rows.value
+
+    def job(self) -> tuple[list, Path]:
+        """``(image files, output folder)``, or a one-line error a user understands."""
+        from ..batch import folder_job
+
+        return folder_job(self.input_folder.value, self.output_folder.value)

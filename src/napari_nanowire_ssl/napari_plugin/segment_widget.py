@@ -55,7 +55,7 @@ from ..labels import NANOWIRE
 from ..session import session_for
 from ..io.banner import with_banner_rows, without_banner
 from ..io.normalize import check_network_input, normalize
-from .controls import FolderCrop, crop_box, device_combo, show_crop
+from .controls import FolderRun, crop_box, device_combo, show_crop
 from .layers import (
     banner_rows,
     full_resolution,
@@ -132,9 +132,7 @@ class SegmentWidget(Container):
         self.status = Label(value="Choose an image and its scribbles, then Train")
         self.predict_button = PushButton(text="Predict")
         self.predict_all_button = PushButton(text="Predict all")
-        self.input_folder = FileEdit(label="input folder", mode="d")
-        self.output_folder = FileEdit(label="output folder", mode="d")
-        self.folder_crop = FolderCrop()
+        self.folder = FolderRun()
         self.predict_folder_button = PushButton(text="Predict folder")
         self.decoder_file = FileEdit(label="decoder file", mode="w", filter="Model files (*.safetensors)")
         self.save_button = PushButton(text="Save decoder")
@@ -154,8 +152,7 @@ class SegmentWidget(Container):
             Container(widgets=[self.train_button, self.stop_button], layout="horizontal", labels=False),
             self.progress, self.status,
             Container(widgets=[self.predict_button, self.predict_all_button], layout="horizontal", labels=False),
-            Container(widgets=[self.input_folder, self.output_folder]),
-            self.folder_crop,
+            self.folder,
             self.predict_folder_button,
             Container(widgets=[self.decoder_file]),
             Container(widgets=[self.save_button, self.load_button], layout="horizontal", labels=False),
@@ -414,15 +411,14 @@ class SegmentWidget(Container):
     def predict_folder(self) -> None:
         """Segment and measure every image of the input folder (see :mod:`..batch`): the output folder
         gets ``masks/<stem>.tif`` (uint8, 1 = nanowire), ``overlays/<stem>.png`` and ``results.csv``."""
-        from ..batch import folder_job
         from ..bundle import Bundle
 
         if self.model is None:
             raise NanowireSSLError(NO_MODEL)
         bundle = Bundle(self.model.encoder, self.session.encoder_source, decoder=self.model,
                         options=self.session.result_options())
-        files, dst = folder_job(self.input_folder.value, self.output_folder.value)
-        self._start(batch_worker(bundle, files, dst, self._stop, crop_bottom=self.folder_crop.setting),
+        files, dst = self.folder.job()
+        self._start(batch_worker(bundle, files, dst, self._stop, crop_bottom=self.folder.crop_setting),
                     f"predicting {len(files)} file(s)…",
                     total=len(files), yielded=lambda event: self._set_progress(event.fraction),
                     returned=lambda rows: self._folder_done(dst, len(files), rows))
