@@ -158,17 +158,17 @@ def test_segment_tab_proposes_the_crop_keeps_the_users_and_predicts_above_it(mak
     user.choose(widget.image, film)
     assert widget.crop_bottom.value == 40
 
-    widget.predict()
+    widget.predict_button.native.click()
     user.qtbot.waitUntil(lambda: not widget.job.busy, timeout=60_000)
     (mask,) = [layer for layer in viewer.layers if layer.metadata.get(OUTPUT_KIND) == "nanowires"]
     assert mask.data.shape == (H, W) and not mask.data[-40:].any() and mask.data[:-40].all()
 
-    widget.new_scribble_layer()
+    widget.new_scribbles_button.native.click()
     scribbles = viewer.layers["film scribbles"]
     assert scribbles.data.shape == (H, W)  # strokes cover the whole image; the banner rows are ignored
     scribbles.data[-20:, :] = 2  # wire strokes on the banner only: nothing to learn above the crop
     scribbles.data[:20, :] = 1
-    widget.train()
+    widget.train_button.native.click()
     assert errors == ["Layer 'film scribbles' (above its 40-row bottom crop): only background pixels (label 1) are painted: "
                       "paint some nanowire (label 2) too"]
 
@@ -188,15 +188,15 @@ def test_classify_tab_encodes_each_image_above_its_crop(make_napari_viewer, user
     for layer, name in ((film, "network"), (plain, "dispersed")):
         user.choose(widget.layer, layer)
         widget.tag_class.value = name
-        widget.tag()
-    widget.train()
+        widget.tag_button.native.click()
+    widget.train_button.native.click()
     user.qtbot.waitUntil(lambda: not widget.job.busy, timeout=60_000)
     assert not errors
     assert sorted(seen_shapes) == sorted([(H - 50, W), (H - 12, W)])
 
     user.choose(widget.layer, plain)
     user.type_into(widget.crop_bottom, str(H - 12))  # all of it
-    widget.train()
+    widget.train_button.native.click()
     assert errors == [f"Layer 'plain': crop bottom ({H - 12} rows) must be less than the image's height "
                       f"({H - 12} rows)"]
 
@@ -214,7 +214,7 @@ def test_folder_runs_crop_banners_automatically_unless_told(make_napari_viewer, 
     crop = widget.folder
     assert crop.auto_crop.value and not crop.crop_rows.enabled and crop.crop_setting == AUTO
     widget.folder.input_folder.value, widget.folder.output_folder.value = tmp_path / "in", tmp_path / "auto"
-    widget.run()
+    widget.run_button.native.click()
     user.qtbot.waitUntil(lambda: not widget.job.busy, timeout=60_000)
     assert read_csv(tmp_path / "auto" / "results.csv")[0]["crop_bottom"] == str(BANNER)
     crop.auto_crop.native.click()
@@ -222,6 +222,6 @@ def test_folder_runs_crop_banners_automatically_unless_told(make_napari_viewer, 
     user.type_into(crop.crop_rows, "7")
     assert crop.crop_setting == 7
     widget.folder.output_folder.value = tmp_path / "seven"
-    widget.run()
+    widget.run_button.native.click()
     user.qtbot.waitUntil(lambda: not widget.job.busy, timeout=60_000)
     assert read_csv(tmp_path / "seven" / "results.csv")[0]["crop_bottom"] == "7"
