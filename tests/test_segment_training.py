@@ -240,3 +240,32 @@ def test_steps_add_self_training_steps_only_when_pixels_are_unpainted(encoder, s
     assert [e.n_steps for e in full.steps(2, self_training=5)] == [2, 2] and added == [3]
     with pytest.raises(NanowireSSLError, match="self-training steps must be at least 0, got -1"):
         next(full.steps(2, self_training=-1))
+
+
+def test_finetuning_trains_a_private_copy_of_the_last_stage_and_the_file_keeps_it(encoder, samples, tmp_path):
+    from napari_nanowire_ssl.fewshot.segment import FINETUNE_LR_FACTOR, make_trainer
+
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    labels = [labels_from_mask(s.mask) for s in samples[:2]]
+    trainer = make_trainer(encoder, [s.image for s in samples[:2]], labels, model="decoder+finetune", crop=64,
+                           width=8, batch_size=2, lr=1e-2)
+    list(trainer.steps(3))
+    model = trainer.model
+    assert model.unfreeze_last_stage and model.encoder is not encoder
+    assert all(torch.equal(v, encoder.state_dict()[k]) for k, v in before.items())  # the caller's encoder: untouched
+    changed = [k for k, v in model.encoder.state_dict().items() if not torch.equal(v, before[k])]
+    assert changed and all(k.startswith("layer4.") for k in changed)  # only the last stage trained
+    decoder_group, stage_group = trainer.optimizer.param_groups
+    assert stage_group["lr"] == pytest.approx(1e-2 * FINETUNE_LR_FACTOR) and decoder_group["lr"] == 1e-2
+
+    save_decoder(model, tmp_path / "ft.safetensors", encoder_hash=trainer.encoder_hash)
+    loaded = load_decoder(tmp_path / "ft.safetensors", encoder)
+    assert loaded.unfreeze_last_stage
+    assert all(torch.equal(v, model.encoder.state_dict()[k]) for k, v in loaded.encoder.state_dict().items())
+    image = samples[2].image
+    np.testing.assert_allclose(predict_tiled(loaded, image, tile=128), predict_tiled(model.eval(), image, tile=128),
+                               atol=1e-6)
+    again = make_trainer(encoder, [s.image for s in samples[:2]], labels, model="auto", previous=loaded, crop=64)
+    assert again.model.unfreeze_last_stage  # the file's kind wins, and its fine-tuned stage is where it goes on
+    assert all(torch.equal(v, loaded.encoder.layer4.state_dict()[k])
+               for k, v in again.model.encoder.layer4.state_dict().items())

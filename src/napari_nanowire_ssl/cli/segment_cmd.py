@@ -34,7 +34,7 @@ from ..fewshot.policy import DEFAULT_TILE
 from .distributed import bundle_parts, process_group, ranks
 from .options import add_crop_bottom, add_device, add_encoder, add_seed, load_encoder
 
-MODELS = ("auto", "filters", "filters+encoder", "decoder")  # fewshot.segment.MODELS (not imported: fast --help)
+MODELS = ("auto", "filters", "filters+encoder", "decoder", "decoder+finetune")  # fewshot.segment.MODELS (not imported: fast --help)
 DEFAULT_MODEL = "auto"
 
 
@@ -67,7 +67,8 @@ def register(subparsers) -> None:
     p.add_argument("--model", choices=MODELS, default=DEFAULT_MODEL,
                    help="auto (default): pixel classifiers on multiscale filters with and without the encoder's "
                         "features, the one that scores better on held-out labelled blocks is kept; filters or "
-                        "filters+encoder: that one; decoder: the U-Net decoder on the encoder maps (slower)")
+                        "filters+encoder: that one; decoder: the U-Net decoder on the encoder maps (slower); "
+                        "decoder+finetune: the decoder and the encoder's last stage (slower still)")
     p.add_argument("--tile", type=int, default=DEFAULT_TILE, metavar="PX",
                    help=f"inference window, a multiple of 32 px (default {DEFAULT_TILE})")
     add_crop_bottom(p, what="every training and predicted image (banner rows come out as background)")

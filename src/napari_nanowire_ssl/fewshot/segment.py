@@ -58,7 +58,8 @@ from ..models.modelfile import encoder_identity, load_tensors, save_tensors
 RUNNING_LOSS_DECAY = 0.9  # exponential moving average of the loss, for choosing the best state
 SELF_TRAINING_STEPS = 100  # default steps on confident predictions after those on the strokes
 CONFIDENT_WIRE, CONFIDENT_BACKGROUND = 0.9, 0.1  # wire probabilities taken as labels when self-training
-MODELS = ("auto", "filters", "filters+encoder", "decoder")
+MODELS = ("auto", "filters", "filters+encoder", "decoder", "decoder+finetune")
+FINETUNE_LR_FACTOR = 0.1  # the encoder's last stage learns this much slower than the decoder
 DEFAULT_MODEL = "auto"  # pixel classifiers on filters (+ encoder), chosen on held-out labels
 
 
@@ -115,17 +116,23 @@ def make_trainer(encoder: Encoder, images: list[np.ndarray], labels: list[np.nda
     """The trainer every caller uses: :data:`MODELS` ``auto`` (the default) trains the pixel classifiers
     of :mod:`.pixel_classifier` and keeps the one that validates better on held-out labels; ``filters``
     or ``filters+encoder`` trains that one; ``decoder`` the U-Net decoder (:class:`SegmentationTrainer`,
-    ``kwargs`` go to it). ``previous``: a model loaded from a file, trained on (its kind wins).
+    ``kwargs`` go to it), ``decoder+finetune`` the decoder and the encoder's last stage (on a private
+    copy of the encoder). ``previous``: a model loaded from a file, trained on (its kind wins).
     ``names``: the images' files or layers, for error messages."""
     from .pixel_classifier import KINDS, PixelClassifier, PixelTrainer
 
     if model not in MODELS:
         raise NanowireSSLError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
-    if isinstance(previous, SegmentationModel) or (previous is None and model == "decoder"):
+    if isinstance(previous, SegmentationModel) or (previous is None and model.startswith("decoder")):
         if previous is not None:
             kwargs.update(decoder=previous.decoder, unfreeze_last_stage=previous.unfreeze_last_stage)
-        return SegmentationTrainer(encoder, images, labels, seed=seed, device=device, crop=crop, names=names,
-                                   **kwargs)
+        else:
+            kwargs.setdefault("unfreeze_last_stage", model == "decoder+finetune")
+        trainer = SegmentationTrainer(encoder, images, labels, seed=seed, device=device, crop=crop, names=names,
+                                      **kwargs)
+        if previous is not None and previous.unfreeze_last_stage:  # go on from its fine-tuned stage
+            trainer.model.encoder.layer4.load_state_dict(previous.encoder.layer4.state_dict())
+        return trainer
     images, labels = training_data(images, labels, names)
     kinds = KINDS if model == "auto" else (model,)
     return PixelTrainer(encoder, images, labels, kinds=kinds, seed=seed, device=device,
@@ -244,7 +251,9 @@ class SegmentationTrainer:
     def _restart(self) -> None:
         """Draw the crop bank over the current labels; start the optimiser and the best-state tracking afresh."""
         self.bank = [(i, origin) for i in range(len(self.images)) for origin in self._origins(i, self.crops_per_image)]
-        self.optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=self.lr)
+        stage = [p for p in self.model.encoder.parameters() if p.requires_grad]  # layer4 when fine-tuned
+        self.optimizer = torch.optim.Adam([{"params": list(self.model.decoder.parameters())},
+                                           {"params": stage, "lr": self.lr * FINETUNE_LR_FACTOR}], lr=self.lr)
         self.running_loss: float | None = None
         self.best_loss = float("inf")
         self._best: dict[str, torch.Tensor] | None = None

@@ -113,7 +113,8 @@ class SegmentWidget(Container):
             label="model", choices=MODELS, value=DEFAULT_MODEL,
             tooltip="auto: pixel classifiers on multiscale filters with and without the encoder's features; "
                     "the one scoring better on a held-out quarter of your strokes is kept. decoder: the U-Net "
-                    "decoder on the encoder maps (slower)")
+                    "decoder on the encoder maps (slower); decoder+finetune: the decoder and the encoder's last "
+                    "stage (slower still; for many labels)")
         self.n_steps = SpinBox(label="steps", value=200, min=1, max=100_000)
         self.self_training = SpinBox(
             label="self-training steps", value=SELF_TRAINING_STEPS, min=0, max=100_000,
@@ -463,7 +464,8 @@ class SegmentWidget(Container):
         if self.model is None:
             raise NanowireSSLError(NO_MODEL)
         path = self._decoder_path()
-        save_decoder(self.model, path, encoder_hash=encoder_identity(self.model.encoder))
+        # The active encoder: a fine-tuned model works on a private copy of it (see SegmentationModel).
+        save_decoder(self.model, path, encoder_hash=encoder_identity(self.session.active_encoder()))
         show_info(f"Decoder saved to {path}")
 
     @reports_errors
