@@ -239,6 +239,7 @@ def test_feature_map_points_update_in_place_and_show_the_clicked_image(make_napa
     assert class_colour("new class", CLASSES) == module.UNTAGGED_COLOUR
 
 
+@pytest.mark.slow
 def test_csv_export(make_napari_viewer, qtbot, tmp_path):
     viewer = make_napari_viewer()
     add_images(viewer)

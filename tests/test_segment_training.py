@@ -112,6 +112,7 @@ def test_best_state_is_the_lowest_running_loss(encoder, samples):
     assert all(torch.equal(v, states[best][k]) for k, v in model.trainable_state().items())
 
 
+@pytest.mark.slow
 def test_stopping_early_and_continuing(trained, encoder, samples):
     trainer = make_trainer(encoder, samples[:1])
     for event in trainer.steps(100):
@@ -128,6 +129,7 @@ def test_stopping_early_and_continuing(trained, encoder, samples):
     assert not torch.equal(decoder.head.weight, before["head.weight"])
 
 
+@pytest.mark.slow
 def test_decoder_file_round_trip_and_encoder_check(trained, encoder, samples, tmp_path):
     trainer, _ = trained
     path = tmp_path / "decoder.safetensors"
