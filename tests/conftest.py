@@ -137,29 +137,18 @@ def banner_micrograph():
     return micrograph_with_banner
 
 
-class UserActions:
-    """What a user does with the widgets' controls, through Qt (the combo box's entry, keys)."""
-
-    def __init__(self, qtbot):
-        self.qtbot = qtbot
-
-    def choose(self, combo, layer) -> None:
-        """Pick ``layer`` in a layer picker (a magicgui ComboBox)."""
-        native = combo.native
-        native.setCurrentIndex(native.findText(layer.name))
-        assert combo.value is layer
-
-    def type_into(self, box, text: str) -> None:
-        """Type a value into a spin box and press Enter."""
-        from qtpy.QtCore import Qt
-
-        edit = box.native.lineEdit()
-        edit.selectAll()
-        self.qtbot.keyClicks(edit, text)
-        self.qtbot.keyClick(edit, Qt.Key.Key_Return)
+def choose(combo, layer) -> None:
+    """Pick ``layer`` in a layer picker (a magicgui ComboBox) as a user does: its entry in the box."""
+    native = combo.native
+    native.setCurrentIndex(native.findText(layer.name))
+    assert combo.value is layer
 
 
-@pytest.fixture
-def user(qtbot):
-    """:class:`UserActions` on this test's qtbot."""
-    return UserActions(qtbot)
+def type_into(qtbot, box, text: str) -> None:
+    """Type a value into a spin box and press Enter."""
+    from qtpy.QtCore import Qt
+
+    edit = box.native.lineEdit()
+    edit.selectAll()
+    qtbot.keyClicks(edit, text)
+    qtbot.keyClick(edit, Qt.Key.Key_Return)

@@ -12,6 +12,8 @@ import tifffile
 from napari.layers import Image
 from qtpy.QtCore import Qt
 
+from conftest import choose, type_into
+
 from napari_nanowire_ssl.analysis import COLUMNS, measure_mask
 from napari_nanowire_ssl.analysis.wires import fill_small_holes
 from napari_nanowire_ssl.analysis.overlays import BRANCH, CLUSTER, PERCOLATING
@@ -317,21 +319,6 @@ def click_and_wait(widget, qtbot, button) -> None:
     qtbot.waitUntil(lambda: widget.analyse_button.enabled, timeout=60_000)
 
 
-def choose(widget, layer) -> None:
-    """Pick ``layer`` in the mask picker as a user does (the combo box's current entry)."""
-    combo = widget.layer.native
-    combo.setCurrentIndex(combo.findText(layer.name))
-    assert widget.layer.value is layer
-
-
-def type_into(qtbot, box, text: str) -> None:
-    """Type a value into a spin box and press Enter."""
-    edit = box.native.lineEdit()
-    edit.selectAll()
-    qtbot.keyClicks(edit, text)
-    qtbot.keyClick(edit, Qt.Key.Key_Return)
-
-
 def test_a_mask_file_opened_as_an_image_is_offered_and_analysed(make_napari_viewer, qtbot, notices, tmp_path):
     mask = np.zeros((60, 80), np.uint8)
     mask[:, 30:36] = 255
@@ -364,9 +351,9 @@ def test_crop_from_the_images_banner_and_pixel_size_typed_once_kept_per_layer(ma
     nanowires = viewer.add_labels(mask.copy(), name="film nanowires")
     other = viewer.add_labels(mask.copy(), name="other")  # no micrograph of its own
     widget = AnalysisWidget(viewer)
-    choose(widget, other)
+    choose(widget.layer, other)
     assert (widget.crop_bottom.value, widget.pixel_size.value) == (0, 0)
-    choose(widget, nanowires)
+    choose(widget.layer, nanowires)
     assert widget.crop_bottom.value == L.banner_rows(image) == 30  # proposed from the image's banner
 
     type_into(qtbot, widget.crop_bottom, "32")  # the user's correction ...
@@ -374,9 +361,9 @@ def test_crop_from_the_images_banner_and_pixel_size_typed_once_kept_per_layer(ma
     assert L.banner_rows(image) == 32 and L.mask_banner_rows(viewer, nanowires) == 32  # ... kept for both
     assert L.pixel_size_nm(image) == L.pixel_size_nm(nanowires) == 12.5  # every tab sees it
     np.testing.assert_allclose(image.scale, [12.5, 12.5])
-    choose(widget, other)
+    choose(widget.layer, other)
     assert (widget.crop_bottom.value, widget.pixel_size.value) == (0, 0)
-    choose(widget, nanowires)
+    choose(widget.layer, nanowires)
     assert (widget.crop_bottom.value, widget.pixel_size.value) == (32, 12.5)
 
     click_and_wait(widget, qtbot, widget.analyse_button)
@@ -401,7 +388,7 @@ def test_one_results_layer_per_mask_and_analyse_all_skips_scribbles_and_truth(ma
     scribbles = viewer.add_labels(strokes, name="film scribbles")
     predicted = viewer.add_labels(grid.copy(), name="film nanowires")
     widget = AnalysisWidget(viewer)
-    choose(widget, predicted)
+    choose(widget.layer, predicted)
     n_layers = len(viewer.layers)
     click_and_wait(widget, qtbot, widget.analyse_all_button)
     assert METRICS_KEY in predicted.metadata
@@ -412,7 +399,7 @@ def test_one_results_layer_per_mask_and_analyse_all_skips_scribbles_and_truth(ma
     click_and_wait(widget, qtbot, widget.analyse_all_button)  # in place
     assert len(viewer.layers) == n_layers + 2 and viewer.layers["film nanowires analysis"] is results
 
-    choose(widget, truth)  # chosen: then it is analysed too
+    choose(widget.layer, truth)  # chosen: then it is analysed too
     click_and_wait(widget, qtbot, widget.analyse_all_button)
     assert METRICS_KEY in truth.metadata and METRICS_KEY not in scribbles.metadata
     assert_row_equal(truth.metadata[METRICS_KEY], predicted.metadata[METRICS_KEY])
@@ -429,17 +416,17 @@ def test_choosing_a_mask_shows_it_with_its_image_and_results(make_napari_viewer,
     mask_a = viewer.add_labels(mask.copy(), name="A nanowires")
     mask_b = viewer.add_labels(mask.copy(), name="B nanowires")
     widget = AnalysisWidget(viewer)
-    choose(widget, mask_b)
-    choose(widget, mask_a)
+    choose(widget.layer, mask_b)
+    choose(widget.layer, mask_a)
     assert mask_a.visible and image_a.visible and not mask_b.visible and not image_b.visible
     assert viewer.layers.selection.active is mask_a
     click_and_wait(widget, qtbot, widget.analyse_button)
     results_a = overlays(viewer, "A nanowires")
-    choose(widget, mask_b)
+    choose(widget.layer, mask_b)
     assert mask_b.visible and image_b.visible and viewer.layers.selection.active is mask_b
     assert not mask_a.visible and not image_a.visible
     assert not any(layer.visible for layer in results_a.values())
-    choose(widget, mask_a)
+    choose(widget.layer, mask_a)
     assert all(layer.visible for layer in results_a.values())
 
 

@@ -8,7 +8,7 @@ import pytest
 import tifffile
 import torch
 
-from conftest import read_csv
+from conftest import choose, read_csv, type_into
 from napari_nanowire_ssl.batch import process_files
 from napari_nanowire_ssl.bundle import Bundle
 from napari_nanowire_ssl.cli import main
@@ -137,7 +137,7 @@ def test_cli_segment_and_classify_leave_the_banner_out(banner_micrograph, random
 # --- the tabs, driven through their controls ---------------------------------------------------------------
 
 
-def test_segment_tab_proposes_the_crop_keeps_the_users_and_predicts_above_it(make_napari_viewer, user,
+def test_segment_tab_proposes_the_crop_keeps_the_users_and_predicts_above_it(make_napari_viewer, qtbot,
                                                                             banner_micrograph, decoder, errors):
     from napari_nanowire_ssl.napari_plugin.segment_widget import OUTPUT_KIND, SegmentWidget
 
@@ -148,18 +148,18 @@ def test_segment_tab_proposes_the_crop_keeps_the_users_and_predicts_above_it(mak
     session_for(viewer).set_decoder(decoder)
     widget = SegmentWidget(viewer)
     assert widget.image.value is film and widget.crop_bottom.value == BANNER
-    user.choose(widget.image, plain)
+    choose(widget.image, plain)
     assert widget.crop_bottom.value == 0 and viewer.layers.selection.active is plain and not film.visible
-    user.choose(widget.image, film)
+    choose(widget.image, film)
     assert widget.crop_bottom.value == BANNER and viewer.layers.selection.active is film and not plain.visible
-    user.type_into(widget.crop_bottom, "40")
+    type_into(qtbot, widget.crop_bottom, "40")
     assert L.banner_rows(film) == 40 and L.banner_rows(plain) == 0  # kept for this layer only
-    user.choose(widget.image, plain)
-    user.choose(widget.image, film)
+    choose(widget.image, plain)
+    choose(widget.image, film)
     assert widget.crop_bottom.value == 40
 
     widget.predict_button.native.click()
-    user.qtbot.waitUntil(lambda: not widget.job.busy, timeout=60_000)
+    qtbot.waitUntil(lambda: not widget.job.busy, timeout=60_000)
     (mask,) = [layer for layer in viewer.layers if layer.metadata.get(OUTPUT_KIND) == "nanowires"]
     assert mask.data.shape == (H, W) and not mask.data[-40:].any() and mask.data[:-40].all()
 
@@ -173,7 +173,7 @@ def test_segment_tab_proposes_the_crop_keeps_the_users_and_predicts_above_it(mak
                       "paint some nanowire (label 2) too"]
 
 
-def test_classify_tab_encodes_each_image_above_its_crop(make_napari_viewer, user, banner_micrograph,
+def test_classify_tab_encodes_each_image_above_its_crop(make_napari_viewer, qtbot, banner_micrograph,
                                                         random_resnet18, seen_shapes, errors):
     from napari_nanowire_ssl.napari_plugin.classify_widget import ClassifyWidget
 
@@ -182,26 +182,26 @@ def test_classify_tab_encodes_each_image_above_its_crop(make_napari_viewer, user
     plain = viewer.add_image(banner_micrograph(banner=12)[:-12], name="plain")
     session_for(viewer).set_encoder(random_resnet18, "test")
     widget = ClassifyWidget(viewer)
-    user.choose(widget.layer, film)
+    choose(widget.layer, film)
     assert widget.crop_bottom.value == BANNER
-    user.type_into(widget.crop_bottom, "50")
+    type_into(qtbot, widget.crop_bottom, "50")
     for layer, name in ((film, "network"), (plain, "dispersed")):
-        user.choose(widget.layer, layer)
+        choose(widget.layer, layer)
         widget.tag_class.value = name
         widget.tag_button.native.click()
     widget.train_button.native.click()
-    user.qtbot.waitUntil(lambda: not widget.job.busy, timeout=60_000)
+    qtbot.waitUntil(lambda: not widget.job.busy, timeout=60_000)
     assert not errors
     assert sorted(seen_shapes) == sorted([(H - 50, W), (H - 12, W)])
 
-    user.choose(widget.layer, plain)
-    user.type_into(widget.crop_bottom, str(H - 12))  # all of it
+    choose(widget.layer, plain)
+    type_into(qtbot, widget.crop_bottom, str(H - 12))  # all of it
     widget.train_button.native.click()
     assert errors == [f"Layer 'plain': crop bottom ({H - 12} rows) must be less than the image's height "
                       f"({H - 12} rows)"]
 
 
-def test_folder_runs_crop_banners_automatically_unless_told(make_napari_viewer, user, banner_micrograph, decoder,
+def test_folder_runs_crop_banners_automatically_unless_told(make_napari_viewer, qtbot, banner_micrograph, decoder,
                                                             tmp_path):
     from napari_nanowire_ssl.napari_plugin.batch_widget import BatchWidget
 
@@ -215,13 +215,13 @@ def test_folder_runs_crop_banners_automatically_unless_told(make_napari_viewer, 
     assert crop.auto_crop.value and not crop.crop_rows.enabled and crop.crop_setting == AUTO
     widget.folder.input_folder.value, widget.folder.output_folder.value = tmp_path / "in", tmp_path / "auto"
     widget.run_button.native.click()
-    user.qtbot.waitUntil(lambda: not widget.job.busy, timeout=60_000)
+    qtbot.waitUntil(lambda: not widget.job.busy, timeout=60_000)
     assert read_csv(tmp_path / "auto" / "results.csv")[0]["crop_bottom"] == str(BANNER)
     crop.auto_crop.native.click()
     assert crop.crop_rows.enabled
-    user.type_into(crop.crop_rows, "7")
+    type_into(qtbot, crop.crop_rows, "7")
     assert crop.crop_setting == 7
     widget.folder.output_folder.value = tmp_path / "seven"
     widget.run_button.native.click()
-    user.qtbot.waitUntil(lambda: not widget.job.busy, timeout=60_000)
+    qtbot.waitUntil(lambda: not widget.job.busy, timeout=60_000)
     assert read_csv(tmp_path / "seven" / "results.csv")[0]["crop_bottom"] == "7"

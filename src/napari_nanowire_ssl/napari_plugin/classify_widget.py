@@ -30,8 +30,8 @@ from ..fewshot.classify import LinearHead, is_uncertain, label_next
 from ..fewshot.embedding import embed_2d
 from ..fewshot.features import FeatureCache, block_weights, feature_blocks, image_features
 from ..session import session_for
-from .controls import crop_box, show_crop
-from .layers import banner_rows, image_layers, micrograph_pixels, set_banner_rows, show_layer
+from .controls import image_crop_box
+from .layers import image_layers, micrograph_pixels, show_layer
 from .tables import results_table
 from .workers import Job, report_error
 
@@ -77,7 +77,7 @@ class ClassifyWidget(Container):
                                       "colour images and stacks are not offered)")
         self.tag_class = ComboBox(label="class", choices=self._class_choices,
                                   tooltip=f"Class of the image; {UNTAGGED} removes its tag")
-        self.crop_bottom = crop_box(self._crop_typed)
+        self.crop_bottom = image_crop_box(self.layer)
         self.tag_button = PushButton(text="Tag")
         self.counts = Label()
         self.train_button = PushButton(text="Train",
@@ -108,7 +108,7 @@ class ClassifyWidget(Container):
                                layout="horizontal", labels=False),
                      self.legend, self.status, self.table, Container(widgets=[self.csv_file]), self.export_button])
         self.classes.changed.connect(self._classes_changed)
-        self.layer.changed.connect(self._layer_chosen)
+        self.layer.changed.connect(lambda layer: show_layer(self.viewer, layer))
         self.tag_button.changed.connect(self.tag)
         self.train_button.changed.connect(self.train)
         self.classify_button.changed.connect(self.classify)
@@ -119,21 +119,9 @@ class ClassifyWidget(Container):
         for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
             event.connect(self._layers_changed)
         self.viewer.mouse_drag_callbacks.append(self._on_click)
-        if self.layer.value is not None:
-            show_crop(self.crop_bottom, banner_rows(self.layer.value))
         self._refresh()
 
     # --- layers, classes, tags --------------------------------------------------------------
-
-    def _layer_chosen(self, layer) -> None:
-        """Show the chosen image and its bottom crop."""
-        if layer is not None:
-            show_layer(self.viewer, layer)
-            show_crop(self.crop_bottom, banner_rows(layer))
-
-    def _crop_typed(self, rows: int) -> None:
-        if self.layer.value is not None:
-            set_banner_rows(self.layer.value, rows)
 
     def _image_layers(self, _=None) -> list:
         """Open 2D grayscale image layers (gray images saved as RGB included)."""

@@ -44,6 +44,25 @@ def show_crop(box: SpinBox, rows: int) -> None:
         box.value = rows
 
 
+def image_crop_box(picker: ComboBox) -> SpinBox:
+    """A :func:`crop_box` bound to an image picker (Segment, Classify): it shows the chosen image's
+    banner rows and keeps the value typed for that image."""
+    from .layers import banner_rows, set_banner_rows
+
+    def typed(rows: int) -> None:
+        if picker.value is not None:
+            set_banner_rows(picker.value, rows)
+
+    def chosen(layer) -> None:
+        if layer is not None:
+            show_crop(box, banner_rows(layer))
+
+    box = crop_box(typed)
+    picker.changed.connect(chosen)
+    chosen(picker.value)
+    return box
+
+
 class FolderRun(Container):
     """The fields of a run over a folder of image files: input and output folders and the bottom
     crop, "auto" (each file's detected banner, the default) or, with auto off, the same number of

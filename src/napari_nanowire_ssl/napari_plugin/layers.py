@@ -131,12 +131,13 @@ def mask_pixels(layer) -> np.ndarray:
     return data
 
 
-def banner_rows(layer) -> int:
+def banner_rows(layer, pixels: np.ndarray | None = None) -> int:
     """Rows of instrument banner at the bottom of an image layer: the user's value once set,
-    else the detected one (kept in the layer's metadata, so it is detected once)."""
+    else the detected one (kept in the layer's metadata, so it is detected once); ``pixels``:
+    the layer's :func:`image_pixels` when the caller has them."""
     if BANNER_KEY not in layer.metadata:
         try:
-            pixels = image_pixels(layer)
+            pixels = image_pixels(layer) if pixels is None else pixels
         except NanowireSSLError:
             return 0
         layer.metadata[BANNER_KEY] = detect_banner(pixels) if pixels.ndim == 2 else 0
@@ -147,7 +148,7 @@ def micrograph_pixels(layer) -> tuple[np.ndarray, int]:
     """``(pixels above the banner, banner rows)`` of an image layer: what the models see, with the
     crop that puts their results back in place (:func:`..io.banner.with_banner_rows`)."""
     pixels = image_pixels(layer)
-    rows = banner_rows(layer)
+    rows = banner_rows(layer, pixels)
     if rows >= pixels.shape[0]:
         raise NanowireSSLError(f"{layer_name(layer)}: crop bottom ({rows} rows) must be less than the image's "
                                f"height ({pixels.shape[0]} rows)")

@@ -55,17 +55,14 @@ from ..labels import NANOWIRE
 from ..session import session_for
 from ..io.banner import with_banner_rows, without_banner
 from ..io.normalize import check_network_input, normalize
-from .controls import FolderRun, crop_box, device_combo, show_crop
+from .controls import FolderRun, device_combo, image_crop_box
 from .layers import (
-    banner_rows,
     full_resolution,
     image_layers,
-    image_pixels,
     image_problem,
     layer_name,
     micrograph_pixels,
     placement,
-    set_banner_rows,
     show_layer,
 )
 from .workers import Job, batch_worker, report_error, reports_errors
@@ -108,7 +105,7 @@ class SegmentWidget(Container):
         self.scribbles = ComboBox(label="scribbles", choices=self._scribble_layers,
                                   tooltip="Labels layer of strokes: 2 = nanowire, 1 = background, 0 = unlabelled")
         self.new_scribbles_button = PushButton(text="New scribble layer")
-        self.crop_bottom = crop_box(self._crop_typed)
+        self.crop_bottom = image_crop_box(self.image)
         self.model_kind = ComboBox(
             label="model", choices=MODELS, value=DEFAULT_MODEL,
             tooltip="auto: pixel classifiers on multiscale filters with and without the encoder's features; "
@@ -159,7 +156,7 @@ class SegmentWidget(Container):
             Container(widgets=[self.save_button, self.load_button], layout="horizontal", labels=False),
         ])
         self.new_scribbles_button.changed.connect(self.new_scribble_layer)
-        self.image.changed.connect(self._image_chosen)
+        self.image.changed.connect(lambda layer: show_layer(self.viewer, layer))
         self.train_button.changed.connect(self.train)
         self.stop_button.changed.connect(self.stop)
         self.predict_button.changed.connect(self.predict)
@@ -172,8 +169,6 @@ class SegmentWidget(Container):
         self.batch_size.changed.connect(lambda value: self.session.update_settings(batch_size=value))
         for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
             event.connect(self._layers_changed)
-        if self.image.value is not None:
-            show_crop(self.crop_bottom, banner_rows(self.image.value))
 
     # --- layers ---------------------------------------------------------------------------
 
@@ -196,24 +191,13 @@ class SegmentWidget(Container):
         self.image.reset_choices()
         self.scribbles.reset_choices()
 
-    def _image_chosen(self, layer) -> None:
-        """Show the chosen image and its bottom crop."""
-        if layer is None:
-            return
-        show_layer(self.viewer, layer)
-        show_crop(self.crop_bottom, banner_rows(layer))
-
-    def _crop_typed(self, rows: int) -> None:
-        if self.image.value is not None:
-            set_banner_rows(self.image.value, rows)
-
     @reports_errors
     def new_scribble_layer(self) -> None:
         """Add an empty Labels layer ``<image> scribbles`` with the nanowire brush (2) selected."""
         layer = self.image.value
         self._checked_image(layer)
-        scribbles = self.viewer.add_labels(np.zeros(image_pixels(layer).shape, np.uint8), name=f"{layer.name} scribbles",
-                                           **placement(layer))
+        scribbles = self.viewer.add_labels(np.zeros(full_resolution(layer).shape[:2], np.uint8),
+                                           name=f"{layer.name} scribbles", **placement(layer))
         scribbles.selected_label = 2
         scribbles.brush_size = BRUSH_SIZE
         scribbles.mode = "paint"
@@ -329,10 +313,10 @@ class SegmentWidget(Container):
         if scribbles is None:
             raise NanowireSSLError("No scribble layer: press 'New scribble layer' and paint 2 = nanowire, "
                                    "1 = background")
-        labels = full_resolution(scribbles)
-        if labels.shape != image_pixels(layer).shape:
+        labels, shape = full_resolution(scribbles), full_resolution(layer).shape[:2]
+        if labels.shape != shape:
             raise NanowireSSLError(f"Layer '{scribbles.name}' is {shape_text(labels.shape)} but image "
-                                   f"'{layer.name}' is {shape_text(image_pixels(layer).shape)}")
+                                   f"'{layer.name}' is {shape_text(shape)}")
         labels = without_banner(labels, rows)
         above = f" (above its {rows}-row bottom crop)" if rows else ""
         check_labels(image, labels, name=f"Layer '{scribbles.name}'{above}")
@@ -342,7 +326,7 @@ class SegmentWidget(Container):
                                     previous=self.model, crop=training_crop([image]),
                                     batch_size=self.batch_size.value, device=self.device.value,
                                     names=[f"Layer '{layer.name}'"])
-        self._add_placeholders(layer, image_pixels(layer).shape)
+        self._add_placeholders(layer, shape)
         n_steps = self.n_steps.value
         self_training = self_training_steps(self.self_training.value, self.trainer.has_unpainted)
         worker = _train(self.trainer, image, rows, n_steps, self_training, self.preview_every.value,
