@@ -80,7 +80,7 @@ def ours(encoder, images, labels, tests, truths, *, model: str, steps: int, seed
     secs = time.perf_counter() - t0
     d = [dice(predict_tiled(net, im) > 0.5, t) for im, t in zip(tests, truths)]
     log(f"  {trainer.choice_line()}")
-    return d, getattr(net, "kind", "decoder"), secs
+    return d, net.kind, secs
 
 
 AGNW_STROKES = {"n_wire": 10, "n_open": 5, "n_edge": 5}  # 10 wire and 10 background strokes

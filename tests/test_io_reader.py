@@ -126,6 +126,7 @@ def test_normalize_percentiles_nan_and_constant():
     out = normalize(img, low=10, high=90)
     # 10th percentile = 10, 90th = 90: 50 maps to 0.5, the tails clip.
     assert out[0, 500] == pytest.approx(0.5)
+    assert out.dtype == np.float32 and normalize(img.astype(np.uint16)).dtype == np.float32
     assert out[0, 0] == 0.0 and out[0, -1] == 1.0
     img[0, :5] = np.nan
     img[1, :5] = np.inf

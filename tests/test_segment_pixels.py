@@ -8,6 +8,7 @@ from napari_nanowire_ssl.errors import ModelFileError
 from napari_nanowire_ssl.fewshot.filters import PER_SCALE, SIGMAS, FilterBank
 from napari_nanowire_ssl.fewshot.pixel_classifier import (
     PixelClassifier,
+    PixelTrainer,
     pixel_features,
     validation_blocks,
 )
@@ -17,11 +18,13 @@ from napari_nanowire_ssl.fewshot.segment import (
     load_decoder,
     make_trainer,
     save_decoder,
+    training_data,
 )
 from napari_nanowire_ssl.labels import labels_from_mask
 from napari_nanowire_ssl.fewshot.tiling import predict_tiled
 from napari_nanowire_ssl.models.decoder import SegmentationModel, UNetDecoder
 from napari_nanowire_ssl.models.encoder import Encoder
+from conftest import NoiseEncoder, PhaseEncoder, checkerboards, lines
 from napari_nanowire_ssl.models.modelfile import (
     read_metadata,
     save_tensors,
@@ -33,56 +36,6 @@ from napari_nanowire_ssl.models.modelfile import (
 def encoder():
     torch.manual_seed(0)
     return Encoder("resnet18").eval()
-
-
-class PhaseEncoder(Encoder):
-    """Constructed encoder that sees what no filter of the bank sees: the phase of a checkerboard
-    (+1 where pixel (y, x) is bright with y + x even, -1 where odd), pooled to each stride."""
-
-    def forward_features(self, x):
-        x = x if x.ndim == 4 else x.unsqueeze(1)
-        h, w = x.shape[-2:]
-        sign = (-1.0) ** (torch.arange(h)[:, None] + torch.arange(w)[None, :])
-        phase = (x - 0.5) * 2 * sign
-        return [torch.nn.functional.avg_pool2d(phase, s).expand(-1, c, -1, -1)
-                for s, c in zip((2, 4, 8, 16, 32), self.feature_channels)]
-
-
-class NoiseEncoder(Encoder):
-    """Constructed encoder whose maps are noise: nothing to learn from them but spurious detail."""
-
-    def forward_features(self, x):
-        x = x if x.ndim == 4 else x.unsqueeze(1)
-        g = torch.Generator().manual_seed(int(x.shape[-1]))
-        return [torch.randn(x.shape[0], c, -(-x.shape[-2] // s), -(-x.shape[-1] // s), generator=g)
-                for s, c in zip((2, 4, 8, 16, 32), self.feature_channels)]
-
-
-def checkerboards(n=2, size=128, seed=0):
-    """Images that are a checkerboard everywhere; inside a disc its phase is shifted by one pixel."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    board = ((yy + xx) % 2).astype(np.float32)
-    out = []
-    for _ in range(n):
-        cy, cx = rng.integers(32, size - 32, 2)
-        mask = (yy - cy) ** 2 + (xx - cx) ** 2 < 30**2
-        out.append((np.where(mask, 1 - board, board), mask))
-    return out
-
-
-def lines(n=2, size=128, seed=0):
-    """Bright 3 px lines on a noisy dark background: the filters' Hessian finds them."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        image = rng.normal(0.2, 0.05, (size, size)).astype(np.float32)
-        mask = np.zeros((size, size), bool)
-        for r in rng.choice(np.arange(8, size - 8), 4, replace=False):
-            mask[r - 1:r + 2] = True
-        image[mask] += 0.6
-        out.append((image, mask))
-    return out
 
 
 def test_filter_bank_channels_and_responses():
@@ -117,15 +70,17 @@ def test_encoder_features_of_sampled_pixels_match_the_full_forward(encoder):
     np.testing.assert_allclose(sampled.numpy(), full[ys, xs].detach().numpy(), rtol=1e-4, atol=1e-4)
 
 
-def train_auto(encoder, pairs, steps=120):
-    trainer = make_trainer(encoder, [p[0] for p in pairs], [labels_from_mask(p[1]) for p in pairs], seed=0)
+def train_pixels(encoder, pairs, steps=120):
+    """The pixel classifiers' own choice (``auto`` adds the decoder to it for full masks: test_segment_auto)."""
+    images, labels = training_data([p[0] for p in pairs], [labels_from_mask(p[1]) for p in pairs])
+    trainer = PixelTrainer(encoder, images, labels, seed=0)
     for _ in trainer.steps(steps):
         pass
     return trainer
 
 
 def test_the_encoder_wins_where_only_it_sees_the_classes():
-    trainer = train_auto(PhaseEncoder("resnet18").eval(), checkerboards())
+    trainer = train_pixels(PhaseEncoder("resnet18").eval(), checkerboards())
     assert trainer.chosen == "filters+encoder", trainer.validation
     assert trainer.validation["filters+encoder"] > 0.9 > trainer.validation["filters"] + 0.2
     assert "model: filters+encoder (validation Dice" in trainer.choice_line()
@@ -135,7 +90,7 @@ def test_the_encoder_wins_where_only_it_sees_the_classes():
 
 @pytest.mark.slow
 def test_the_filters_win_where_they_suffice(encoder):
-    trainer = train_auto(NoiseEncoder("resnet18").eval(), lines())
+    trainer = train_pixels(NoiseEncoder("resnet18").eval(), lines())
     assert trainer.chosen == "filters", trainer.validation
     assert trainer.validation["filters"] > 0.95 and trainer.validation["filters"] >= trainer.validation[
         "filters+encoder"]
@@ -154,7 +109,7 @@ def test_validation_blocks_hold_out_both_classes_or_nothing():
 
 
 def test_pixel_model_file_round_trip_and_metadata(encoder, tmp_path):
-    trainer = train_auto(encoder, lines(), steps=20)
+    trainer = train_pixels(encoder, lines(), steps=20)
     model = trainer.restore_best()
     path = tmp_path / "pixels.safetensors"
     save_decoder(model, path, encoder_hash=tensor_hash(encoder.state_dict()))
@@ -193,7 +148,7 @@ def test_bundles_and_batch_runs_carry_the_pixel_model(encoder, tmp_path):
     from napari_nanowire_ssl.batch import process_files
     from napari_nanowire_ssl.bundle import Bundle, load_bundle, save_bundle
 
-    model = train_auto(encoder, lines(), steps=10).restore_best()
+    model = train_pixels(encoder, lines(), steps=10).restore_best()
     save_bundle(tmp_path / "b.safetensors", Bundle(encoder, "test", decoder=model))
     bundle = load_bundle(tmp_path / "b.safetensors")
     assert bundle.decoder.kind == model.kind and bundle.decoder.validation == model.validation

@@ -72,6 +72,12 @@ ENTROPY_WEIGHT = 0.5  # entropy of the predictions on unlabelled pixels, added t
 ENCODER_MARGIN = 0.01  # validation Dice the encoder's features must add to be kept
 
 
+def margin(kind: str) -> float:
+    """Validation Dice a candidate must add to be kept over the filters alone: every model slower
+    than the filters MLP (encoder features, the U-Net decoder) must win by :data:`ENCODER_MARGIN`."""
+    return 0.0 if kind == "filters" else ENCODER_MARGIN
+
+
 class PixelClassifier(nn.Module):
     """``(B, 1, H, W)`` images in [0, 1] -> ``(B, 1, H, W)`` nanowire logits; see the module docstring.
 
@@ -101,6 +107,7 @@ class PixelClassifier(nn.Module):
             self.levels = nn.ModuleList(nn.Conv2d(k, hidden, 1, bias=False) for k in self.components)
         self.body = nn.Sequential(nn.ReLU(), nn.Conv2d(hidden, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, 1, 1))
         self.unfreeze_last_stage = False  # the encoder never trains here
+        self.validation: dict[str, float] = {}  # validation Dice of the candidates it was chosen among
 
     @classmethod
     def from_config(cls, encoder: Encoder, config: dict) -> PixelClassifier:
@@ -264,12 +271,14 @@ class PixelTrainer:
 
     ``images`` are normalised already; ``kinds`` the candidates (one kind: no
     validation split); ``previous`` a trained :class:`PixelClassifier` to go
-    on training (its kind is kept).
+    on training (its kind is kept); ``held`` the held-out validation pixels
+    (one boolean map per image, :func:`validation_blocks` by default), so that
+    another trainer can be validated on the same pixels (:mod:`.auto`).
     """
 
     def __init__(self, encoder: Encoder, images: list[np.ndarray], labels: list[np.ndarray], *,
                  kinds=KINDS, seed: int = 0, device="cpu", previous: PixelClassifier | None = None,
-                 lr: float = LR):
+                 lr: float = LR, held: list[np.ndarray] | None = None):
         self.device = select_device(device)
         self.images, self.painted = images, labels
         self.labels = list(labels)
@@ -292,7 +301,7 @@ class PixelTrainer:
         self.chosen: str | None = next(iter(self.candidates)) if len(self.candidates) == 1 else None
         self.running_loss: float | None = None
         self.best_loss = float("inf")
-        self._prepare(split=self.chosen is None)
+        self._prepare(split=self.chosen is None, held=held)
 
     @property
     def model(self) -> PixelClassifier:
@@ -321,10 +330,13 @@ class PixelTrainer:
                         for k, m in self.candidates.items()})
         return out
 
-    def _prepare(self, *, split: bool) -> None:
+    def _prepare(self, *, split: bool, held: list[np.ndarray] | None = None) -> None:
         """Sample training (and validation) pixels of the current labels; statistics of fresh models."""
         labelled = [lab != UNLABELLED for lab in self.labels]
-        held = validation_blocks(self.labels, self.rng) if split else [np.zeros_like(m) for m in labelled]
+        if not split:
+            held = [np.zeros_like(m) for m in labelled]
+        elif held is None:
+            held = validation_blocks(self.labels, self.rng)
         if split and not any(h.any() for h in held):
             self.chosen = next(iter(self.candidates))  # too few labels to validate: the first kind
             split = False
@@ -358,6 +370,14 @@ class PixelTrainer:
     def _active(self) -> list[str]:
         return [self.chosen] if self.chosen is not None else list(self.candidates)
 
+    def step(self) -> float:
+        """One training step, recorded (losses, running and best loss); returns its loss."""
+        loss = self.train_step()
+        self.losses.append(loss)
+        self.running_loss = loss if self.running_loss is None else 0.9 * self.running_loss + 0.1 * loss
+        self.best_loss = min(self.best_loss, self.running_loss)
+        return loss
+
     def train_step(self) -> float:
         losses = []
         for kind in self._active():
@@ -381,19 +401,29 @@ class PixelTrainer:
         return float(np.mean(losses))
 
     @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Dice of every candidate on the held-out pixels (before :meth:`keep`)."""
+        scores = {}
+        for kind, model in self.candidates.items():
+            model.eval()
+            data = self.val_set[kind]
+            scores[kind] = _dice(model.pixel_logits(data.filters, data.encoder), data.target)
+        return scores
+
+    def keep(self, kind: str, validation: dict[str, float]) -> None:
+        """Keep candidate ``kind`` (``validation``: the scores it was chosen on) and go on with all labels."""
+        self.validation = dict(validation)
+        self.chosen = kind
+        self.candidates[kind].validation = dict(validation)
+        self.candidates = {kind: self.candidates[kind]}
+        self._prepare(split=False)
+        self.running_loss, self.best_loss = None, float("inf")
+
     def choose(self) -> str:
-        """Validation Dice of every candidate on the held-out blocks; keep the best; train on all labels."""
+        """Keep the candidate that validates best (see the module docstring); train on all labels."""
         if self.chosen is None:
-            for kind, model in self.candidates.items():
-                model.eval()
-                data = self.val_set[kind]
-                self.validation[kind] = _dice(model.pixel_logits(data.filters, data.encoder), data.target)
-            penalty = {k: ENCODER_MARGIN if self.candidates[k].use_encoder else 0.0 for k in self.validation}
-            self.chosen = max(self.validation, key=lambda k: self.validation[k] - penalty[k])
-            self.candidates[self.chosen].validation = dict(self.validation)
-            self.candidates = {self.chosen: self.candidates[self.chosen]}
-            self._prepare(split=False)
-            self.running_loss, self.best_loss = None, float("inf")
+            scores = self.validate()
+            self.keep(max(scores, key=lambda k: scores[k] - margin(k)), scores)
         return self.chosen
 
     def add_confident_labels(self, *, wire: float = CONFIDENT_WIRE, background: float = CONFIDENT_BACKGROUND,
@@ -421,11 +451,7 @@ class PixelTrainer:
                 self.choose()
             if step == n_steps and self.add_confident_labels(should_stop=should_stop) is None:
                 return
-            loss = self.train_step()
-            self.losses.append(loss)
-            self.running_loss = loss if self.running_loss is None else 0.9 * self.running_loss + 0.1 * loss
-            self.best_loss = min(self.best_loss, self.running_loss)
-            yield SegmentEvent(step, total, loss, time.perf_counter() - t0)
+            yield SegmentEvent(step, total, self.step(), time.perf_counter() - t0)
         if self.chosen is None:
             self.choose()
 

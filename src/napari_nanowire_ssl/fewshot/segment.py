@@ -48,7 +48,7 @@ from torch.nn import functional as F
 from ..errors import ModelFileError, NanowireSSLError
 from ..io.normalize import check_network_input, normalize
 from ..labels import BACKGROUND, NANOWIRE, UNLABELLED
-from .policy import self_training_steps
+from .policy import self_training_steps, tries_decoder
 from .symmetry import dihedral
 from ..models.decoder import STRIDE, SegmentationModel, UNetDecoder
 from ..models.device import autocast_context, select_device
@@ -60,7 +60,7 @@ SELF_TRAINING_STEPS = 100  # default steps on confident predictions after those 
 CONFIDENT_WIRE, CONFIDENT_BACKGROUND = 0.9, 0.1  # wire probabilities taken as labels when self-training
 MODELS = ("auto", "filters", "filters+encoder", "decoder", "decoder+finetune")
 FINETUNE_LR_FACTOR = 0.1  # the encoder's last stage learns this much slower than the decoder
-DEFAULT_MODEL = "auto"  # pixel classifiers on filters (+ encoder), chosen on held-out labels
+DEFAULT_MODEL = "auto"  # pixel classifiers on filters (+ encoder; + decoder for dense labels), chosen on held-out labels
 
 
 def check_labels(image: np.ndarray, labels: np.ndarray, *, name: str = "image") -> None:
@@ -114,7 +114,8 @@ def make_trainer(encoder: Encoder, images: list[np.ndarray], labels: list[np.nda
                  model: str = DEFAULT_MODEL, previous=None, seed: int = 0, device="cpu", crop: int = 256,
                  names=None, **kwargs):
     """The trainer every caller uses: :data:`MODELS` ``auto`` (the default) trains the pixel classifiers
-    of :mod:`.pixel_classifier` and keeps the one that validates better on held-out labels; ``filters``
+    of :mod:`.pixel_classifier` (and, for dense labels, the U-Net decoder: :mod:`.auto`) and keeps the one
+    that validates better on held-out labels; ``filters``
     or ``filters+encoder`` trains that one; ``decoder`` the U-Net decoder (:class:`SegmentationTrainer`,
     ``kwargs`` go to it), ``decoder+finetune`` the decoder and the encoder's last stage (on a private
     copy of the encoder). ``previous``: a model loaded from a file, trained on (its kind wins).
@@ -133,6 +134,10 @@ def make_trainer(encoder: Encoder, images: list[np.ndarray], labels: list[np.nda
         if previous is not None and previous.unfreeze_last_stage:  # go on from its fine-tuned stage
             trainer.model.encoder.layer4.load_state_dict(previous.encoder.layer4.state_dict())
         return trainer
+    if model == "auto" and previous is None and tries_decoder(labels):
+        from .auto import AutoTrainer
+
+        return AutoTrainer(encoder, images, labels, seed=seed, device=device, crop=crop, names=names, **kwargs)
     images, labels = training_data(images, labels, names)
     kinds = KINDS if model == "auto" else (model,)
     return PixelTrainer(encoder, images, labels, kinds=kinds, seed=seed, device=device,
@@ -209,7 +214,9 @@ class SegmentationTrainer:
     :func:`~napari_nanowire_ssl.io.normalize.normalize`); ``labels``: integer
     arrays of the same shapes. ``decoder`` continues training an existing
     decoder (its ``width`` wins). Images smaller than ``crop`` are
-    reflection-padded, the padding unlabelled.
+    reflection-padded, the padding unlabelled. ``held``: boolean maps of
+    labelled pixels kept out of training until :meth:`release` (validation
+    against other models, :mod:`.auto`).
     """
 
     def __init__(
@@ -229,13 +236,16 @@ class SegmentationTrainer:
         crops_per_image: int = 8,
         cache_mb: float = 1024,
         names=None,
+        held: list[np.ndarray] | None = None,
     ):
         if crop < STRIDE or crop % STRIDE:
             raise NanowireSSLError(f"crop must be a positive multiple of {STRIDE} px, got {crop}")
         if batch_size < 1:
             raise NanowireSSLError(f"batch size must be at least 1, got {batch_size}")
         self.images, self.painted = training_data(images, labels, names)
-        self.labels = list(self.painted)  # what the loss sees: painted, plus confident ones when self-training
+        # what the loss sees: painted (less the held-out pixels), plus confident ones when self-training
+        self.labels = list(self.painted) if held is None else [np.where(h, UNLABELLED, lab).astype(np.uint8)
+                                                               for lab, h in zip(self.painted, held)]
         self.device = select_device(device)
         self.encoder_hash = encoder_identity(encoder)
         torch.manual_seed(seed)
@@ -262,6 +272,11 @@ class SegmentationTrainer:
     def has_unpainted(self) -> bool:
         """Whether some pixel is not painted, i.e. self-training can add labels."""
         return any((lab == UNLABELLED).any() for lab in self.painted)
+
+    def release(self) -> None:
+        """Train on every painted pixel from now on (the held-out ones too); the weights are kept."""
+        self.labels = list(self.painted)
+        self._restart()
 
     def add_confident_labels(self, *, wire: float = CONFIDENT_WIRE, background: float = CONFIDENT_BACKGROUND,
                              should_stop=None) -> float | None:
@@ -329,6 +344,13 @@ class SegmentationTrainer:
             _, old = self.cache.popitem(last=False)
             self.cache_bytes -= sum(m.numel() * m.element_size() for m in old)
 
+    def step(self) -> float:
+        """One training step, recorded (losses, running loss, best state); returns its loss."""
+        loss = self.train_step()
+        self.losses.append(loss)
+        self._track_best(loss)
+        return loss
+
     def train_step(self) -> float:
         """One optimisation step on ``batch_size`` random (crop, transform) pairs; returns the loss."""
         picks = self.rng.integers(len(self.bank), size=self.batch_size)
@@ -363,10 +385,7 @@ class SegmentationTrainer:
             t0 = time.perf_counter()
             if step == n_steps and self.add_confident_labels(should_stop=should_stop) is None:
                 return
-            loss = self.train_step()
-            self.losses.append(loss)
-            self._track_best(loss)
-            yield SegmentEvent(step, total, loss, time.perf_counter() - t0)
+            yield SegmentEvent(step, total, self.step(), time.perf_counter() - t0)
 
     def _track_best(self, loss: float) -> None:
         """Keep a copy of the trainable tensors when the running loss reaches a new low."""
@@ -380,7 +399,7 @@ class SegmentationTrainer:
 
     def choice_line(self) -> str:
         """One line for the status bar and the CLI summary (as :meth:`.pixel_classifier.PixelTrainer.choice_line`)."""
-        return "model: decoder (U-Net on the encoder maps, not validated)"
+        return f"model: {self.model.kind} (U-Net on the encoder maps, not validated)"
 
     def best_state(self) -> dict[str, torch.Tensor]:
         """Trainable tensors at the lowest running loss so far (the current ones before any step)."""
@@ -400,9 +419,10 @@ def decoder_state(model, *, encoder_hash: str, training: dict | None = None) -> 
     from .pixel_classifier import PixelClassifier
 
     if isinstance(model, PixelClassifier):
-        config = {**model.config, "validation": getattr(model, "validation", {})}
+        config = {**model.config, "validation": model.validation}
     else:
-        config = {"model": "unet", **model.decoder.config, "unfreeze_last_stage": model.unfreeze_last_stage}
+        config = {"model": "unet", **model.decoder.config, "unfreeze_last_stage": model.unfreeze_last_stage,
+                  "validation": model.validation}
     metadata = {
         "kind": "decoder",
         **config,
@@ -425,11 +445,9 @@ def save_decoder(model, path: str | Path, *, encoder_hash: str, training: dict |
 
 def model_description(model) -> str:
     """What a loaded or trained segmentation model is, in a few words (with its validation Dice)."""
-    validation = getattr(model, "validation", {})
-    kind = getattr(model, "kind", "decoder")
-    if kind in validation:
-        return f"{kind} (validation Dice {validation[kind]:.3f})"
-    return kind
+    if model.kind in model.validation:
+        return f"{model.kind} (validation Dice {model.validation[model.kind]:.3f})"
+    return model.kind
 
 
 def decoder_from_state(tensors: dict, meta: dict, encoder: Encoder, *, source: str):
@@ -465,7 +483,7 @@ def decoder_from_state(tensors: dict, meta: dict, encoder: Encoder, *, source: s
         model = SegmentationModel(encoder, decoder, unfreeze_last_stage=bool(meta.get("unfreeze_last_stage", False)))
     else:
         model = PixelClassifier.from_config(encoder, meta)  # the one rebuild of a pixel model's metadata
-        model.validation = dict(meta.get("validation", {}))
+    model.validation = dict(meta.get("validation", {}))
     model = model.to(next(encoder.parameters()).device)
     expected = model.trainable_state()
     if set(tensors) != set(expected) or any(tensors[k].shape != expected[k].shape for k in expected):

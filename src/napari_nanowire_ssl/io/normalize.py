@@ -18,7 +18,7 @@ MIN_SIDE_PX = ENCODER_STRIDE
 
 
 def normalize(image: np.ndarray, *, low: float = 0.5, high: float = 99.5, name: str = "image") -> np.ndarray:
-    """Scale intensities so the ``low``/``high`` percentiles map to 0 and 1 (clipped).
+    """Scale intensities so the ``low``/``high`` percentiles map to 0 and 1 (clipped), as float32.
 
     Percentiles are taken per image (per slice for a stack). Raises
     :class:`NanowireSSLError` naming ``name`` when an image has no finite
@@ -39,7 +39,7 @@ def normalize(image: np.ndarray, *, low: float = 0.5, high: float = 99.5, name: 
         lo, hi = float(values.min()), float(values.max())
         if hi <= lo:
             raise NanowireSSLError(f"{name}: the image is constant (every pixel is {lo:g}); nothing to analyse")
-    out = (image - lo) / (hi - lo)
+    out = (image - np.float32(lo)) / np.float32(hi - lo)  # float32 scalars: numpy 2 keeps float32
     out = np.clip(out, 0.0, 1.0, out=out)
     out[~finite] = 0.0
     return out

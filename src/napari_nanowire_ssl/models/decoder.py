@@ -116,12 +116,18 @@ class SegmentationModel(nn.Module):
                 f"this {encoder.backbone} encoder gives {encoder.feature_channels}"
             )
         self.unfreeze_last_stage = bool(unfreeze_last_stage)
+        self.validation: dict[str, float] = {}  # validation Dice of the candidates when chosen by ``auto``
         self.encoder = copy.deepcopy(encoder) if unfreeze_last_stage else encoder
         self.decoder = decoder
         self.encoder.requires_grad_(False)
         if unfreeze_last_stage:
             self.encoder.layer4.requires_grad_(True)
         self.train(self.training)
+
+    @property
+    def kind(self) -> str:
+        """The model's name among the segmentation models (``fewshot.segment.MODELS``)."""
+        return "decoder+finetune" if self.unfreeze_last_stage else "decoder"
 
     def train(self, mode: bool = True) -> SegmentationModel:
         """Train mode for the decoder (and ``layer4`` when unfrozen); the rest of the encoder stays in eval."""
