@@ -131,7 +131,7 @@ def agnw_acceptance(encoder, seeds=(0, 1, 2)):
 def speed(encoder):
     """Default Train on the full 1280 x 919 AgNW slice (strokes from its Otsu mask): first preview and
     total; inference of 1024 x 1024 per model kind; filter-bank cost."""
-    from napari_nanowire_ssl.fewshot.filters import FilterBank
+    from napari_nanowire_ssl.models.filters import FilterBank
     from napari_nanowire_ssl.io import read_image
 
     image = read_image(REAL / "agnw_network_sem" / "AgNWN_slice0001.tif").data

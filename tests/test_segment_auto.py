@@ -48,7 +48,8 @@ def test_full_masks_make_the_decoder_a_candidate_and_strokes_do_not(encoder):
     assert tries_decoder(masks) and tries_decoder(half) and not tries_decoder(strokes)
     assert isinstance(make_trainer(encoder, images, masks, crop=128), AutoTrainer)
     assert isinstance(make_trainer(encoder, images, strokes, crop=128), PixelTrainer)
-    assert isinstance(make_trainer(encoder, images, masks, model="filters"), PixelTrainer)
+    asked = make_trainer(encoder, images, masks, model="filters")
+    assert isinstance(asked, PixelTrainer) and asked.choice_line() == "model: filters (as asked, not validated)"
     assert isinstance(make_trainer(encoder, images, masks, model="decoder", crop=128), SegmentationTrainer)
 
 
@@ -75,12 +76,12 @@ def test_held_out_dice_counts_only_the_held_out_pixels():
 @pytest.mark.slow
 def test_auto_keeps_the_filters_where_the_encoder_sees_noise():
     trainer = train(NoiseEncoder("resnet18").eval(), lines(), steps=60)
-    assert set(trainer.validation) == {"filters", "filters+encoder", "decoder"}
+    assert set(trainer.validation) == {"filters", "filters+encoder", "decoder+filters"}
     assert trainer.chosen == "filters", trainer.validation
-    assert trainer.validation["filters"] > 0.8 > trainer.validation["decoder"] + 0.1
+    assert trainer.validation["filters"] > 0.8 > trainer.validation["decoder+filters"] + 0.1
     assert trainer.decoder is None and trainer.model.kind == "filters"
     assert "model: filters (validation Dice on held-out labelled blocks: filters 0." in trainer.choice_line()
-    assert "decoder 0." in trainer.choice_line()
+    assert "decoder+filters 0." in trainer.choice_line()
     image, mask = lines(1, seed=5)[0]
     assert np.mean((predict_tiled(trainer.restore_best(), image) > 0.5) == mask) > 0.98
 
@@ -88,7 +89,7 @@ def test_auto_keeps_the_filters_where_the_encoder_sees_noise():
 @pytest.mark.slow
 def test_auto_keeps_an_encoder_model_where_only_the_encoder_sees_the_classes():
     trainer = train(PhaseEncoder("resnet18").eval(), checkerboards(), steps=120)
-    assert trainer.chosen in ("filters+encoder", "decoder"), trainer.validation
+    assert trainer.chosen in ("filters+encoder", "decoder+filters"), trainer.validation
     assert trainer.validation[trainer.chosen] > 0.9 > trainer.validation["filters"] + 0.2
     image, mask = checkerboards(1, seed=5)[0]
     assert np.mean((predict_tiled(trainer.restore_best(), image) > 0.5) == mask) > 0.9
@@ -102,16 +103,16 @@ def test_a_decoder_kept_by_auto_trains_on_all_labels_and_its_file_keeps_the_scor
     assert trainer.decoder.labels[0].min() == 0  # the held-out blocks are unlabelled for the decoder ...
     events = list(trainer.steps(4))
     assert [e.step for e in events] == [0, 1, 2, 3] and len(trainer.losses) == 4
-    assert trainer.chosen == "decoder" and trainer.pixels is None
+    assert trainer.chosen == "decoder+filters" and trainer.pixels is None
     assert all((a == b).all() for a, b in zip(trainer.decoder.labels, labels))  # ... until the choice
     assert len(trainer.decoder.losses) == 4  # trained beside the pixel models, then alone
-    assert trainer.choice_line().startswith("model: decoder (validation Dice on held-out labelled blocks: filters 0.")
+    assert trainer.choice_line().startswith("model: decoder+filters (validation Dice on held-out labelled blocks: filters 0.")
     model = trainer.restore_best()
     path = tmp_path / "auto.safetensors"
     save_decoder(model, path, encoder_hash=tensor_hash(encoder.state_dict()))
-    assert read_metadata(path, kind="decoder")["validation"]["decoder"] == 1.0
+    assert read_metadata(path, kind="decoder")["validation"]["decoder+filters"] == 1.0
     loaded = load_decoder(path, encoder)
-    assert model_description(loaded) == "decoder (validation Dice 1.000)"
+    assert model_description(loaded) == "decoder+filters (validation Dice 1.000)"
     image = lines(1, seed=3)[0][0]
     np.testing.assert_array_equal(predict_tiled(loaded, image), predict_tiled(model, image))
 
@@ -126,7 +127,7 @@ def test_stopping_while_the_decoder_is_scored_keeps_the_pixel_model_for_previews
         stop["now"] = event.step == 1  # the choice comes before step 2
     assert steps == [0, 1] and trainer.chosen is None and not trainer.validation
     assert trainer.restore_best().kind == "filters"
-    assert trainer.choice_line() == "model: choosing among filters, filters+encoder and decoder (after half the steps)"
+    assert trainer.choice_line() == "model: choosing among filters, filters+encoder and decoder+filters (after half the steps)"
 
 
 def test_nothing_held_out_means_no_choice_and_no_decoder(encoder):

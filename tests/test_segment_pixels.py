@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from napari_nanowire_ssl.errors import ModelFileError
-from napari_nanowire_ssl.fewshot.filters import PER_SCALE, SIGMAS, FilterBank
+from napari_nanowire_ssl.models.filters import PER_SCALE, SIGMAS, FilterBank
 from napari_nanowire_ssl.fewshot.pixel_classifier import (
     PixelClassifier,
     PixelTrainer,

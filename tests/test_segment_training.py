@@ -158,6 +158,28 @@ def test_unfrozen_layer4_is_saved_with_the_decoder(encoder, samples, tmp_path):
     assert not torch.equal(loaded.encoder.layer4[1].conv2.weight, encoder.layer4[1].conv2.weight)
 
 
+def test_filter_crops_turn_with_the_image_and_the_filters_decoder_round_trips(encoder, samples, tmp_path):
+    trainer = make_trainer(encoder, samples[:2], filters=True)
+    maps, bank = trainer.filter_maps, trainer.model.decoder.filters
+    assert maps[0].shape == (bank.out_channels, 128, 128)
+    standardised = trainer.model.decoder.standardise(torch.from_numpy(np.stack(maps)))
+    assert abs(float(standardised.mean())) < 0.05 and abs(float(standardised.std(dim=(0, 2, 3)).mean()) - 1) < 0.05
+    # A training crop cut from the whole image's responses and transformed = the responses of the
+    # transformed crop, away from the crop's borders (where the whole image has more context).
+    x = torch.from_numpy(dihedral(trainer.images[0][32:96, 32:96], 5).copy())[None, None]
+    direct = bank(x)[0].numpy()
+    cut = dihedral(maps[0][:, 32:96, 32:96], 5)
+    np.testing.assert_allclose(cut[:3, 8:-8, 8:-8], direct[:3, 8:-8, 8:-8], atol=1e-4)  # intensity, sigma-1 maps
+    list(trainer.steps(2))
+    path = tmp_path / "filters.safetensors"
+    save_decoder(trainer.model, path, encoder_hash=trainer.encoder_hash, training={})
+    assert read_metadata(path, kind="decoder")["filters"] is True
+    loaded = load_decoder(path, encoder)
+    assert loaded.kind == "decoder+filters" and torch.equal(loaded.decoder.filter_std, trainer.model.decoder.filter_std)
+    image = samples[2].image
+    np.testing.assert_array_equal(predict_tiled(loaded, image), predict_tiled(trainer.restore_best(), image))
+
+
 def test_user_errors(encoder, samples):
     image = samples[0].image
     wire_only = np.where(samples[0].mask, 2, 0)

@@ -34,7 +34,7 @@ from ..fewshot.policy import DEFAULT_TILE
 from .distributed import bundle_parts, process_group, ranks
 from .options import add_crop_bottom, add_device, add_encoder, add_seed, load_encoder
 
-MODELS = ("auto", "filters", "filters+encoder", "decoder", "decoder+finetune")  # fewshot.segment.MODELS (not imported: fast --help)
+MODELS = ("auto", "filters", "filters+encoder", "decoder", "decoder+filters", "decoder+finetune")  # fewshot.segment.MODELS (not imported: fast --help)
 DEFAULT_MODEL = "auto"
 
 

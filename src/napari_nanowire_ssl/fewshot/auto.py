@@ -1,9 +1,10 @@
 """The ``auto`` model for dense labels: pixel classifiers and the U-Net decoder, chosen on held-out labels.
 
 When most pixels carry a label (full masks: the CLI's ``--train`` folders, a
-layer painted all over; :func:`.policy.tries_decoder`), the U-Net decoder,
-which sees whole crops through the encoder, is a candidate beside the pixel
-classifiers of :mod:`.pixel_classifier`. All candidates train on the labelled
+layer painted all over; :func:`.policy.tries_decoder`), the U-Net decoder
+that also sees the filter bank at full resolution (``decoder+filters``:
+whole crops through the encoder, thin detail through the filters) is a
+candidate beside the pixel classifiers of :mod:`.pixel_classifier`. All candidates train on the labelled
 pixels outside the same held-out blocks (:func:`.pixel_classifier.validation_blocks`);
 after half the steps each is scored by its Dice on those blocks (the decoder
 predicts the whole images, the pixel classifiers a uniform sample of the
@@ -25,7 +26,7 @@ from .policy import WIRE_THRESHOLD
 from .segment import SegmentationTrainer, SegmentEvent, total_steps
 from .tiling import predict_tiled
 
-DECODER = "decoder"
+DECODER = "decoder+filters"  # the decoder that also sees the filter bank (models.decoder)
 
 
 def held_out_dice(model, images: list[np.ndarray], labels: list[np.ndarray], held: list[np.ndarray],
@@ -62,7 +63,7 @@ class AutoTrainer:
         self.chosen: str | None = self.pixels.chosen  # set already when nothing could be held out
         if self.chosen is None:
             self.decoder = SegmentationTrainer(encoder, images, labels, seed=seed, device=device, names=names,
-                                               held=self.held, **kwargs)
+                                               held=self.held, filters=True, **kwargs)
         self.validation: dict[str, float] = {}
         self.losses: list[float] = []
 
@@ -132,6 +133,6 @@ class AutoTrainer:
         if self.decoder is None and not self.validation:
             return self.pixels.choice_line()  # nothing held out: no choice
         if not self.validation:
-            return "model: choosing among filters, filters+encoder and decoder (after half the steps)"
+            return "model: choosing among filters, filters+encoder and decoder+filters (after half the steps)"
         scores = ", ".join(f"{k} {v:.3f}" for k, v in self.validation.items())
         return f"model: {self.chosen} (validation Dice on held-out labelled blocks: {scores})"

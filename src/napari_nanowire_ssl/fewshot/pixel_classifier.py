@@ -2,7 +2,7 @@
 
 The napari-convpaint / ilastik approach, in torch so that it runs on the GPU
 and inside the tiled inference: every pixel is described by the
-:class:`~.filters.FilterBank` responses at full resolution (standardised on
+:class:`~..models.filters.FilterBank` responses at full resolution (standardised on
 the training pixels), optionally plus the encoder's five feature maps, each
 reduced by a fixed PCA (whitened, :data:`COMPONENTS` components, fitted on the
 training pixels) and upsampled bilinearly; a small MLP (two hidden layers of
@@ -48,7 +48,7 @@ from ..errors import NanowireSSLError
 from ..models.decoder import pad_to_multiple
 from ..models.device import select_device
 from ..models.encoder import Encoder
-from .filters import SIGMAS, FilterBank
+from ..models.filters import SIGMAS, FilterBank
 from .segment import (
     BACKGROUND,
     CONFIDENT_BACKGROUND,
@@ -294,6 +294,7 @@ class PixelTrainer:
             self.candidates = {k: PixelClassifier(encoder, use_encoder=(k == "filters+encoder")).to(self.device)
                                for k in kinds}
         self.fresh = previous is None
+        self.choosing = len(self.candidates) > 1  # several candidates: the choice on held-out labels
         self.balanced = BALANCE_STROKES and any((lab == UNLABELLED).any() for lab in labels)
         self.lr = lr
         self.losses: list[float] = []
@@ -462,6 +463,8 @@ class PixelTrainer:
     def choice_line(self) -> str:
         """One line for the status bar and the CLI summary: the chosen kind and the validation scores."""
         if not self.validation:
+            if not self.choosing:
+                return f"model: {self.model.kind} (as asked, not validated)"
             return f"model: {self.model.kind} (not validated: too few labels to hold some out)" if self.chosen \
                 else f"model: {self.model.kind}"
         scores = ", ".join(f"{k} {v:.3f}" for k, v in self.validation.items())

@@ -58,7 +58,7 @@ from ..models.modelfile import encoder_identity, load_tensors, save_tensors
 RUNNING_LOSS_DECAY = 0.9  # exponential moving average of the loss, for choosing the best state
 SELF_TRAINING_STEPS = 100  # default steps on confident predictions after those on the strokes
 CONFIDENT_WIRE, CONFIDENT_BACKGROUND = 0.9, 0.1  # wire probabilities taken as labels when self-training
-MODELS = ("auto", "filters", "filters+encoder", "decoder", "decoder+finetune")
+MODELS = ("auto", "filters", "filters+encoder", "decoder", "decoder+filters", "decoder+finetune")
 FINETUNE_LR_FACTOR = 0.1  # the encoder's last stage learns this much slower than the decoder
 DEFAULT_MODEL = "auto"  # pixel classifiers on filters (+ encoder; + decoder for dense labels), chosen on held-out labels
 
@@ -117,7 +117,8 @@ def make_trainer(encoder: Encoder, images: list[np.ndarray], labels: list[np.nda
     of :mod:`.pixel_classifier` (and, for dense labels, the U-Net decoder: :mod:`.auto`) and keeps the one
     that validates better on held-out labels; ``filters``
     or ``filters+encoder`` trains that one; ``decoder`` the U-Net decoder (:class:`SegmentationTrainer`,
-    ``kwargs`` go to it), ``decoder+finetune`` the decoder and the encoder's last stage (on a private
+    ``kwargs`` go to it), ``decoder+filters`` the decoder that also sees the filter bank at full
+    resolution, ``decoder+finetune`` the decoder and the encoder's last stage (on a private
     copy of the encoder). ``previous``: a model loaded from a file, trained on (its kind wins).
     ``names``: the images' files or layers, for error messages."""
     from .pixel_classifier import KINDS, PixelClassifier, PixelTrainer
@@ -129,6 +130,7 @@ def make_trainer(encoder: Encoder, images: list[np.ndarray], labels: list[np.nda
             kwargs.update(decoder=previous.decoder, unfreeze_last_stage=previous.unfreeze_last_stage)
         else:
             kwargs.setdefault("unfreeze_last_stage", model == "decoder+finetune")
+            kwargs.setdefault("filters", model == "decoder+filters")
         trainer = SegmentationTrainer(encoder, images, labels, seed=seed, device=device, crop=crop, names=names,
                                       **kwargs)
         if previous is not None and previous.unfreeze_last_stage:  # go on from its fine-tuned stage
@@ -233,6 +235,7 @@ class SegmentationTrainer:
         device: str | torch.device = "cpu",
         decoder: UNetDecoder | None = None,
         unfreeze_last_stage: bool = False,
+        filters: bool = False,
         crops_per_image: int = 8,
         cache_mb: float = 1024,
         names=None,
@@ -249,9 +252,12 @@ class SegmentationTrainer:
         self.device = select_device(device)
         self.encoder_hash = encoder_identity(encoder)
         torch.manual_seed(seed)
-        decoder = decoder if decoder is not None else UNetDecoder(encoder.feature_channels, width=width)
+        fresh = decoder is None
+        decoder = decoder if decoder is not None else UNetDecoder(encoder.feature_channels, width=width,
+                                                                  filters=filters)
         self.model = SegmentationModel(encoder, decoder, unfreeze_last_stage=unfreeze_last_stage).to(self.device)
         self.crop, self.batch_size, self.lr, self.crops_per_image = crop, batch_size, lr, crops_per_image
+        self.filter_maps = self._filter_maps(fresh) if decoder.uses_filters else None
         self.rng = np.random.default_rng(seed)
         self.cache: OrderedDict[tuple, list[torch.Tensor]] = OrderedDict()
         self.cache_bytes, self.max_cache_bytes = 0, int(cache_mb * 2**20)
@@ -298,6 +304,26 @@ class SegmentationTrainer:
         self._restart()
         return labelled_fraction(self.labels)
 
+    @torch.no_grad()
+    def _filter_maps(self, fresh: bool) -> list[np.ndarray]:
+        """Filter responses of every (padded) training image, computed once: crops and their dihedral
+        transforms are cut from them (the bank's responses turn with the image). A fresh decoder's
+        standardisation is fitted on them."""
+        bank = self.model.decoder.filters
+        maps = []
+        for i in range(len(self.images)):
+            padded = self._crop(i, (0, 0), whole=True)[0]
+            x = torch.from_numpy(np.ascontiguousarray(padded))[None, None].to(self.device)
+            maps.append(bank(x)[0].cpu().numpy())
+        if fresh:
+            flat = np.concatenate([m.reshape(m.shape[0], -1) for m in maps], 1)
+            sample = flat[:, np.random.default_rng(0).choice(flat.shape[1], min(flat.shape[1], 200_000),
+                                                             replace=False)]
+            std = sample.std(1)
+            self.model.decoder.filter_mean.copy_(torch.from_numpy(sample.mean(1)))
+            self.model.decoder.filter_std.copy_(torch.from_numpy(np.where(std > 1e-6, std, 1.0)))
+        return maps
+
     def _origins(self, i: int, n: int) -> list[tuple[int, int]]:
         """``n`` crop origins (in the padded image) centred on labelled pixels of image ``i``."""
         lab = self.labels[i]
@@ -310,12 +336,15 @@ class SegmentationTrainer:
         return sorted({(int(np.clip(ys[k] - self.crop // 2, 0, hp - self.crop)),
                         int(np.clip(xs[k] - self.crop // 2, 0, wp - self.crop))) for k in picks})
 
-    def _crop(self, i: int, origin: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    def _crop(self, i: int, origin: tuple[int, int], *, whole: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Image and labels of the crop at ``origin`` (of the padded image ``i``; ``whole``: all of it)."""
         image, lab = self.images[i], self.labels[i]
         ph, pw = max(0, self.crop - image.shape[0]), max(0, self.crop - image.shape[1])
         if ph or pw:
             image = np.pad(image, ((0, ph), (0, pw)), mode="reflect")
             lab = np.pad(lab, ((0, ph), (0, pw)))
+        if whole:
+            return image, lab
         y, x = origin
         return image[y:y + self.crop, x:x + self.crop], lab[y:y + self.crop, x:x + self.crop]
 
@@ -359,9 +388,14 @@ class SegmentationTrainer:
         labels = np.stack([dihedral(self._crop(i, o)[1], t) for i, o, t in keys])
         labels = torch.from_numpy(labels).to(self.device)
         features = self._features(keys)
+        filters = None
+        if self.filter_maps is not None:
+            c = self.crop
+            filters = np.stack([dihedral(self.filter_maps[i][:, y:y + c, x:x + c], t) for i, (y, x), t in keys])
+            filters = self.model.decoder.standardise(torch.from_numpy(filters).to(self.device))
         self.model.train()
         with autocast_context(self.device):
-            logits = self.model.decode(features, (self.crop, self.crop))
+            logits = self.model.decode(features, (self.crop, self.crop), filters)
         loss = masked_loss(logits, labels)
         if not torch.isfinite(loss):
             raise NanowireSSLError(f"training diverged: loss is {loss.item()}; lower the learning rate")
@@ -479,7 +513,8 @@ def decoder_from_state(tensors: dict, meta: dict, encoder: Encoder, *, source: s
             f"{meta['encoder_hash'][:12]}); load the encoder it was trained with"
         )
     if kind == "unet":
-        decoder = UNetDecoder(meta["encoder_channels"], width=meta["width"], max_width=meta["max_width"])
+        decoder = UNetDecoder(meta["encoder_channels"], width=meta["width"], max_width=meta["max_width"],
+                              filters=bool(meta.get("filters", False)))
         model = SegmentationModel(encoder, decoder, unfreeze_last_stage=bool(meta.get("unfreeze_last_stage", False)))
     else:
         model = PixelClassifier.from_config(encoder, meta)  # the one rebuild of a pixel model's metadata

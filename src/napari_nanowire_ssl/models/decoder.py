@@ -15,6 +15,13 @@ carry no evidence, e.g. all ReLUs off in a region unlike any labelled pixel,
 the model then says background rather than 0.5. Trained from scribbles this
 turns large false-positive patches of open background into background.
 
+With ``filters=True`` the decoder also sees what the classical tools see, at
+full resolution (the thin wires the stride-2 maps blur): the last stage's
+features are upsampled to stride 1 and concatenated with the standardised
+:class:`~.filters.FilterBank` responses of the image, and a per-pixel MLP
+(two 1x1 convolutions) maps both to the logit. The pixel classifiers'
+filters, with the decoder's context beside them.
+
 Inputs whose sides are not multiples of 32 are reflection-padded by
 :func:`pad_to_multiple` and the logits cropped back.
 """
@@ -30,6 +37,7 @@ from torch.nn import functional as F
 
 from ..io.normalize import ENCODER_STRIDE
 from .encoder import Encoder
+from .filters import SIGMAS, FilterBank
 
 STRIDE = ENCODER_STRIDE  # total downsampling of the encoder
 WIRE_PRIOR = 0.12  # initial wire probability of the head (see the module docstring)
@@ -70,7 +78,8 @@ class _UpStage(nn.Module):
 class UNetDecoder(nn.Module):
     """Maps the 5 encoder maps (strides 2..32) to one logit channel at stride 1."""
 
-    def __init__(self, encoder_channels: list[int], width: int = 32, max_width: int = 256):
+    def __init__(self, encoder_channels: list[int], width: int = 32, max_width: int = 256, *,
+                 filters: bool = False):
         super().__init__()
         if len(encoder_channels) != 5:
             raise ValueError(f"expected 5 encoder channel counts (strides 2..32), got {encoder_channels}")
@@ -83,20 +92,38 @@ class UNetDecoder(nn.Module):
         self.stages = nn.ModuleList(
             _UpStage(deeper[i], self.encoder_channels[i], widths[i]) for i in reversed(range(4))
         )
+        self.uses_filters = bool(filters)
+        if self.uses_filters:
+            self.filters = FilterBank(SIGMAS)
+            n = self.filters.out_channels
+            self.register_buffer("filter_mean", torch.zeros(n))
+            self.register_buffer("filter_std", torch.ones(n))
+            self.mix = nn.Sequential(nn.Conv2d(widths[0] + n, widths[0], 1), nn.ReLU(inplace=True))
         self.head = nn.Conv2d(widths[0], 1, 1)
         nn.init.constant_(self.head.bias, math.log(WIRE_PRIOR / (1 - WIRE_PRIOR)))
 
     @property
     def config(self) -> dict:
-        return {"encoder_channels": self.encoder_channels, "width": self.width, "max_width": self.max_width}
+        return {"encoder_channels": self.encoder_channels, "width": self.width, "max_width": self.max_width,
+                "filters": self.uses_filters}
 
-    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        """``(B, 1, 2*H2, 2*W2)`` logits from the stride-2..32 maps (``H2, W2``: stride-2 map size)."""
+    def standardised_filters(self, image: torch.Tensor) -> torch.Tensor:
+        """The filter bank of ``(B, 1, H, W)`` images, standardised with the training statistics."""
+        return self.standardise(self.filters(image))
+
+    def standardise(self, responses: torch.Tensor) -> torch.Tensor:
+        return (responses - self.filter_mean.view(1, -1, 1, 1)) / self.filter_std.view(1, -1, 1, 1)
+
+    def forward(self, features: list[torch.Tensor], filters: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, 1, 2*H2, 2*W2)`` logits from the stride-2..32 maps (``H2, W2``: stride-2 map size) and,
+        for a decoder with ``filters``, the standardised filter responses at stride 1."""
         x = features[4]
         for stage, skip in zip(self.stages, reversed(features[:4])):
             x = stage(x, skip)
-        logits = self.head(x)
-        return F.interpolate(logits, scale_factor=2, mode="bilinear", align_corners=False)
+        if not self.uses_filters:
+            return F.interpolate(self.head(x), scale_factor=2, mode="bilinear", align_corners=False)
+        x = F.interpolate(x, size=filters.shape[-2:], mode="bilinear", align_corners=False)
+        return self.head(self.mix(torch.cat([x, filters.to(x.dtype)], 1)))
 
 
 class SegmentationModel(nn.Module):
@@ -127,7 +154,8 @@ class SegmentationModel(nn.Module):
     @property
     def kind(self) -> str:
         """The model's name among the segmentation models (``fewshot.segment.MODELS``)."""
-        return "decoder+finetune" if self.unfreeze_last_stage else "decoder"
+        return "decoder" + ("+filters" if self.decoder.uses_filters else "") + (
+            "+finetune" if self.unfreeze_last_stage else "")
 
     def train(self, mode: bool = True) -> SegmentationModel:
         """Train mode for the decoder (and ``layer4`` when unfrozen); the rest of the encoder stays in eval."""
@@ -142,19 +170,22 @@ class SegmentationModel(nn.Module):
         prefixes = ("decoder.", "encoder.layer4.") if self.unfreeze_last_stage else ("decoder.",)
         return {k: v for k, v in self.state_dict().items() if k.startswith(prefixes)}
 
-    def decode(self, features: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+    def decode(self, features: list[torch.Tensor], size: tuple[int, int],
+               filters: torch.Tensor | None = None) -> torch.Tensor:
         """Logits cropped to ``size`` from the 5 encoder maps, or from the first 4 (``layer4``
-        is then applied here: cached features of a model whose ``layer4`` trains)."""
+        is then applied here: cached features of a model whose ``layer4`` trains), and the
+        standardised filter responses for a decoder that uses them."""
         if len(features) == 4:
             features = [*features, self.encoder.layer4(features[3])]
-        return self.decoder(features)[..., : size[0], : size[1]]
+        return self.decoder(features, filters)[..., : size[0], : size[1]]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, 1, H, W)`` for any ``H, W >= 32`` (padded to multiples of 32 internally)."""
         if x.ndim == 3:
             x = x.unsqueeze(1)
         x, size = pad_to_multiple(x)
-        return self.decode(self.encoder.forward_features(x), size)
+        filters = self.decoder.standardised_filters(x) if self.decoder.uses_filters else None
+        return self.decode(self.encoder.forward_features(x), size, filters)
 
     @torch.no_grad()
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
