@@ -160,16 +160,20 @@ def test_unfrozen_layer4_is_saved_with_the_decoder(encoder, samples, tmp_path):
 
 def test_filter_crops_turn_with_the_image_and_the_filters_decoder_round_trips(encoder, samples, tmp_path):
     trainer = make_trainer(encoder, samples[:2], filters=True)
-    maps, bank = trainer.filter_maps, trainer.model.decoder.filters
-    assert maps[0].shape == (bank.out_channels, 128, 128)
-    standardised = trainer.model.decoder.standardise(torch.from_numpy(np.stack(maps)))
+    bank = trainer.model.decoder.filters
+    assert set(trainer.filter_crops) == set(trainer.bank)  # one per crop of the bank, for the statistics
+    crops = np.stack(list(trainer.filter_crops.values()))
+    assert crops.shape[1:] == (bank.out_channels, 64, 64)
+    standardised = trainer.model.decoder.standardise(torch.from_numpy(crops))
     assert abs(float(standardised.mean())) < 0.05 and abs(float(standardised.std(dim=(0, 2, 3)).mean()) - 1) < 0.05
-    # A training crop cut from the whole image's responses and transformed = the responses of the
-    # transformed crop, away from the crop's borders (where the whole image has more context).
-    x = torch.from_numpy(dihedral(trainer.images[0][32:96, 32:96], 5).copy())[None, None]
-    direct = bank(x)[0].numpy()
-    cut = dihedral(maps[0][:, 32:96, 32:96], 5)
-    np.testing.assert_allclose(cut[:3, 8:-8, 8:-8], direct[:3, 8:-8, 8:-8], atol=1e-4)  # intensity, sigma-1 maps
+    # A crop's responses, computed with the image around it, equal the whole image's responses there;
+    # transformed, they equal the responses of the transformed crop away from its borders.
+    i, (y, x) = trainer.bank[0]
+    whole = bank(torch.from_numpy(trainer.images[i])[None, None])[0].numpy()
+    np.testing.assert_allclose(trainer._filter_crop(i, (y, x))[:13], whole[:13, y:y + 64, x:x + 64], atol=1e-4)
+    direct = bank(torch.from_numpy(dihedral(trainer.images[i][y:y + 64, x:x + 64], 5).copy())[None, None])[0]
+    np.testing.assert_allclose(dihedral(trainer._filter_crop(i, (y, x)), 5)[:3, 8:-8, 8:-8],
+                               direct[:3, 8:-8, 8:-8].numpy(), atol=1e-4)  # intensity and the sigma-1 maps
     list(trainer.steps(2))
     path = tmp_path / "filters.safetensors"
     save_decoder(trainer.model, path, encoder_hash=trainer.encoder_hash, training={})

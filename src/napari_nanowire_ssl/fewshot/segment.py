@@ -60,6 +60,7 @@ SELF_TRAINING_STEPS = 100  # default steps on confident predictions after those 
 CONFIDENT_WIRE, CONFIDENT_BACKGROUND = 0.9, 0.1  # wire probabilities taken as labels when self-training
 MODELS = ("auto", "filters", "filters+encoder", "decoder", "decoder+filters", "decoder+finetune")
 FINETUNE_LR_FACTOR = 0.1  # the encoder's last stage learns this much slower than the decoder
+FILTER_MARGIN = 64  # px of image around a training crop that its filter responses are computed with
 DEFAULT_MODEL = "auto"  # pixel classifiers on filters (+ encoder; + decoder for dense labels), chosen on held-out labels
 
 
@@ -257,16 +258,19 @@ class SegmentationTrainer:
                                                                   filters=filters)
         self.model = SegmentationModel(encoder, decoder, unfreeze_last_stage=unfreeze_last_stage).to(self.device)
         self.crop, self.batch_size, self.lr, self.crops_per_image = crop, batch_size, lr, crops_per_image
-        self.filter_maps = self._filter_maps(fresh) if decoder.uses_filters else None
+        self.filter_crops: dict[tuple, np.ndarray] = {}
         self.rng = np.random.default_rng(seed)
         self.cache: OrderedDict[tuple, list[torch.Tensor]] = OrderedDict()
         self.cache_bytes, self.max_cache_bytes = 0, int(cache_mb * 2**20)
         self.losses: list[float] = []
         self._restart()
+        if decoder.uses_filters and fresh:
+            self._fit_filter_statistics()
 
     def _restart(self) -> None:
         """Draw the crop bank over the current labels; start the optimiser and the best-state tracking afresh."""
         self.bank = [(i, origin) for i in range(len(self.images)) for origin in self._origins(i, self.crops_per_image)]
+        self.filter_crops = {k: v for k, v in self.filter_crops.items() if k in self.bank}  # bounded by the bank
         stage = [p for p in self.model.encoder.parameters() if p.requires_grad]  # layer4 when fine-tuned
         self.optimizer = torch.optim.Adam([{"params": list(self.model.decoder.parameters())},
                                            {"params": stage, "lr": self.lr * FINETUNE_LR_FACTOR}], lr=self.lr)
@@ -305,24 +309,28 @@ class SegmentationTrainer:
         return labelled_fraction(self.labels)
 
     @torch.no_grad()
-    def _filter_maps(self, fresh: bool) -> list[np.ndarray]:
-        """Filter responses of every (padded) training image, computed once: crops and their dihedral
-        transforms are cut from them (the bank's responses turn with the image). A fresh decoder's
-        standardisation is fitted on them."""
-        bank = self.model.decoder.filters
-        maps = []
-        for i in range(len(self.images)):
-            padded = self._crop(i, (0, 0), whole=True)[0]
-            x = torch.from_numpy(np.ascontiguousarray(padded))[None, None].to(self.device)
-            maps.append(bank(x)[0].cpu().numpy())
-        if fresh:
-            flat = np.concatenate([m.reshape(m.shape[0], -1) for m in maps], 1)
-            sample = flat[:, np.random.default_rng(0).choice(flat.shape[1], min(flat.shape[1], 200_000),
-                                                             replace=False)]
-            std = sample.std(1)
-            self.model.decoder.filter_mean.copy_(torch.from_numpy(sample.mean(1)))
-            self.model.decoder.filter_std.copy_(torch.from_numpy(np.where(std > 1e-6, std, 1.0)))
-        return maps
+    def _filter_crop(self, i: int, origin: tuple[int, int]) -> np.ndarray:
+        """Filter responses ``(C, crop, crop)`` of the crop at ``origin``, computed on the crop and a
+        :data:`FILTER_MARGIN` px margin of the image around it (the context the bank sees in a whole
+        image) and kept for the crop bank: memory grows with the bank, not with the images. Crops'
+        dihedral transforms are cut from them (the bank's responses turn with the image)."""
+        key = (i, origin)
+        if key not in self.filter_crops:
+            image = self._crop(i, origin, whole=True)[0]
+            (y, x), c, m = origin, self.crop, FILTER_MARGIN
+            y0, x0 = max(0, y - m), max(0, x - m)
+            region = np.ascontiguousarray(image[y0:y + c + m, x0:x + c + m])
+            maps = self.model.decoder.filters(torch.from_numpy(region)[None, None].to(self.device))[0]
+            self.filter_crops[key] = maps[:, y - y0:y - y0 + c, x - x0:x - x0 + c].cpu().numpy()
+        return self.filter_crops[key]
+
+    def _fit_filter_statistics(self) -> None:
+        """Standardisation of a fresh decoder's filter inputs, over the pixels of its crop bank."""
+        maps = np.stack([self._filter_crop(i, origin) for i, origin in self.bank])
+        flat = maps.transpose(1, 0, 2, 3).reshape(maps.shape[1], -1)
+        std = flat.std(1)
+        self.model.decoder.filter_mean.copy_(torch.from_numpy(flat.mean(1)))
+        self.model.decoder.filter_std.copy_(torch.from_numpy(np.where(std > 1e-6, std, 1.0)))
 
     def _origins(self, i: int, n: int) -> list[tuple[int, int]]:
         """``n`` crop origins (in the padded image) centred on labelled pixels of image ``i``."""
@@ -389,9 +397,8 @@ class SegmentationTrainer:
         labels = torch.from_numpy(labels).to(self.device)
         features = self._features(keys)
         filters = None
-        if self.filter_maps is not None:
-            c = self.crop
-            filters = np.stack([dihedral(self.filter_maps[i][:, y:y + c, x:x + c], t) for i, (y, x), t in keys])
+        if self.model.decoder.uses_filters:
+            filters = np.stack([dihedral(self._filter_crop(i, o), t) for i, o, t in keys])
             filters = self.model.decoder.standardise(torch.from_numpy(filters).to(self.device))
         self.model.train()
         with autocast_context(self.device):
