@@ -20,7 +20,10 @@ is exact. While the encoder is frozen its features are cached per (image,
 origin, transform) in an LRU dictionary bounded by ``cache_mb``; the bank is
 small (by default 8 crops x 8 transforms per image), so after a warm-up most
 steps cost the decoder only. When ``layer4`` trains, the cache holds the
-first four maps and ``layer4`` runs every step.
+first four maps and ``layer4`` runs every step. A decoder with filters
+(``decoder+filters``) gets the filter responses of each crop of the bank,
+computed once with :data:`FILTER_MARGIN` px of image around it and turned with
+the crop.
 
 Self-training (pseudo-labels), for strokes: after the steps on the painted
 pixels, the unpainted pixels that the best model so far predicts with
