@@ -8,7 +8,6 @@ from napari_nanowire_ssl.errors import ModelFileError
 from napari_nanowire_ssl.models.filters import PER_SCALE, SIGMAS, FilterBank
 from napari_nanowire_ssl.fewshot.pixel_classifier import (
     PixelClassifier,
-    PixelTrainer,
     pixel_features,
     validation_blocks,
 )
@@ -18,7 +17,6 @@ from napari_nanowire_ssl.fewshot.segment import (
     load_decoder,
     make_trainer,
     save_decoder,
-    training_data,
 )
 from napari_nanowire_ssl.labels import labels_from_mask
 from napari_nanowire_ssl.fewshot.tiling import predict_tiled
@@ -70,17 +68,15 @@ def test_encoder_features_of_sampled_pixels_match_the_full_forward(encoder):
     np.testing.assert_allclose(sampled.numpy(), full[ys, xs].detach().numpy(), rtol=1e-4, atol=1e-4)
 
 
-def train_pixels(encoder, pairs, steps=120):
-    """The pixel classifiers' own choice (``auto`` adds the decoder to it for full masks: test_segment_auto)."""
-    images, labels = training_data([p[0] for p in pairs], [labels_from_mask(p[1]) for p in pairs])
-    trainer = PixelTrainer(encoder, images, labels, seed=0)
+def train_auto(encoder, pairs, steps=120):
+    trainer = make_trainer(encoder, [p[0] for p in pairs], [labels_from_mask(p[1]) for p in pairs], seed=0)
     for _ in trainer.steps(steps):
         pass
     return trainer
 
 
 def test_the_encoder_wins_where_only_it_sees_the_classes():
-    trainer = train_pixels(PhaseEncoder("resnet18").eval(), checkerboards())
+    trainer = train_auto(PhaseEncoder("resnet18").eval(), checkerboards())
     assert trainer.chosen == "filters+encoder", trainer.validation
     assert trainer.validation["filters+encoder"] > 0.9 > trainer.validation["filters"] + 0.2
     assert "model: filters+encoder (validation Dice" in trainer.choice_line()
@@ -90,8 +86,11 @@ def test_the_encoder_wins_where_only_it_sees_the_classes():
 
 @pytest.mark.slow
 def test_the_filters_win_where_they_suffice(encoder):
-    trainer = train_pixels(NoiseEncoder("resnet18").eval(), lines())
+    trainer = train_auto(NoiseEncoder("resnet18").eval(), lines())
     assert trainer.chosen == "filters", trainer.validation
+    images, labels = [p[0] for p in lines()], [labels_from_mask(p[1]) for p in lines()]
+    asked = make_trainer(NoiseEncoder("resnet18").eval(), images, labels, model="filters")
+    assert asked.choice_line() == "model: filters (as asked, not validated)"
     assert trainer.validation["filters"] > 0.95 and trainer.validation["filters"] >= trainer.validation[
         "filters+encoder"]
     image, mask = lines(1, seed=5)[0]
@@ -109,7 +108,7 @@ def test_validation_blocks_hold_out_both_classes_or_nothing():
 
 
 def test_pixel_model_file_round_trip_and_metadata(encoder, tmp_path):
-    trainer = train_pixels(encoder, lines(), steps=20)
+    trainer = train_auto(encoder, lines(), steps=20)
     model = trainer.restore_best()
     path = tmp_path / "pixels.safetensors"
     save_decoder(model, path, encoder_hash=tensor_hash(encoder.state_dict()))
@@ -148,7 +147,7 @@ def test_bundles_and_batch_runs_carry_the_pixel_model(encoder, tmp_path):
     from napari_nanowire_ssl.batch import process_files
     from napari_nanowire_ssl.bundle import Bundle, load_bundle, save_bundle
 
-    model = train_pixels(encoder, lines(), steps=10).restore_best()
+    model = train_auto(encoder, lines(), steps=10).restore_best()
     save_bundle(tmp_path / "b.safetensors", Bundle(encoder, "test", decoder=model))
     bundle = load_bundle(tmp_path / "b.safetensors")
     assert bundle.decoder.kind == model.kind and bundle.decoder.validation == model.validation

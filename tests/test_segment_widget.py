@@ -118,21 +118,6 @@ def test_train_predicts_into_own_layers_and_continues_from_the_decoder(make_napa
     np.testing.assert_array_equal(scribbles.data, painted)
 
 
-@pytest.mark.slow
-def test_a_layer_labelled_all_over_also_tries_the_decoder_with_filters(make_napari_viewer, qtbot, errors):
-    viewer, widget, sample = make_widget(make_napari_viewer)
-    widget.new_scribble_layer()
-    viewer.layers["wires scribbles"].data = labels_from_mask(sample.mask)  # a full mask, painted
-    widget.n_steps.value, widget.self_training.value, widget.preview_every.value = 4, 0, 0
-    statuses = []
-    run_and_wait(qtbot, widget, lambda: (widget.train(), widget.worker.yielded.connect(
-        lambda item: statuses.append(widget.status.value))))
-    assert "model: choosing among filters, filters+encoder and decoder+filters" in statuses[0]
-    assert re.search(r"validation Dice on held-out labelled blocks: filters 0\.\d{3}, filters\+encoder 0\.\d{3}, "
-                     r"decoder\+filters 0\.\d{3}\)$", widget.status.value), widget.status.value
-    assert errors == [] and widget.status.value.startswith("trained 4 steps")
-
-
 def test_stop_ends_training_and_keeps_the_best_model(make_napari_viewer, qtbot, errors):
     viewer, widget, sample = make_widget(make_napari_viewer)
     viewer.add_labels(strokes(sample.mask), name="strokes")

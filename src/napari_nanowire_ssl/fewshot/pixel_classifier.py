@@ -73,8 +73,8 @@ ENCODER_MARGIN = 0.01  # validation Dice the encoder's features must add to be k
 
 
 def margin(kind: str) -> float:
-    """Validation Dice a candidate must add to be kept over the filters alone: every model slower
-    than the filters MLP (encoder features, the U-Net decoder) must win by :data:`ENCODER_MARGIN`."""
+    """Validation Dice a candidate must add to be kept over the filters alone (the filters MLP is the
+    fastest: a slower model must win by :data:`ENCODER_MARGIN`)."""
     return 0.0 if kind == "filters" else ENCODER_MARGIN
 
 
@@ -271,14 +271,12 @@ class PixelTrainer:
 
     ``images`` are normalised already; ``kinds`` the candidates (one kind: no
     validation split); ``previous`` a trained :class:`PixelClassifier` to go
-    on training (its kind is kept); ``held`` the held-out validation pixels
-    (one boolean map per image, :func:`validation_blocks` by default), so that
-    another trainer can be validated on the same pixels (:mod:`.auto`).
+    on training (its kind is kept).
     """
 
     def __init__(self, encoder: Encoder, images: list[np.ndarray], labels: list[np.ndarray], *,
                  kinds=KINDS, seed: int = 0, device="cpu", previous: PixelClassifier | None = None,
-                 lr: float = LR, held: list[np.ndarray] | None = None):
+                 lr: float = LR):
         self.device = select_device(device)
         self.images, self.painted = images, labels
         self.labels = list(labels)
@@ -302,7 +300,7 @@ class PixelTrainer:
         self.chosen: str | None = next(iter(self.candidates)) if len(self.candidates) == 1 else None
         self.running_loss: float | None = None
         self.best_loss = float("inf")
-        self._prepare(split=self.chosen is None, held=held)
+        self._prepare(split=self.chosen is None)
 
     @property
     def model(self) -> PixelClassifier:
@@ -331,13 +329,10 @@ class PixelTrainer:
                         for k, m in self.candidates.items()})
         return out
 
-    def _prepare(self, *, split: bool, held: list[np.ndarray] | None = None) -> None:
+    def _prepare(self, *, split: bool) -> None:
         """Sample training (and validation) pixels of the current labels; statistics of fresh models."""
         labelled = [lab != UNLABELLED for lab in self.labels]
-        if not split:
-            held = [np.zeros_like(m) for m in labelled]
-        elif held is None:
-            held = validation_blocks(self.labels, self.rng)
+        held = validation_blocks(self.labels, self.rng) if split else [np.zeros_like(m) for m in labelled]
         if split and not any(h.any() for h in held):
             self.chosen = next(iter(self.candidates))  # too few labels to validate: the first kind
             split = False

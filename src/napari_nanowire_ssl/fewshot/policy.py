@@ -5,25 +5,19 @@ in one place so that Predict, Predict folder and a batch run give the same mask.
 - inference tile: a multiple of the stride, at least :data:`MIN_TILE` px (512 by default);
 - tile overlap: a quarter of the tile, at most 64 px;
 - self-training: only when some pixels are unpainted (full masks leave nothing to pseudo-label);
-- wire: a pixel whose wire probability is above :data:`WIRE_THRESHOLD`;
-- the ``auto`` model tries the U-Net decoder beside the pixel classifiers only for dense labels: at least
-  :data:`DENSE_LABELS` of the pixels labelled (full masks; strokes cover a few per cent).
+- wire: a pixel whose wire probability is above :data:`WIRE_THRESHOLD`.
 """
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..errors import NanowireSSLError
 from ..io.normalize import ENCODER_STRIDE as STRIDE
-from ..labels import UNLABELLED
 
 CROP = 256
 WIRE_THRESHOLD = 0.5
 DEFAULT_TILE = 512
 MIN_TILE = 64
 MAX_OVERLAP = 64
-DENSE_LABELS = 0.5
 
 
 def training_crop(images) -> int:
@@ -48,10 +42,3 @@ def tile_overlap(tile: int) -> int:
 def self_training_steps(wanted: int, has_unpainted: bool) -> int:
     """Self-training steps to run: ``wanted`` when some pixels are unpainted, else none."""
     return wanted if has_unpainted else 0
-
-
-def tries_decoder(labels) -> bool:
-    """Whether ``auto`` trains the U-Net decoder as a candidate on these label arrays (dense labels)."""
-    labels = [np.asarray(lab) for lab in labels]
-    labelled = sum(int((lab != UNLABELLED).sum()) for lab in labels)
-    return labelled >= DENSE_LABELS * sum(lab.size for lab in labels)

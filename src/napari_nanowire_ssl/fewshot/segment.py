@@ -51,7 +51,7 @@ from torch.nn import functional as F
 from ..errors import ModelFileError, NanowireSSLError
 from ..io.normalize import check_network_input, normalize
 from ..labels import BACKGROUND, NANOWIRE, UNLABELLED
-from .policy import self_training_steps, tries_decoder
+from .policy import self_training_steps
 from .symmetry import dihedral
 from ..models.decoder import STRIDE, SegmentationModel, UNetDecoder
 from ..models.device import autocast_context, select_device
@@ -64,7 +64,7 @@ CONFIDENT_WIRE, CONFIDENT_BACKGROUND = 0.9, 0.1  # wire probabilities taken as l
 MODELS = ("auto", "filters", "filters+encoder", "decoder", "decoder+filters", "decoder+finetune")
 FINETUNE_LR_FACTOR = 0.1  # the encoder's last stage learns this much slower than the decoder
 FILTER_MARGIN = 64  # px of image around a training crop that its filter responses are computed with
-DEFAULT_MODEL = "auto"  # pixel classifiers on filters (+ encoder; + decoder for dense labels), chosen on held-out labels
+DEFAULT_MODEL = "auto"  # pixel classifiers on filters (+ encoder), chosen on held-out labels
 
 
 def check_labels(image: np.ndarray, labels: np.ndarray, *, name: str = "image") -> None:
@@ -118,8 +118,7 @@ def make_trainer(encoder: Encoder, images: list[np.ndarray], labels: list[np.nda
                  model: str = DEFAULT_MODEL, previous=None, seed: int = 0, device="cpu", crop: int = 256,
                  names=None, **kwargs):
     """The trainer every caller uses: :data:`MODELS` ``auto`` (the default) trains the pixel classifiers
-    of :mod:`.pixel_classifier` (and, for dense labels, the U-Net decoder: :mod:`.auto`) and keeps the one
-    that validates better on held-out labels; ``filters``
+    of :mod:`.pixel_classifier` and keeps the one that validates better on held-out labels; ``filters``
     or ``filters+encoder`` trains that one; ``decoder`` the U-Net decoder (:class:`SegmentationTrainer`,
     ``kwargs`` go to it), ``decoder+filters`` the decoder that also sees the filter bank at full
     resolution, ``decoder+finetune`` the decoder and the encoder's last stage (on a private
@@ -140,10 +139,6 @@ def make_trainer(encoder: Encoder, images: list[np.ndarray], labels: list[np.nda
         if previous is not None and previous.unfreeze_last_stage:  # go on from its fine-tuned stage
             trainer.model.encoder.layer4.load_state_dict(previous.encoder.layer4.state_dict())
         return trainer
-    if model == "auto" and previous is None and tries_decoder(labels):
-        from .auto import AutoTrainer
-
-        return AutoTrainer(encoder, images, labels, seed=seed, device=device, crop=crop, names=names, **kwargs)
     images, labels = training_data(images, labels, names)
     kinds = KINDS if model == "auto" else (model,)
     return PixelTrainer(encoder, images, labels, kinds=kinds, seed=seed, device=device,
@@ -220,9 +215,7 @@ class SegmentationTrainer:
     :func:`~napari_nanowire_ssl.io.normalize.normalize`); ``labels``: integer
     arrays of the same shapes. ``decoder`` continues training an existing
     decoder (its ``width`` wins). Images smaller than ``crop`` are
-    reflection-padded, the padding unlabelled. ``held``: boolean maps of
-    labelled pixels kept out of training until :meth:`release` (validation
-    against other models, :mod:`.auto`).
+    reflection-padded, the padding unlabelled.
     """
 
     def __init__(
@@ -243,16 +236,13 @@ class SegmentationTrainer:
         crops_per_image: int = 8,
         cache_mb: float = 1024,
         names=None,
-        held: list[np.ndarray] | None = None,
     ):
         if crop < STRIDE or crop % STRIDE:
             raise NanowireSSLError(f"crop must be a positive multiple of {STRIDE} px, got {crop}")
         if batch_size < 1:
             raise NanowireSSLError(f"batch size must be at least 1, got {batch_size}")
         self.images, self.painted = training_data(images, labels, names)
-        # what the loss sees: painted (less the held-out pixels), plus confident ones when self-training
-        self.labels = list(self.painted) if held is None else [np.where(h, UNLABELLED, lab).astype(np.uint8)
-                                                               for lab, h in zip(self.painted, held)]
+        self.labels = list(self.painted)  # what the loss sees: painted, plus confident ones when self-training
         self.device = select_device(device)
         self.encoder_hash = encoder_identity(encoder)
         torch.manual_seed(seed)
@@ -285,11 +275,6 @@ class SegmentationTrainer:
     def has_unpainted(self) -> bool:
         """Whether some pixel is not painted, i.e. self-training can add labels."""
         return any((lab == UNLABELLED).any() for lab in self.painted)
-
-    def release(self) -> None:
-        """Train on every painted pixel from now on (the held-out ones too); the weights are kept."""
-        self.labels = list(self.painted)
-        self._restart()
 
     def add_confident_labels(self, *, wire: float = CONFIDENT_WIRE, background: float = CONFIDENT_BACKGROUND,
                              should_stop=None) -> float | None:

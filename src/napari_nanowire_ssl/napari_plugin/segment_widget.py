@@ -3,8 +3,7 @@
 Scribbles are a Labels layer with the plugin's convention (0 = not labelled,
 1 = background, 2 = nanowire). Training runs the trainer of
 :func:`~..fewshot.segment.make_trainer` (``model``: auto by default, the pixel
-classifier chosen on held-out strokes; for a layer labelled all over the
-decoder with filters is a candidate too, :mod:`~..fewshot.auto`) in a generator worker with a live loss
+classifier chosen on held-out strokes) in a generator worker with a live loss
 and a preview of the mask; Stop keeps the best state. The status line names
 the model kept and its validation Dice. The predicted wires are drawn in the
 colour of the nanowire strokes (label 2).
