@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from napari_nanowire_ssl.errors import ModelFileError
-from napari_nanowire_ssl.models.filters import PER_SCALE, SIGMAS, FilterBank
+from napari_nanowire_ssl.models.filters import PER_SCALE, SIGMAS, FilterBank, standardisation
 from napari_nanowire_ssl.fewshot.pixel_classifier import (
     PixelClassifier,
     pixel_features,
@@ -48,6 +48,11 @@ def test_filter_bank_channels_and_responses():
     r = bank(x)[0]
     hessian_min = r[bank.names.index("hessian_min_2")]
     assert hessian_min[32, 32] < -0.2 and abs(hessian_min[32, 5]) < 1e-3  # strongly curved on the ridge only
+
+
+def test_standardisation_keeps_a_constant_channel_finite():
+    mean, std = standardisation(torch.tensor([[1.0, 5.0], [3.0, 5.0]]))
+    assert mean.tolist() == [2.0, 5.0] and std.tolist() == [pytest.approx(2**0.5), 1.0]
 
 
 def test_encoder_features_of_sampled_pixels_match_the_full_forward(encoder):

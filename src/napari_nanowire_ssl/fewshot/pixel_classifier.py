@@ -48,7 +48,7 @@ from ..errors import NanowireSSLError
 from ..models.decoder import pad_to_multiple
 from ..models.device import select_device
 from ..models.encoder import Encoder
-from ..models.filters import SIGMAS, FilterBank
+from ..models.filters import SIGMAS, FilterBank, standardisation
 from .segment import (
     BACKGROUND,
     CONFIDENT_BACKGROUND,
@@ -205,9 +205,9 @@ def pixel_features(model: PixelClassifier, image: np.ndarray, pixels: list[tuple
 
 def fit_statistics(model: PixelClassifier, filters: torch.Tensor, encoder_feats: list[torch.Tensor] | None) -> None:
     """Standardisation of the filters and whitened PCA of each encoder map, on training pixels."""
-    std = filters.std(0)
-    model.filter_mean.copy_(filters.mean(0))
-    model.filter_std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
+    mean, std = standardisation(filters)
+    model.filter_mean.copy_(mean)
+    model.filter_std.copy_(std)
     if not model.use_encoder:
         return
     for level, e in enumerate(encoder_feats):

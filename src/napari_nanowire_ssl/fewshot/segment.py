@@ -56,6 +56,7 @@ from .symmetry import dihedral
 from ..models.decoder import STRIDE, SegmentationModel, UNetDecoder
 from ..models.device import autocast_context, select_device
 from ..models.encoder import Encoder
+from ..models.filters import standardisation
 from ..models.modelfile import encoder_identity, load_tensors, save_tensors
 
 RUNNING_LOSS_DECAY = 0.9  # exponential moving average of the loss, for choosing the best state
@@ -314,11 +315,10 @@ class SegmentationTrainer:
 
     def _fit_filter_statistics(self) -> None:
         """Standardisation of a fresh decoder's filter inputs, over the pixels of its crop bank."""
-        maps = np.stack([self._filter_crop(i, origin) for i, origin in self.bank])
-        flat = maps.transpose(1, 0, 2, 3).reshape(maps.shape[1], -1)
-        std = flat.std(1)
-        self.model.decoder.filter_mean.copy_(torch.from_numpy(flat.mean(1)))
-        self.model.decoder.filter_std.copy_(torch.from_numpy(np.where(std > 1e-6, std, 1.0)))
+        maps = torch.from_numpy(np.stack([self._filter_crop(i, origin) for i, origin in self.bank]))
+        mean, std = standardisation(maps.transpose(0, 1).reshape(maps.shape[1], -1).T)
+        self.model.decoder.filter_mean.copy_(mean)
+        self.model.decoder.filter_std.copy_(std)
 
     def _origins(self, i: int, n: int) -> list[tuple[int, int]]:
         """``n`` crop origins (in the padded image) centred on labelled pixels of image ``i``."""

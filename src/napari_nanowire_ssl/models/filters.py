@@ -30,6 +30,13 @@ SIGMAS = (1.0, 2.0, 4.0, 8.0, 16.0)  # px
 PER_SCALE = ("gaussian", "gradient", "hessian_max", "hessian_min", "structure_max", "structure_min")
 
 
+def standardisation(responses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard deviation per channel of ``(N, C)`` responses, the one rule every model that
+    standardises the bank's responses uses: a constant channel gets std 1 (it stays constant, not NaN)."""
+    std = responses.std(0)
+    return responses.mean(0), torch.where(std > 1e-6, std, torch.ones_like(std))
+
+
 def gaussian_kernel(sigma: float) -> torch.Tensor:
     radius = max(1, int(round(4 * sigma)))
     x = torch.arange(-radius, radius + 1, dtype=torch.float32)
