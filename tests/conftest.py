@@ -5,11 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
-
-from napari_nanowire_ssl.models.encoder import Encoder
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = Path(os.environ.get("NANOWIRE_SSL_REAL_DATA", ROOT.parent / "shared" / "data" / "real"))
@@ -156,55 +152,3 @@ def type_into(qtbot, box, text: str) -> None:
     edit.selectAll()
     qtbot.keyClicks(edit, text)
     qtbot.keyClick(edit, Qt.Key.Key_Return)
-
-
-# --- constructed segmentation cases: where the filters must win, where only the encoder sees the classes
-
-class PhaseEncoder(Encoder):
-    """Constructed encoder that sees what no filter of the bank sees: the phase of a checkerboard
-    (+1 where pixel (y, x) is bright with y + x even, -1 where odd), pooled to each stride."""
-
-    def forward_features(self, x):
-        x = x if x.ndim == 4 else x.unsqueeze(1)
-        h, w = x.shape[-2:]
-        sign = (-1.0) ** (torch.arange(h)[:, None] + torch.arange(w)[None, :]).to(x.dtype)
-        phase = (x - 0.5) * 2 * sign
-        return [torch.nn.functional.avg_pool2d(phase, s).expand(-1, c, -1, -1)
-                for s, c in zip((2, 4, 8, 16, 32), self.feature_channels)]
-
-
-class NoiseEncoder(Encoder):
-    """Constructed encoder whose maps are noise: nothing to learn from them but spurious detail."""
-
-    def forward_features(self, x):
-        x = x if x.ndim == 4 else x.unsqueeze(1)
-        g = torch.Generator().manual_seed(int(x.shape[-1]))
-        return [torch.randn(x.shape[0], c, -(-x.shape[-2] // s), -(-x.shape[-1] // s), generator=g)
-                for s, c in zip((2, 4, 8, 16, 32), self.feature_channels)]
-
-
-def checkerboards(n=2, size=128, seed=0):
-    """Images that are a checkerboard everywhere; inside a disc its phase is shifted by one pixel."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    board = ((yy + xx) % 2).astype(np.float32)
-    out = []
-    for _ in range(n):
-        cy, cx = rng.integers(32, size - 32, 2)
-        mask = (yy - cy) ** 2 + (xx - cx) ** 2 < 30**2
-        out.append((np.where(mask, 1 - board, board), mask))
-    return out
-
-
-def lines(n=2, size=128, seed=0):
-    """Bright 3 px lines on a noisy dark background: the filters' Hessian finds them."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        image = rng.normal(0.2, 0.05, (size, size)).astype(np.float32)
-        mask = np.zeros((size, size), bool)
-        for r in rng.choice(np.arange(8, size - 8), 4, replace=False):
-            mask[r - 1:r + 2] = True
-        image[mask] += 0.6
-        out.append((image, mask))
-    return out

@@ -66,9 +66,10 @@ def register(subparsers) -> None:
                         "as labels (scribble masks only; default 100, 0 = off)")
     p.add_argument("--model", choices=MODELS, default=DEFAULT_MODEL,
                    help="auto (default): pixel classifiers on multiscale filters with and without the encoder's "
-                        "features, the one that scores better on held-out labelled blocks is kept; filters or filters+encoder: that one; decoder: the U-Net "
-                        "decoder on the encoder maps (slower); decoder+filters: the decoder that also sees the "
-                        "filters at full resolution; decoder+finetune: the decoder and the encoder's last stage")
+                        "features, the one that scores better on held-out labelled blocks is kept; filters or "
+                        "filters+encoder: that one; decoder: the U-Net decoder on the encoder maps (slower); "
+                        "decoder+filters: the decoder that also sees the filters at full resolution; "
+                        "decoder+finetune: the decoder and the encoder's last stage")
     p.add_argument("--tile", type=int, default=DEFAULT_TILE, metavar="PX",
                    help=f"inference window, a multiple of 32 px (default {DEFAULT_TILE})")
     add_crop_bottom(p, what="every training and predicted image (banner rows come out as background)")

@@ -72,12 +72,6 @@ ENTROPY_WEIGHT = 0.5  # entropy of the predictions on unlabelled pixels, added t
 ENCODER_MARGIN = 0.01  # validation Dice the encoder's features must add to be kept
 
 
-def margin(kind: str) -> float:
-    """Validation Dice a candidate must add to be kept over the filters alone (the filters MLP is the
-    fastest: a slower model must win by :data:`ENCODER_MARGIN`)."""
-    return 0.0 if kind == "filters" else ENCODER_MARGIN
-
-
 class PixelClassifier(nn.Module):
     """``(B, 1, H, W)`` images in [0, 1] -> ``(B, 1, H, W)`` nanowire logits; see the module docstring.
 
@@ -366,14 +360,6 @@ class PixelTrainer:
     def _active(self) -> list[str]:
         return [self.chosen] if self.chosen is not None else list(self.candidates)
 
-    def step(self) -> float:
-        """One training step, recorded (losses, running and best loss); returns its loss."""
-        loss = self.train_step()
-        self.losses.append(loss)
-        self.running_loss = loss if self.running_loss is None else 0.9 * self.running_loss + 0.1 * loss
-        self.best_loss = min(self.best_loss, self.running_loss)
-        return loss
-
     def train_step(self) -> float:
         losses = []
         for kind in self._active():
@@ -397,29 +383,19 @@ class PixelTrainer:
         return float(np.mean(losses))
 
     @torch.no_grad()
-    def validate(self) -> dict[str, float]:
-        """Dice of every candidate on the held-out pixels (before :meth:`keep`)."""
-        scores = {}
-        for kind, model in self.candidates.items():
-            model.eval()
-            data = self.val_set[kind]
-            scores[kind] = _dice(model.pixel_logits(data.filters, data.encoder), data.target)
-        return scores
-
-    def keep(self, kind: str, validation: dict[str, float]) -> None:
-        """Keep candidate ``kind`` (``validation``: the scores it was chosen on) and go on with all labels."""
-        self.validation = dict(validation)
-        self.chosen = kind
-        self.candidates[kind].validation = dict(validation)
-        self.candidates = {kind: self.candidates[kind]}
-        self._prepare(split=False)
-        self.running_loss, self.best_loss = None, float("inf")
-
     def choose(self) -> str:
-        """Keep the candidate that validates best (see the module docstring); train on all labels."""
+        """Validation Dice of every candidate on the held-out blocks; keep the best; train on all labels."""
         if self.chosen is None:
-            scores = self.validate()
-            self.keep(max(scores, key=lambda k: scores[k] - margin(k)), scores)
+            for kind, model in self.candidates.items():
+                model.eval()
+                data = self.val_set[kind]
+                self.validation[kind] = _dice(model.pixel_logits(data.filters, data.encoder), data.target)
+            penalty = {k: ENCODER_MARGIN if self.candidates[k].use_encoder else 0.0 for k in self.validation}
+            self.chosen = max(self.validation, key=lambda k: self.validation[k] - penalty[k])
+            self.candidates[self.chosen].validation = dict(self.validation)
+            self.candidates = {self.chosen: self.candidates[self.chosen]}
+            self._prepare(split=False)
+            self.running_loss, self.best_loss = None, float("inf")
         return self.chosen
 
     def add_confident_labels(self, *, wire: float = CONFIDENT_WIRE, background: float = CONFIDENT_BACKGROUND,
@@ -447,7 +423,11 @@ class PixelTrainer:
                 self.choose()
             if step == n_steps and self.add_confident_labels(should_stop=should_stop) is None:
                 return
-            yield SegmentEvent(step, total, self.step(), time.perf_counter() - t0)
+            loss = self.train_step()
+            self.losses.append(loss)
+            self.running_loss = loss if self.running_loss is None else 0.9 * self.running_loss + 0.1 * loss
+            self.best_loss = min(self.best_loss, self.running_loss)
+            yield SegmentEvent(step, total, loss, time.perf_counter() - t0)
         if self.chosen is None:
             self.choose()
 

@@ -305,7 +305,7 @@ class SegmentationTrainer:
         dihedral transforms are cut from them (the bank's responses turn with the image)."""
         key = (i, origin)
         if key not in self.filter_crops:
-            image = self._crop(i, origin, whole=True)[0]
+            image = self._padded(i)[0]
             (y, x), c, m = origin, self.crop, FILTER_MARGIN
             y0, x0 = max(0, y - m), max(0, x - m)
             region = np.ascontiguousarray(image[y0:y + c + m, x0:x + c + m])
@@ -332,15 +332,17 @@ class SegmentationTrainer:
         return sorted({(int(np.clip(ys[k] - self.crop // 2, 0, hp - self.crop)),
                         int(np.clip(xs[k] - self.crop // 2, 0, wp - self.crop))) for k in picks})
 
-    def _crop(self, i: int, origin: tuple[int, int], *, whole: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """Image and labels of the crop at ``origin`` (of the padded image ``i``; ``whole``: all of it)."""
+    def _padded(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Image ``i`` and its labels, padded to at least the crop (reflected image, unlabelled padding)."""
         image, lab = self.images[i], self.labels[i]
         ph, pw = max(0, self.crop - image.shape[0]), max(0, self.crop - image.shape[1])
         if ph or pw:
             image = np.pad(image, ((0, ph), (0, pw)), mode="reflect")
             lab = np.pad(lab, ((0, ph), (0, pw)))
-        if whole:
-            return image, lab
+        return image, lab
+
+    def _crop(self, i: int, origin: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        image, lab = self._padded(i)
         y, x = origin
         return image[y:y + self.crop, x:x + self.crop], lab[y:y + self.crop, x:x + self.crop]
 
@@ -368,13 +370,6 @@ class SegmentationTrainer:
         while self.cache_bytes > self.max_cache_bytes and len(self.cache) > self.batch_size:
             _, old = self.cache.popitem(last=False)
             self.cache_bytes -= sum(m.numel() * m.element_size() for m in old)
-
-    def step(self) -> float:
-        """One training step, recorded (losses, running loss, best state); returns its loss."""
-        loss = self.train_step()
-        self.losses.append(loss)
-        self._track_best(loss)
-        return loss
 
     def train_step(self) -> float:
         """One optimisation step on ``batch_size`` random (crop, transform) pairs; returns the loss."""
@@ -414,7 +409,10 @@ class SegmentationTrainer:
             t0 = time.perf_counter()
             if step == n_steps and self.add_confident_labels(should_stop=should_stop) is None:
                 return
-            yield SegmentEvent(step, total, self.step(), time.perf_counter() - t0)
+            loss = self.train_step()
+            self.losses.append(loss)
+            self._track_best(loss)
+            yield SegmentEvent(step, total, loss, time.perf_counter() - t0)
 
     def _track_best(self, loss: float) -> None:
         """Keep a copy of the trainable tensors when the running loss reaches a new low."""
