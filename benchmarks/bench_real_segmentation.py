@@ -44,6 +44,7 @@ from peers import otsu_dice, otsu_polarity, rf_dice, rf_features
 from real_sets import REAL, SETS, load_set, splits
 
 from napari_nanowire_ssl.fewshot.metrics import dice
+from napari_nanowire_ssl.fewshot.policy import DEFAULT_TILE
 from napari_nanowire_ssl.fewshot.segment import (
     SELF_TRAINING_STEPS,
     make_trainer,
@@ -168,7 +169,7 @@ def speed(encoder):
             t1 = time.perf_counter()
             predict_tiled(t.restore_best(), big)
             times.append(time.perf_counter() - t1)
-        tiles = "PixelClassifier.min_tile" if kind.startswith("filters") else "the default tile"
+        tiles = "PixelClassifier.min_tile" if kind.startswith("filters") else f"{DEFAULT_TILE}"
         rows.append([f"inference 1024 x 1024, {kind} (tiles of {tiles} px), median of 3",
                      f"{np.median(times):.2f} s ({1.048576 / np.median(times):.2f} MP/s)"])
     return "**Speed (CPU)**\n\n" + table(["measure", "value"], rows)
