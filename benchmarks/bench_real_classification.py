@@ -1,8 +1,9 @@
 """Few-shot morphology classification on class sets that are not our generator, beside the classical peer.
 
 Sets (``benchmarks/real_classes.py``): ``materials`` and ``emps-dispersion``
-(real micrographs), ``synth-thin`` and ``synth-sem`` (generator styles the
-features were never chosen on). Crops or figures of one source image (or
+(real micrographs), ``synth-thin``, ``synth-sem`` and ``synth-film``
+(generator styles other than the one the old features were chosen on; which
+sets chose the present features: :data:`CHOSEN_ON`). Crops or figures of one source image (or
 paper) are one group: training and test samples always come from different
 groups (``group_splits``).
 
@@ -45,7 +46,7 @@ from napari_nanowire_ssl.models.default import resolve_encoder  # noqa: E402
 from napari_nanowire_ssl.models.encoder import Encoder, encode_images  # noqa: E402
 
 SHOTS = (1, 2, 4, 8)
-CHOSEN_ON = ("materials", "synth-sem")  # the feature recipe and head defaults were chosen on these
+CHOSEN_ON = ("materials", "synth-sem", "synth-film")  # the feature recipe and head defaults were chosen on these
 
 
 def peer_proba(x_train, y_train, x_test, names):

@@ -30,6 +30,10 @@ Sets (:data:`SETS`):
 - ``synth-sem`` (synthetic): the four morphologies rendered at 384 px and
   shrunk to 256 px (other magnification), inverted (bright wires on a dark
   ground, as SEM), heavy noise and blur.
+- ``synth-film`` (synthetic): the four morphologies with bright 2-4 px wires
+  on a dark, coarsely mottled film (grain 10 px), uneven illumination, low
+  contrast, a little blur: a hard style to choose features on, so that
+  ``synth-thin`` (dark wires, finer grain) can report.
 
 Neither synthetic style is the generator's default, whose images chose the
 old features. Each synthetic image is its own group.
@@ -60,8 +64,9 @@ MATERIALS = {  # class -> [(file, group)]
     "nanomembranes": "deepsem_nanomembranes/images/*.png",
     "neural tissue": "isbi2012_em/images/*.png",
 }
-SETS = ("materials", "emps-dispersion", "synth-thin", "synth-sem")
-KIND = {"materials": "real", "emps-dispersion": "real", "synth-thin": "synthetic", "synth-sem": "synthetic"}
+SETS = ("materials", "emps-dispersion", "synth-thin", "synth-sem", "synth-film")
+KIND = {"materials": "real", "emps-dispersion": "real", "synth-thin": "synthetic", "synth-sem": "synthetic",
+        "synth-film": "synthetic"}
 
 
 def _banners() -> dict[str, int]:
@@ -169,6 +174,8 @@ SYNTH_STYLES = {
                        render=256, invert=False),
     "synth-sem": dict(params=dict(film=0.1, grain=2.0, blur=2.0, dose=40.0, read_noise=0.04, contrast=0.7),
                       render=384, invert=True),
+    "synth-film": dict(params=dict(width=(2.0, 4.0), film=0.3, grain=10.0, illumination=0.5, contrast=0.4, blur=1.0),
+                       render=256, invert=True),
 }
 
 

@@ -66,8 +66,9 @@ def test_pooling_statistics_of_layer3_and_layer4():
         PooledFeatures(encoder, ("median",))
 
 
-def test_features_are_the_root_mean_view_embedding_then_the_texture_of_the_tiles():
+def test_features_are_the_root_mean_view_embedding_then_the_texture_and_lines_of_the_tiles():
     from napari_nanowire_ssl.fewshot.features import BLOCK_WEIGHTS, block_weights, feature_blocks
+    from napari_nanowire_ssl.fewshot.line_measures import line_features
     from napari_nanowire_ssl.fewshot.texture import texture_features
     from napari_nanowire_ssl.io import normalize
 
@@ -81,13 +82,17 @@ def test_features_are_the_root_mean_view_embedding_then_the_texture_of_the_tiles
     views = [tiles[0], dihedral(tiles[1], 5)]
     native = np.sqrt(encode_images(PooledFeatures(encoder), views).mean(0))
     texture = np.mean([texture_features(t, normalized=True) for t in tiles], 0)
+    lines = np.mean([line_features(t, normalized=True) for t in tiles], 0)
     blocks = feature_blocks(encoder)
-    assert feats.shape == (1, 256 + 512 + 185) and blocks == {"encoder": slice(0, 768), "texture": slice(768, 953)}
+    assert feats.shape == (1, 256 + 512 + 185 + 66)
+    assert blocks == {"encoder": slice(0, 768), "texture": slice(768, 953), "lines": slice(953, 1019)}
     np.testing.assert_allclose(feats[0, blocks["encoder"]], native, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(feats[0, blocks["texture"]], texture, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(feats[0, blocks["lines"]], lines, rtol=1e-5, atol=1e-6)
     weights = block_weights(blocks)  # a block's total weight does not grow with its size
     assert weights[0] == pytest.approx(BLOCK_WEIGHTS["encoder"] / np.sqrt(768))
-    assert weights[-1] == pytest.approx(BLOCK_WEIGHTS["texture"] / np.sqrt(185))
+    assert weights[800] == pytest.approx(BLOCK_WEIGHTS["texture"] / np.sqrt(185))
+    assert weights[-1] == pytest.approx(BLOCK_WEIGHTS["lines"] / np.sqrt(66))
     assert (block_weights({"a": slice(0, 4), "b": slice(4, 20)}) == np.r_[[0.5] * 4, [0.25] * 16]).all()
     # Orientation is seen both ways: a square image and its turned + flipped copy give the same encoder block.
     square = big[:64, :64]

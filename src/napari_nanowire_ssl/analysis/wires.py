@@ -92,11 +92,11 @@ def skeleton_length(skeleton, *, roi=None) -> float:
     skeleton = as_mask(skeleton, "skeleton")
     if roi is not None:
         skeleton = skeleton & (np.asarray(roi) != 0)
-    return float(_length_weight(skeleton).sum())
+    return float(length_weights(skeleton).sum())
 
 
-def _length_weight(skeleton: np.ndarray) -> np.ndarray:
-    """Each pixel's share of the skeleton length: half of each of its edges'
+def length_weights(skeleton: np.ndarray) -> np.ndarray:
+    """Each skeleton pixel's share of the skeleton length: half of each of its edges'
     weights, less the corner correction at corner pixels."""
     axial = np.zeros(skeleton.shape, dtype=np.int16)
     diagonal = np.zeros(skeleton.shape, dtype=np.int16)
@@ -233,7 +233,7 @@ def wire_stats(mask, *, labels: np.ndarray | None = None, pixel_size_nm: float |
         prune_px = max(2, round(float(np.median(2.0 * edt[skel] - 1.0)))) if skel.any() else 0
     graph = wire_graph(prune_spurs(skel, prune_px), edt, prune_px=prune_px)
     skel = graph.skeleton
-    weight = _length_weight(skel)
+    weight = length_weights(skel)
 
     # A skeleton pixel lies inside its wire, so it takes the wire's cluster label.
     cluster_lengths = np.bincount(labels[skel], weights=weight[skel], minlength=n_clusters + 1)

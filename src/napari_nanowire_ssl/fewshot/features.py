@@ -19,11 +19,16 @@ An image's feature vector has two blocks (:func:`feature_blocks`):
 - **texture**: :func:`.texture.texture_features` of the same windows
   (averaged over them), 185 values: multiscale filter statistics (with
   percentiles, so sparse wires count) and LBP histograms at full resolution.
+- **lines**: :func:`.line_measures.line_features` of the same windows
+  (averaged), 66 values: what the wires of a classical line mask measure
+  (length per area, clusters, extent, branch and end pixels, alignment), at
+  three scales, for dark and bright wires; the morphology itself, which the
+  texture of the ground does not move.
 
 The head standardises every value and weighs each block by its
 :data:`BLOCK_WEIGHTS` over the square root of its size (:func:`block_weights`),
 so a block's total weight does not grow with its number of values: 768
-encoder values do not drown 185 texture ones. How this was chosen (and on which class sets):
+encoder values do not drown 185 texture or 66 line ones. How this was chosen (and on which class sets):
 ``docs/benchmarks.md``, "Classification on real images".
 
 Caching: a frozen encoder gives the same features for the same pixels, so
@@ -49,6 +54,7 @@ from ..io.normalize import check_network_input, normalize
 from ..models.encoder import encode_images
 from ..models.modelfile import encoder_identity
 from .symmetry import dihedral
+from .line_measures import LINES, line_features, line_names
 from .texture import TEXTURE, texture_features, texture_names
 
 DEFAULT_TILE = 512
@@ -58,11 +64,12 @@ GEM_POWER = 3.0
 ORIENTATIONS = (0, 5)  # dihedral(): identity, and a quarter turn + left-right flip
 # An image's feature (image_features): recorded in cache keys and head files.
 FEATURES = (f"encoder: layer3+layer4 {'+'.join(STATISTICS)}{GEM_POWER:g} of tiles in orientations "
-            f"{'/'.join(map(str, ORIENTATIONS))}, mean, square root; texture: {TEXTURE}")
-BLOCKS = ("encoder", "texture")
+            f"{'/'.join(map(str, ORIENTATIONS))}, mean, square root; texture: {TEXTURE}; lines: {LINES}")
+BLOCKS = ("encoder", "texture", "lines")
 # Total weight of each block in the head (after standardisation, spread over its values): the
 # shipped encoder's block did not help on the class sets the recipe was chosen on, at full weight it hurt.
-BLOCK_WEIGHTS = {"encoder": 0.25, "texture": 1.0}
+BLOCK_WEIGHTS = {"encoder": 0.25, "texture": 1.0, "lines": 1.0}
+
 
 class PooledFeatures(nn.Module):
     """View of an encoder whose ``embed`` pools the ``layer3`` and ``layer4`` maps, for :func:`encode_images`.
@@ -116,8 +123,10 @@ def views_of(image: np.ndarray, tile: int = DEFAULT_TILE, max_tiles: int = DEFAU
 
 def feature_blocks(encoder) -> dict[str, slice]:
     """Where each of :data:`BLOCKS` lies in an :func:`image_features` vector of ``encoder``."""
-    n = PooledFeatures(encoder).embedding_dim
-    return {"encoder": slice(0, n), "texture": slice(n, n + len(texture_names()))}
+    sizes = {"encoder": PooledFeatures(encoder).embedding_dim, "texture": len(texture_names()),
+             "lines": len(line_names())}
+    ends = np.cumsum([sizes[b] for b in BLOCKS])
+    return {b: slice(int(end - sizes[b]), int(end)) for b, end in zip(BLOCKS, ends)}
 
 
 def block_weights(blocks: dict[str, slice]) -> np.ndarray:
@@ -187,7 +196,7 @@ class FeatureCache:
 
 def image_features(encoder, images, *, tile: int = DEFAULT_TILE, max_tiles: int = DEFAULT_MAX_TILES,
                    batch_size: int = 16, names=None, cache: FeatureCache | None = None) -> np.ndarray:
-    """(N, D) float32: each image's encoder block then texture block (see the module docstring).
+    """(N, D) float32: each image's encoder, texture and line blocks (see the module docstring).
 
     ``images`` may be any iterable (a generator reading files one by one, a
     tqdm bar); ``names`` (same order) name images in error messages. With a
@@ -204,8 +213,10 @@ def image_features(encoder, images, *, tile: int = DEFAULT_TILE, max_tiles: int 
             image = normalize(image, name=name)
             views = views_of(image, tile, max_tiles)
             encoded = np.sqrt(encode_images(pooled, views, batch_size=batch_size).mean(0))
-            texture = np.mean([texture_features(t, normalized=True) for t in tiles_of(image, tile, max_tiles)], 0)
-            feature = np.concatenate([encoded, texture]).astype(np.float32)
+            tiles = tiles_of(image, tile, max_tiles)
+            texture = np.mean([texture_features(t, normalized=True) for t in tiles], 0)
+            lines = np.mean([line_features(t, normalized=True) for t in tiles], 0)
+            feature = np.concatenate([encoded, texture, lines]).astype(np.float32)
             if cache is not None:
                 cache.put(key, feature)
         out.append(feature)

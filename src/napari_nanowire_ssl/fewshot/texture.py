@@ -65,13 +65,14 @@ def peer_names() -> list[str]:
             + [f"lbp_r1_{k}" for k in range(LBP_BINS)])
 
 
-def _hessian(x: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
-    """The larger and the smaller eigenvalue of the scale-normalised Hessian."""
+def hessian(x: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The larger and the smaller eigenvalue of the scale-normalised Hessian, and the angle (radians)
+    of the larger one's eigenvector from the column axis."""
     hyy = ndimage.gaussian_filter(x, sigma, order=(2, 0))
     hxx = ndimage.gaussian_filter(x, sigma, order=(0, 2))
     hxy = ndimage.gaussian_filter(x, sigma, order=(1, 1))
     mean, root = (hxx + hyy) / 2, np.sqrt(((hxx - hyy) / 2) ** 2 + hxy ** 2)
-    return (mean + root) * sigma ** 2, (mean - root) * sigma ** 2
+    return (mean + root) * sigma ** 2, (mean - root) * sigma ** 2, 0.5 * np.arctan2(2 * hxy, hxx - hyy)
 
 
 def filter_responses(image: np.ndarray, sigma: float) -> list[np.ndarray]:
@@ -80,7 +81,7 @@ def filter_responses(image: np.ndarray, sigma: float) -> list[np.ndarray]:
     smooth = ndimage.gaussian_filter(x, sigma)
     gradient = ndimage.gaussian_gradient_magnitude(x, sigma) * sigma
     log = ndimage.gaussian_laplace(x, sigma) * sigma ** 2
-    return [smooth, gradient, log, _hessian(x, sigma)[0]]
+    return [smooth, gradient, log, hessian(x, sigma)[0]]
 
 
 def rich_responses(image: np.ndarray, sigma: float) -> tuple[list[np.ndarray], float]:
@@ -91,7 +92,7 @@ def rich_responses(image: np.ndarray, sigma: float) -> tuple[list[np.ndarray], f
     gx = ndimage.gaussian_filter(x, sigma, order=(0, 1))
     gradient = np.hypot(gx, gy) * sigma
     log = ndimage.gaussian_laplace(x, sigma) * sigma ** 2
-    dark, bright = _hessian(x, sigma)
+    dark, bright, _ = hessian(x, sigma)
     jxx, jyy, jxy = (ndimage.gaussian_filter(v, 2 * sigma) for v in (gx * gx, gy * gy, gx * gy))
     trace = jxx + jyy
     coherence = np.sqrt((jxx - jyy) ** 2 + 4 * jxy ** 2) / (trace + 1e-12)
@@ -109,13 +110,14 @@ def lbp_histogram(image: np.ndarray, radius: int = 1) -> np.ndarray:
     return hist / max(hist.sum(), 1)
 
 
-def _prepared(image, name, normalized) -> np.ndarray:
+def unit_image(image, name: str, normalized: bool) -> np.ndarray:
+    """float64 pixels in [0, 1]: ``image`` as it is when ``normalized``, else percentile-normalised."""
     return np.asarray(image, dtype=np.float64) if normalized else normalize(image, name=name).astype(np.float64)
 
 
 def peer_features(image: np.ndarray, *, name: str = "image", normalized: bool = False) -> np.ndarray:
     """The classical peer's 42 values of one 2D image (see the module docstring), float64."""
-    x = _prepared(image, name, normalized)
+    x = unit_image(image, name, normalized)
     values = [v for sigma in PEER_SIGMAS for r in filter_responses(x, sigma) for v in (r.mean(), r.std())]
     return np.concatenate([values, lbp_histogram(x, 1)])
 
@@ -140,7 +142,7 @@ def texture_features(image: np.ndarray, *, name: str = "image", normalized: bool
     ``normalized``: the image is already scaled to [0, 1] (a window of a
     normalised image): used as it is.
     """
-    x = _prepared(image, name, normalized)
+    x = unit_image(image, name, normalized)
     pooled, orders = [], []
     for sigma in SIGMAS:
         factor = shrink_factor(sigma, x.shape)
