@@ -55,7 +55,7 @@ from ..models.encoder import encode_images
 from ..models.modelfile import encoder_identity
 from .symmetry import dihedral
 from .line_measures import LINES, line_features, line_names
-from .texture import TEXTURE, texture_features, texture_names
+from .texture import TEXTURE, scale_space, texture_features, texture_names
 
 DEFAULT_TILE = 512
 DEFAULT_MAX_TILES = 16
@@ -214,8 +214,9 @@ def image_features(encoder, images, *, tile: int = DEFAULT_TILE, max_tiles: int 
             views = views_of(image, tile, max_tiles)
             encoded = np.sqrt(encode_images(pooled, views, batch_size=batch_size).mean(0))
             tiles = tiles_of(image, tile, max_tiles)
-            texture = np.mean([texture_features(t, normalized=True) for t in tiles], 0)
-            lines = np.mean([line_features(t, normalized=True) for t in tiles], 0)
+            spaces = [scale_space(t.astype(np.float64)) for t in tiles]  # shared by the texture and line blocks
+            texture = np.mean([texture_features(t, normalized=True, scales=sp) for t, sp in zip(tiles, spaces)], 0)
+            lines = np.mean([line_features(t, normalized=True, scales=sp) for t, sp in zip(tiles, spaces)], 0)
             feature = np.concatenate([encoded, texture, lines]).astype(np.float32)
             if cache is not None:
                 cache.put(key, feature)

@@ -12,10 +12,10 @@ the wires themselves, on a mask any image gives without labels or models:
   bright ones; a round blob, whose eigenvalues are alike, scores near 0),
   divided by a robust noise level of the image's own Hessian response
   (1.4826 x its median absolute deviation), hysteresis-thresholded at
-  :data:`LOW` and :data:`HIGH`, specks under ``MIN_AREA x sigma^2`` px dropped. The
+  :data:`LOW` and :data:`HIGH` (8-connected), specks under ``MIN_AREA x sigma^2`` px dropped. The
   threshold follows each image's own noise and texture, so contrast and
-  microscope do not move it. From sigma 4 on, the image is shrunk as for the
-  texture block (:func:`.texture.shrink_factor`).
+  microscope do not move it. The scales are the texture block's
+  (:func:`.texture.scale_space`: from sigma 4 on, filtered on the shrunk image), and so are the Hessians.
 - **Measures** of the mask and its skeleton (:data:`MEASURES`, 11 per scale and
   polarity): covered fraction, wire length per area (the Vossepoel-Smeulders
   length of :mod:`..analysis.wires`), clusters per area, mean cluster length,
@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .texture import hessian, shrink, shrink_factor, unit_image
+from .texture import Scale, hessian, scale_space, unit_image
 
 SCALES = (1.0, 2.0, 4.0)
 POLARITIES = ("dark", "bright")
@@ -55,22 +55,24 @@ def line_names() -> list[str]:
     return [f"lines_{p}_s{s:g}_{m}" for s in SCALES for p in POLARITIES for m in MEASURES]
 
 
-def line_masks(image: np.ndarray, sigma: float) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per polarity, ``(mask, strength in noise levels, Hessian orientation)`` of a [0, 1] ``image`` at ``sigma``."""
-    from skimage.filters import apply_hysteresis_threshold
-
-    larger, smaller, angle = hessian(np.asarray(image, dtype=np.float64), sigma)
+def line_masks(image: np.ndarray, sigma: float,
+               hessian_at_sigma=None) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per polarity, ``(mask, strength in noise levels, Hessian orientation)`` of a [0, 1] ``image`` at
+    ``sigma``; ``hessian_at_sigma``: :func:`.texture.hessian` of the image there, when computed already."""
+    larger, smaller, angle = (hessian(np.asarray(image, dtype=np.float64), sigma) if hessian_at_sigma is None
+                              else hessian_at_sigma)
     out = {}
     for polarity in POLARITIES:
         response, other = (larger, smaller) if polarity == "dark" else (-smaller, -larger)
         noise = max(1.4826 * float(np.median(np.abs(response - np.median(response)))), MIN_NOISE)
         strength = np.maximum(response - np.abs(other), 0.0) / noise
-        mask = apply_hysteresis_threshold(strength, LOW, HIGH)
-        labels, n = ndimage.label(mask, _EIGHT)
-        if n:
-            keep = np.r_[False, ndimage.sum(mask, labels, np.arange(1, n + 1)) >= MIN_AREA * sigma ** 2]
-            mask = keep[labels]
-        out[polarity] = (mask, strength, angle)
+        # Hysteresis: the 8-connected regions above LOW that reach HIGH somewhere and are not specks.
+        labels, n = ndimage.label(strength > LOW, _EIGHT)
+        flat = labels.ravel()
+        keep = ((np.bincount(flat, weights=(strength > HIGH).ravel(), minlength=n + 1) > 0)
+                & (np.bincount(flat, minlength=n + 1) >= MIN_AREA * sigma ** 2))
+        keep[0] = False
+        out[polarity] = (keep[labels], strength, angle)
     return out
 
 
@@ -87,37 +89,39 @@ def mask_measures(mask: np.ndarray, strength: np.ndarray, angle: np.ndarray) -> 
     weight = length_weights(skeleton)
     total = float(weight.sum())
     labels, n = ndimage.label(skeleton, _EIGHT)
-    lengths = ndimage.sum(weight, labels, np.arange(1, n + 1))
+    lengths = np.bincount(labels.ravel(), weights=weight.ravel(), minlength=n + 1)[1:]
     rows, cols = np.nonzero(labels == int(np.argmax(lengths)) + 1)
     extent = max((np.ptp(rows) + 1) / h, (np.ptp(cols) + 1) / w)
     neighbours = ndimage.convolve(skeleton.astype(np.int32), _EIGHT.astype(np.int32), mode="constant") - 1
     branch, ends = ((neighbours >= 3) & skeleton).sum(), ((neighbours == 1) & skeleton).sum()
-    phase = np.where(skeleton, np.exp(2j * angle), 0)
-    order = abs(phase[skeleton].mean())
+    ys, xs = np.nonzero(skeleton)
+    phase = np.exp(2j * angle[ys, xs])
+    order = abs(phase.mean())
     wy, wx = h // WINDOW, w // WINDOW
-    local = order
-    if wy and wx:
-        windows = (slice(0, wy * WINDOW), slice(0, wx * WINDOW))
-        sums = phase[windows].reshape(wy, WINDOW, wx, WINDOW).sum(axis=(1, 3))
-        counts = skeleton[windows].reshape(wy, WINDOW, wx, WINDOW).sum(axis=(1, 3))
-        full = counts >= WINDOW_MIN_PIXELS
-        if full.any():
-            local = float((np.abs(sums[full]) / counts[full]).mean())
+    inside = (ys < wy * WINDOW) & (xs < wx * WINDOW)  # whole windows only
+    window = (ys[inside] // WINDOW) * wx + xs[inside] // WINDOW
+    counts = np.bincount(window, minlength=wy * wx)
+    sums = np.abs(np.bincount(window, phase[inside].real, wy * wx)
+                  + 1j * np.bincount(window, phase[inside].imag, wy * wx))
+    full = counts >= WINDOW_MIN_PIXELS
+    local = float((sums[full] / counts[full]).mean()) if full.any() else order
     return np.array([mask.mean(), np.log1p(total / (h * w) * 1e4), np.log1p(n / (h * w) * 65536),
                      np.log1p(lengths.mean()), lengths.max() / total, extent,
                      branch / total * 100, ends / total * 100, order, local, np.log1p(strength[skeleton].mean())])
 
 
-def line_features(image: np.ndarray, *, name: str = "image", normalized: bool = False) -> np.ndarray:
+def line_features(image: np.ndarray, *, name: str = "image", normalized: bool = False,
+                  scales: dict[float, Scale] | None = None) -> np.ndarray:
     """The line block of one 2D image (:func:`line_names` order; see the module docstring), float64.
 
-    ``normalized``: the image is already scaled to [0, 1] (a window of a
-    normalised image): used as it is.
+    ``normalized``: the image is already scaled to [0, 1] (a window of a normalised image): used
+    as it is. ``scales``: its :func:`.texture.scale_space` (holding :data:`SCALES`), when computed already.
     """
     x = unit_image(image, name, normalized)
+    scales = scale_space(x, SCALES) if scales is None else scales
     values = []
     for sigma in SCALES:
-        factor = shrink_factor(sigma, x.shape)
-        masks = line_masks(shrink(x, factor), sigma / factor)
+        scale = scales[sigma]
+        masks = line_masks(scale.image, sigma / scale.factor, scale.hessian)
         values += [mask_measures(*masks[p]) for p in POLARITIES]
     return np.concatenate(values)

@@ -33,6 +33,8 @@ block below one encoder pass of the image.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import ndimage
 
@@ -84,15 +86,16 @@ def filter_responses(image: np.ndarray, sigma: float) -> list[np.ndarray]:
     return [smooth, gradient, log, hessian(x, sigma)[0]]
 
 
-def rich_responses(image: np.ndarray, sigma: float) -> tuple[list[np.ndarray], float]:
-    """(the :data:`FILTERS` responses at ``sigma``, the orientation order of the gradients in [0, 1])."""
+def rich_responses(image: np.ndarray, sigma: float, hessian_at_sigma=None) -> tuple[list[np.ndarray], float]:
+    """(the :data:`FILTERS` responses at ``sigma``, the orientation order of the gradients in [0, 1]);
+    ``hessian_at_sigma``: :func:`hessian` of the image at ``sigma``, when computed already."""
     x = np.asarray(image, dtype=np.float64)
     smooth = ndimage.gaussian_filter(x, sigma)
     gy = ndimage.gaussian_filter(x, sigma, order=(1, 0))
     gx = ndimage.gaussian_filter(x, sigma, order=(0, 1))
     gradient = np.hypot(gx, gy) * sigma
     log = ndimage.gaussian_laplace(x, sigma) * sigma ** 2
-    dark, bright, _ = hessian(x, sigma)
+    dark, bright, _ = hessian(x, sigma) if hessian_at_sigma is None else hessian_at_sigma
     jxx, jyy, jxy = (ndimage.gaussian_filter(v, 2 * sigma) for v in (gx * gx, gy * gy, gx * gy))
     trace = jxx + jyy
     coherence = np.sqrt((jxx - jyy) ** 2 + 4 * jxy ** 2) / (trace + 1e-12)
@@ -136,17 +139,40 @@ def shrink_factor(sigma: float, shape) -> int:
     return int(max(1, min(sigma // 2, min(shape) // MIN_SHRUNK_SIDE)))
 
 
-def texture_features(image: np.ndarray, *, name: str = "image", normalized: bool = False) -> np.ndarray:
+@dataclass(frozen=True)
+class Scale:
+    """One scale of a [0, 1] image as the texture and line blocks filter it: at ``sigma / factor`` px on
+    the image shrunk ``factor`` times (:func:`shrink_factor`); ``hessian`` of that image there."""
+
+    sigma: float
+    factor: int
+    image: np.ndarray
+    hessian: tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def scale_space(x: np.ndarray, sigmas=SIGMAS) -> dict[float, Scale]:
+    """The :class:`Scale` of a [0, 1] float64 image at each of ``sigmas``, computed once for both blocks."""
+    out = {}
+    for sigma in sigmas:
+        factor = shrink_factor(sigma, x.shape)
+        shrunk = shrink(x, factor)
+        out[sigma] = Scale(sigma, factor, shrunk, hessian(shrunk, sigma / factor))
+    return out
+
+
+def texture_features(image: np.ndarray, *, name: str = "image", normalized: bool = False,
+                     scales: dict[float, Scale] | None = None) -> np.ndarray:
     """The 185 values of the plugin's texture block of one 2D image (see the module docstring), float64.
 
     ``normalized``: the image is already scaled to [0, 1] (a window of a
-    normalised image): used as it is.
+    normalised image): used as it is. ``scales``: its :func:`scale_space`, when computed already.
     """
     x = unit_image(image, name, normalized)
+    scales = scale_space(x) if scales is None else scales
     pooled, orders = [], []
     for sigma in SIGMAS:
-        factor = shrink_factor(sigma, x.shape)
-        responses, order = rich_responses(shrink(x, factor), sigma / factor)
+        scale = scales[sigma]
+        responses, order = rich_responses(scale.image, sigma / scale.factor, scale.hessian)
         orders.append(order)
         for r in responses:
             p10, p50, p90 = np.percentile(r, (10, 50, 90))
