@@ -109,6 +109,7 @@ def test_network_sample_metrics_overlays_and_rerun(make_napari_viewer, qtbot):
     np.testing.assert_array_equal(source.data, original)
 
 
+@pytest.mark.slow
 def test_dispersed_sample_does_not_percolate(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     viewer.open_sample(PLUGIN, "dispersed")
@@ -377,6 +378,7 @@ def test_crop_from_the_images_banner_and_pixel_size_typed_once_kept_per_layer(ma
     assert_row_equal(nanowires.metadata[METRICS_KEY], row)
 
 
+@pytest.mark.slow
 def test_one_results_layer_per_mask_and_analyse_all_skips_scribbles_and_truth(make_napari_viewer, qtbot):
     grid = np.zeros((80, 100), np.uint8)
     grid[:, 30:34] = grid[:, 60:64] = grid[40:44, :] = 1

@@ -185,6 +185,7 @@ def test_suggested_anchors_are_untagged_images(make_napari_viewer, qtbot, encode
     assert encodes[0] == 4
 
 
+@pytest.mark.slow
 def test_feature_map_points_update_in_place_and_show_the_clicked_image(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     add_images(viewer, seeds=(0, 1))

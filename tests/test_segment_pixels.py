@@ -129,6 +129,7 @@ def train_auto(encoder, pairs, steps=120):
     return trainer
 
 
+@pytest.mark.slow
 def test_the_encoder_wins_where_only_it_sees_the_classes():
     trainer = train_auto(PhaseEncoder("resnet18").eval(), checkerboards())
     assert trainer.chosen == "filters+encoder", trainer.validation
@@ -195,6 +196,7 @@ def test_the_cli_offers_the_library_models():
     assert segment_cmd.MODELS == MODELS and segment_cmd.DEFAULT_MODEL == "auto"
 
 
+@pytest.mark.slow
 def test_bundles_and_batch_runs_carry_the_pixel_model(encoder, tmp_path):
     from PIL import Image
 

@@ -102,6 +102,7 @@ def write_images(folder, n=2, size=128, seed=2):
     return folder
 
 
+@pytest.mark.slow
 def test_cli_init_file_round_trip(init, tmp_path, capsys):
     data = write_images(tmp_path / "images")
     init_file = tmp_path / "init.safetensors"

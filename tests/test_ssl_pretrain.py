@@ -39,6 +39,7 @@ def run_all(trainer):
     return list(trainer.steps())
 
 
+@pytest.mark.slow
 def test_events_checkpoint_and_encoder_file(images, tmp_path):
     trainer = Pretrainer(images, tiny_config(), device="cpu", checkpoint=tmp_path / "enc.ckpt")
     assert trainer.steps_per_epoch == 2
@@ -82,6 +83,7 @@ def test_stop_and_resume_equals_an_uninterrupted_run(images, tmp_path):
         torch.testing.assert_close(second.model.state_dict()[key], value, rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_seeds_make_runs_reproducible(images):
     a, b, c = (Pretrainer(images, tiny_config(epochs=1, seed=s), device="cpu") for s in (3, 3, 4))
     losses = [[e.loss for e in run_all(t)] for t in (a, b, c)]
