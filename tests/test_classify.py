@@ -132,6 +132,7 @@ def test_saved_head_predicts_identically_and_refuses_another_encoder(encoders, t
     np.testing.assert_array_equal(loaded.predict_proba(test), head.predict_proba(test))
     assert loaded.class_names == head.class_names and loaded.tiling == head.tiling and loaded.blocks == blocks
     assert loaded.temperature == head.temperature and meta["temperature"] == head.temperature
+    assert loaded.calibrated and meta["calibrated"] is True  # 6 images per class: the temperature was fitted
     with pytest.raises(ModelFileError) as err:
         LinearHead.load(path, b)
     assert str(err.value) == (f"{path}: was trained on encoder {encoder_identity(a)[:8]}, "
@@ -242,6 +243,9 @@ def test_cross_validated_temperature_tames_an_overconfident_head():
     assert nll(head.predict_proba(xt)) < nll(raw) - 0.1
     one = LinearHead(c=1.0).fit(x[[0, 12]], y[[0, 12]])  # one image per class: no cross-validation
     assert one.temperature == DEFAULT_TEMPERATURE
+    assert head.calibrated and head.calibration_note() == ""
+    assert not one.calibrated and one.calibration_note() == (
+        "probabilities not calibrated (that takes at least 2 labelled images per class)")
 
 
 def test_label_next_puts_the_ambiguous_image_first_and_flags_it():

@@ -139,6 +139,7 @@ def test_classify_folder_trees_with_truth_from_folders(workspace, tmp_path, caps
     assert main(["classify", "--train", str(tree), "--predict", str(tree), "--truth-from-folders",
                  "--out", str(out), "--encoder", enc]) == 0
     printed = capsys.readouterr().out
+    assert "temperature" in printed and "not calibrated" not in printed  # 4 images per class
     table = rows(out)
     assert table[0][-3:] == ["uncertain", "label_next", "truth"] and len(table) == 1 + 8
     assert {Path(r[0]).parent.name for r in table[1:]} == {"network", "singular", "deep"}
@@ -155,6 +156,14 @@ def test_classify_folder_trees_with_truth_from_folders(workspace, tmp_path, caps
     assert main(["classify", "--train", str(tree), "--predict", str(tmp_path / "loose.png"), "--truth-from-folders",
                  "--out", str(out), "--encoder", enc]) == 2
     assert "loose.png: --truth-from-folders needs every image in a class sub-folder" in capsys.readouterr().err
+    single = tmp_path / "single"  # one image per class: the summary says the probabilities are raw
+    for cls in ("network", "singular"):
+        (single / cls).mkdir(parents=True)
+        (single / cls / "a.png").write_bytes((data / cls / f"{cls}_0000.png").read_bytes())
+    assert main(["classify", "--train", str(single), "--predict", str(tmp_path / "loose.png"),
+                 "--out", str(tmp_path / "single.csv"), "--encoder", enc]) == 0
+    assert ("temperature 1.00; probabilities not calibrated (that takes at least 2 labelled images per "
+            "class)") in capsys.readouterr().out
     # The few-shot evaluation takes the same tree.
     assert main(["fewshot", str(tree), "--encoder", enc, "--shots", "1,2", "--repeats", "2",
                  "--out", str(tmp_path / "eval")]) == 0

@@ -135,6 +135,7 @@ def test_tag_train_predict_and_train_again_without_encoding(make_napari_viewer, 
     probs = np.array([list(layer.metadata[PREDICTION_KEY]["probabilities"].values()) for layer in untagged])
     assert [untagged[i] for i in label_next(probs)] == ranked and rows[ranked[0].name]["next"] == "1"
     assert widget.status.value.startswith("Trained on 8 tagged image(s) of 4 classes; classified 12 image(s)")
+    assert widget.head.calibrated and "not calibrated" not in widget.status.value
     assert f"Label next: {ranked[0].name}, {ranked[1].name}, {ranked[2].name}" in widget.status.value
 
     # Training again (one class fewer, other tags) reuses the cached features.
@@ -158,6 +159,8 @@ def test_classes_without_tags_are_left_out_of_training(make_napari_viewer, qtbot
     finish(widget, qtbot, widget.train)
     assert widget.head.class_names == ["singular", "network"]
     assert widget.status.value.endswith("Not trained (no tagged image): dispersed, bundle")
+    # One tagged image per class: no temperature can be fitted, and the status line says so.
+    assert "probabilities not calibrated (that takes at least 2 labelled images per class)" in widget.status.value
 
 
 @pytest.mark.slow

@@ -159,7 +159,8 @@ def run(args) -> int:
         train_acc = float((head.predict(feats) == labels).mean())
         if main_rank:
             print(f"trained on {len(files)} images of {len(names)} classes ({', '.join(names)}); "
-                  f"training accuracy {train_acc:.2f}; temperature {head.temperature:.2f}")
+                  f"training accuracy {train_acc:.2f}; temperature {head.temperature:.2f}"
+                  + (f"; {head.calibration_note()}" if head.calibration_note() else ""))
             if args.save_head is not None:
                 head.save(args.save_head)
                 print(f"wrote {args.save_head}")

@@ -106,6 +106,7 @@ class LinearHead:
         self.class_names: list[str] = []
         self.mean = self.scale = self.weight = self.coef = self.intercept = None
         self.temperature = DEFAULT_TEMPERATURE
+        self.calibrated = False  # the temperature was fitted (at least CV_MIN_PER_CLASS images per class)
 
     @classmethod
     def for_encoder(cls, encoder, **kwargs) -> LinearHead:
@@ -137,7 +138,8 @@ class LinearHead:
             raise NanowireSSLError(f"features of {features.shape[1]} values do not match the blocks {self.blocks}")
         weight = block_weights(self.blocks) if self.blocks else np.ones(features.shape[1])
         temperature = DEFAULT_TEMPERATURE
-        if min((labels == n).sum() for n in names) >= CV_MIN_PER_CLASS:
+        calibrated = min((labels == n).sum() for n in names) >= CV_MIN_PER_CLASS
+        if calibrated:
             truth = np.array([names.index(label) for label in labels])
             temperature = fit_temperature(_cv_logits(features, labels, weight, self.c, names), truth)
         self.mean = features.mean(0)
@@ -151,8 +153,13 @@ class LinearHead:
         order = [list(model.classes_).index(n) for n in names]
         self.class_names = names
         self.coef, self.intercept = coef[order], intercept[order]
-        self.temperature = float(temperature)
+        self.temperature, self.calibrated = float(temperature), bool(calibrated)
         return self
+
+    def calibration_note(self) -> str:
+        """Empty for a calibrated head; else one clause for status lines: why its probabilities are raw."""
+        return "" if self.calibrated else (f"probabilities not calibrated (that takes at least {CV_MIN_PER_CLASS} "
+                                           "labelled images per class)")
 
     def _check_fitted(self) -> None:
         if self.coef is None:
@@ -183,7 +190,7 @@ class LinearHead:
         blocks = {k: [v.start, v.stop] for k, v in (self.blocks or {}).items()}
         metadata = {"kind": "linear_head", "class_names": self.class_names, "encoder_hash": self.encoder_hash or "",
                     "tiling": self.tiling, "pooling": FEATURES, "blocks": blocks, "c": self.c,
-                    "temperature": self.temperature}
+                    "temperature": self.temperature, "calibrated": self.calibrated}
         return tensors, metadata
 
     def save(self, path: str | os.PathLike) -> str:
@@ -212,7 +219,7 @@ class LinearHead:
         head.class_names = list(meta["class_names"])
         head.mean, head.scale, head.weight, head.coef, head.intercept = (
             tensors[k].numpy() for k in ("mean", "scale", "weight", "coef", "intercept"))
-        head.temperature = float(meta["temperature"])
+        head.temperature, head.calibrated = float(meta["temperature"]), bool(meta.get("calibrated", False))
         if head.coef.shape[0] != len(head.class_names):
             raise ModelFileError(f"{source}: {head.coef.shape[0]} coefficient rows for "
                                  f"{len(head.class_names)} classes: file corrupt or edited")

@@ -269,7 +269,9 @@ class ClassifyWidget(Container):
         for rank, i in enumerate(order, start=1):
             layers[i].metadata[NEXT_KEY] = rank
         n_uncertain = int(sum(flags[i] for i in untagged))
+        calibration = head.calibration_note()
         self._note = ((f"; {n_uncertain} untagged call(s) uncertain (?)" if n_uncertain else "")
+                      + (f"; {calibration}" if calibration else "")
                       + (f". Label next: {', '.join(layers[i].name for i in order[:3])}" if order else ""))
         self.status.value = f"Classified {len(alive)} image(s) into {', '.join(head.class_names)}" + self._note
         self._refresh()
