@@ -2,8 +2,8 @@
 
 The napari-convpaint / ilastik approach, in torch so that it runs on the GPU
 and inside the tiled inference: every pixel is described by the
-:class:`~..models.filters.FilterBank` responses at full resolution (standardised on
-the training pixels), optionally plus the encoder's five feature maps, each
+:class:`~..models.filters.FilterBank` responses at full resolution, at the
+scales :data:`SIGMAS` (standardised on the training pixels), optionally plus the encoder's five feature maps, each
 reduced by a fixed PCA (whitened, :data:`COMPONENTS` components, fitted on the
 training pixels) and upsampled bilinearly; a small MLP (two hidden layers of
 :data:`HIDDEN` units, 1x1 convolutions) maps them to a nanowire logit. The
@@ -48,7 +48,8 @@ from ..errors import NanowireSSLError
 from ..models.decoder import pad_to_multiple
 from ..models.device import select_device
 from ..models.encoder import Encoder
-from ..models.filters import SIGMAS, FilterBank, standardisation
+from ..models.filters import SIGMAS as BANK_SIGMAS
+from ..models.filters import FilterBank, standardisation
 from .segment import (
     BACKGROUND,
     CONFIDENT_BACKGROUND,
@@ -59,6 +60,9 @@ from .segment import (
 )
 
 KINDS = ("filters", "filters+encoder")
+# The bank's scales and a coarser one (px), context for objects much wider than a wire: a particle's
+# flat interior is told from flat background there (chosen on benchmark splits, docs/benchmarks.md).
+SIGMAS = (*BANK_SIGMAS, 32.0)
 HIDDEN = 32  # units per hidden layer
 COMPONENTS = 16  # PCA components kept per encoder map
 MAX_PIXELS = 60_000  # labelled pixels sampled for training (all of them when fewer)
