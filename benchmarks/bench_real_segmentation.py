@@ -132,6 +132,7 @@ def agnw_acceptance(encoder, seeds=(0, 1, 2)):
 def speed(encoder):
     """Default Train on the full 1280 x 919 AgNW slice (strokes from its Otsu mask): first preview and
     total; inference of 1024 x 1024 per model kind; filter-bank cost."""
+    from napari_nanowire_ssl.fewshot.pixel_classifier import SIGMAS
     from napari_nanowire_ssl.models.filters import FilterBank
     from napari_nanowire_ssl.io import read_image
 
@@ -151,14 +152,14 @@ def speed(encoder):
              f"{total:.1f} s ({trainer.choice_line().split(' (')[0]})"],
             ["first preview (20 steps + prediction of the image)", f"{first:.1f} s"]]
     big = np.random.default_rng(0).random((1024, 1024)).astype(np.float32)
-    bank = FilterBank()
+    bank = FilterBank(SIGMAS)  # the pixel classifiers' bank
     times = []
     for _ in range(3):
         t1 = time.perf_counter()
         with torch.inference_mode():
             bank(torch.from_numpy(big)[None, None])
         times.append(time.perf_counter() - t1)
-    rows.append(["filter bank, 1024 x 1024 (31 channels), median of 3",
+    rows.append([f"filter bank of the pixel classifiers, 1024 x 1024 ({bank.out_channels} channels), median of 3",
                  f"{np.median(times):.2f} s ({1.048576 / np.median(times):.1f} MP/s)"])
     for kind in ("filters", "filters+encoder", "decoder", "decoder+filters"):
         t = make_trainer(encoder, [image], [labels], model=kind, seed=0)
