@@ -1,6 +1,6 @@
 """Image features of whole micrographs for the few-shot head, and a cache so they are computed once.
 
-An image's feature vector has two blocks (:func:`feature_blocks`):
+An image's feature vector has three blocks (:func:`feature_blocks`):
 
 - **encoder**: the image seen by the frozen encoder at its native resolution
   (wires are a few pixels wide: shrinking would erase them), in

@@ -3,10 +3,11 @@
 The napari-convpaint / ilastik approach, in torch so that it runs on the GPU
 and inside the tiled inference: every pixel is described by the
 :class:`~..models.filters.FilterBank` responses at full resolution, at the
-scales :data:`SIGMAS` (standardised on the training pixels), optionally plus the encoder's five feature maps, each
-reduced by a fixed PCA (whitened, :data:`COMPONENTS` components, fitted on the
-training pixels) and upsampled bilinearly; a small MLP (two hidden layers of
-:data:`HIDDEN` units, 1x1 convolutions) maps them to a nanowire logit. The
+scales :data:`SIGMAS` (standardised on the training pixels), optionally plus
+the encoder's five feature maps, each reduced by a fixed PCA (whitened,
+:data:`COMPONENTS` components, fitted on the training pixels) and upsampled
+bilinearly; a small MLP (two hidden layers of :data:`HIDDEN` units, 1x1
+convolutions) maps them to a nanowire logit. The
 first layer is linear, so it is applied to each encoder map at its own
 resolution and the result upsampled: exact, and no full-resolution copy of
 hundreds of encoder channels is ever made.
