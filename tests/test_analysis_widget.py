@@ -20,13 +20,13 @@ from napari_nanowire_ssl.analysis.overlays import BRANCH, CLUSTER, PERCOLATING
 from napari_nanowire_ssl.napari_plugin import layers as L
 from napari_nanowire_ssl.napari_plugin.analysis_widget import (
     CLUSTER_COLOUR,
-    LAYER_COLUMN_MAX_PX,
     METRICS_KEY,
     NO_LAYER,
     OVERLAY_OF,
     PERCOLATING_COLOUR,
     AnalysisWidget,
 )
+from napari_nanowire_ssl.napari_plugin.tables import LAYER_COLUMN_MAX_PX
 from napari_nanowire_ssl.napari_plugin.workflow_widget import WorkflowWidget
 
 PLUGIN = "napari-nanowire-ssl"

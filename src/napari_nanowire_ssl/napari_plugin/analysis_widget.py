@@ -30,7 +30,6 @@ from napari.layers import Labels
 from napari.qt.threading import thread_worker
 from napari.utils.colormaps import DirectLabelColormap, ensure_colormap
 from napari.utils.notifications import show_info
-from qtpy.QtWidgets import QHeaderView
 
 from ..analysis import COLUMNS
 from ..analysis.overlays import BRANCH, PERCOLATING, overlay_data
@@ -41,7 +40,7 @@ from ..labels import is_scribbles, wire_pixels
 from ..session import session_for
 from . import layers as L
 from .controls import crop_box, show_crop
-from .tables import results_table
+from .tables import fit_columns, results_table
 from .workers import Job, report_error, reports_errors
 
 METRICS_KEY = "nanowire_ssl_metrics"  # source layer metadata: measure_mask's row
@@ -54,7 +53,6 @@ NO_LAYER = "No mask layer: open a mask (or segment an image) first"
 TABLE_COLUMNS = ("layer", "morphology", "percolates", "pixel_density", "spans_lr", "spans_tb",
                  "n_clusters", "largest_cluster_fraction", "total_length", "mean_width", "nematic_order",
                  "n_junctions", "mean_degree", "median_branch_length", "sheet_resistance")
-LAYER_COLUMN_MAX_PX = 160  # longer layer names are elided (the full name in the tooltip)
 TABLE_MAX_ROWS = 8  # the table grows with its rows up to this many, then scrolls
 ELECTRODE_CHOICES = (("left-right", "lr"), ("top-bottom", "tb"))
 CRITERIA = (("both directions (paper)", "both"), ("either direction", "any"),
@@ -448,16 +446,11 @@ class AnalysisWidget(Container):
 
     def _refresh_table(self) -> None:
         """Show the rows, the table as tall as they are (up to TABLE_MAX_ROWS) and its columns as wide
-        as their cells, the layer names elided beyond LAYER_COLUMN_MAX_PX."""
+        as their cells, the layer names elided (:func:`.tables.fit_columns`)."""
         self.table.value = {"data": list(self._rows.values()), "index": list(range(len(self._rows))),
                             "columns": TABLE_COLUMNS}
         view = self.table.native
-        view.resizeColumnsToContents()
-        if view.columnWidth(0) > LAYER_COLUMN_MAX_PX:
-            view.setColumnWidth(0, LAYER_COLUMN_MAX_PX)
-        for row, name in enumerate(self._rows):
-            view.item(row, 0).setToolTip(name)
-        view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        fit_columns(self.table)
         rows = min(max(len(self._rows), 1), TABLE_MAX_ROWS)
         view.setFixedHeight(view.horizontalHeader().sizeHint().height() + rows * view.verticalHeader()
                             .defaultSectionSize() + view.horizontalScrollBar().sizeHint().height()

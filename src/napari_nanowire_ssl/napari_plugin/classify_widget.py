@@ -32,7 +32,7 @@ from ..fewshot.features import FeatureCache, block_weights, feature_blocks, imag
 from ..session import session_for
 from .controls import image_crop_box
 from .layers import image_layers, micrograph_pixels, show_layer
-from .tables import results_table
+from .tables import fit_columns, results_table
 from .workers import Job, report_error
 
 TAG_KEY = "nanowire_ssl_class"
@@ -182,7 +182,7 @@ class ClassifyWidget(Container):
                          str(layer.metadata.get(NEXT_KEY, "")), str(layer.metadata.get(ANCHOR_KEY, ""))])
         self.table.value = {"data": rows, "index": list(range(len(rows))), "columns": TABLE_COLUMNS}
         table = self.table.native
-        table.resizeColumnsToContents()
+        fit_columns(self.table)
         table.setMinimumWidth(table.horizontalHeader().length() + 2 * table.frameWidth()
                               + table.verticalScrollBar().sizeHint().width())
         points = self._map_layer()
