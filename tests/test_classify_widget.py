@@ -23,6 +23,7 @@ from napari_nanowire_ssl.napari_plugin.classify_widget import (
     ClassifyWidget,
     class_colour,
 )
+from napari_nanowire_ssl.napari_plugin.tables import LAYER_COLUMN_MAX_PX
 from napari_nanowire_ssl.session import session_for
 from napari_nanowire_ssl.synth import generate
 
@@ -159,6 +160,8 @@ def test_classes_without_tags_are_left_out_of_training(make_napari_viewer, qtbot
     finish(widget, qtbot, widget.train)
     assert widget.head.class_names == ["singular", "network"]
     assert widget.status.value.endswith("Not trained (no tagged image): dispersed, bundle")
+    view = widget.table.native  # the table fits its columns as the Analyse tab's does (tables.fit_columns)
+    assert view.columnWidth(0) <= LAYER_COLUMN_MAX_PX and view.item(0, 0).toolTip() == view.item(0, 0).text()
     # One tagged image per class: no temperature can be fitted, and the status line says so.
     assert "probabilities not calibrated (that takes at least 2 labelled images per class)" in widget.status.value
 
