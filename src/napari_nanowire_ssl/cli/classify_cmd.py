@@ -158,9 +158,10 @@ def run(args) -> int:
         head = LinearHead.for_encoder(encoder, tiling=tiling).fit(feats, labels, names)
         train_acc = float((head.predict(feats) == labels).mean())
         if main_rank:
+            note = head.calibration_note()
             print(f"trained on {len(files)} images of {len(names)} classes ({', '.join(names)}); "
                   f"training accuracy {train_acc:.2f}; temperature {head.temperature:.2f}"
-                  + (f"; {head.calibration_note()}" if head.calibration_note() else ""))
+                  + (f"; {note}" if note else ""))
             if args.save_head is not None:
                 head.save(args.save_head)
                 print(f"wrote {args.save_head}")

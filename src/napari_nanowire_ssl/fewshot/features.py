@@ -213,8 +213,8 @@ def image_features(encoder, images, *, tile: int = DEFAULT_TILE, max_tiles: int 
             image = normalize(image, name=name)
             views = views_of(image, tile, max_tiles)
             encoded = np.sqrt(encode_images(pooled, views, batch_size=batch_size).mean(0))
-            tiles = tiles_of(image, tile, max_tiles)
-            spaces = [scale_space(t.astype(np.float64)) for t in tiles]  # shared by the texture and line blocks
+            tiles = [t.astype(np.float64) for t in tiles_of(image, tile, max_tiles)]
+            spaces = [scale_space(t) for t in tiles]  # shared by the texture and line blocks
             texture = np.mean([texture_features(t, normalized=True, scales=sp) for t, sp in zip(tiles, spaces)], 0)
             lines = np.mean([line_features(t, normalized=True, scales=sp) for t, sp in zip(tiles, spaces)], 0)
             feature = np.concatenate([encoded, texture, lines]).astype(np.float32)

@@ -117,11 +117,11 @@ def line_features(image: np.ndarray, *, name: str = "image", normalized: bool = 
     ``normalized``: the image is already scaled to [0, 1] (a window of a normalised image): used
     as it is. ``scales``: its :func:`.texture.scale_space` (holding :data:`SCALES`), when computed already.
     """
-    x = unit_image(image, name, normalized)
-    scales = scale_space(x, SCALES) if scales is None else scales
+    if scales is None:
+        scales = scale_space(unit_image(image, name, normalized), SCALES)
     values = []
     for sigma in SCALES:
         scale = scales[sigma]
-        masks = line_masks(scale.image, sigma / scale.factor, scale.hessian)
+        masks = line_masks(scale.image, scale.sigma, scale.hessian)
         values += [mask_measures(*masks[p]) for p in POLARITIES]
     return np.concatenate(values)

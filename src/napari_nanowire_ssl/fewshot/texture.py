@@ -141,11 +141,10 @@ def shrink_factor(sigma: float, shape) -> int:
 
 @dataclass(frozen=True)
 class Scale:
-    """One scale of a [0, 1] image as the texture and line blocks filter it: at ``sigma / factor`` px on
-    the image shrunk ``factor`` times (:func:`shrink_factor`); ``hessian`` of that image there."""
+    """One scale of a [0, 1] image as the texture and line blocks filter it: ``image`` is the image
+    shrunk by :func:`shrink_factor`, filtered at ``sigma`` px of it; ``hessian`` of that image there."""
 
     sigma: float
-    factor: int
     image: np.ndarray
     hessian: tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -156,7 +155,7 @@ def scale_space(x: np.ndarray, sigmas=SIGMAS) -> dict[float, Scale]:
     for sigma in sigmas:
         factor = shrink_factor(sigma, x.shape)
         shrunk = shrink(x, factor)
-        out[sigma] = Scale(sigma, factor, shrunk, hessian(shrunk, sigma / factor))
+        out[sigma] = Scale(sigma / factor, shrunk, hessian(shrunk, sigma / factor))
     return out
 
 
@@ -172,7 +171,7 @@ def texture_features(image: np.ndarray, *, name: str = "image", normalized: bool
     pooled, orders = [], []
     for sigma in SIGMAS:
         scale = scales[sigma]
-        responses, order = rich_responses(scale.image, sigma / scale.factor, scale.hessian)
+        responses, order = rich_responses(scale.image, scale.sigma, scale.hessian)
         orders.append(order)
         for r in responses:
             p10, p50, p90 = np.percentile(r, (10, 50, 90))
