@@ -35,7 +35,7 @@ Sets (:data:`SETS`):
   contrast, a little blur: a hard style to choose features on, so that
   ``synth-thin`` (dark wires, finer grain) can report.
 
-Neither synthetic style is the generator's default, whose images chose the
+None of the synthetic styles is the generator's default, whose images chose the
 old features. Each synthetic image is its own group.
 """
 
@@ -65,8 +65,6 @@ MATERIALS = {  # class -> [(file, group)]
     "neural tissue": "isbi2012_em/images/*.png",
 }
 SETS = ("materials", "emps-dispersion", "synth-thin", "synth-sem", "synth-film")
-KIND = {"materials": "real", "emps-dispersion": "real", "synth-thin": "synthetic", "synth-sem": "synthetic",
-        "synth-film": "synthetic"}
 
 
 def _banners() -> dict[str, int]:
@@ -177,6 +175,7 @@ SYNTH_STYLES = {
     "synth-film": dict(params=dict(width=(2.0, 4.0), film=0.3, grain=10.0, illumination=0.5, contrast=0.4, blur=1.0),
                        render=256, invert=True),
 }
+KIND = {name: "synthetic" if name in SYNTH_STYLES else "real" for name in SETS}
 
 
 def _synthetic(name: str, seed: int = 515):
