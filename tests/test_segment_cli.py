@@ -66,8 +66,8 @@ def test_trains_and_writes_binary_masks(ws, tmp_path, capsys):
     printed = capsys.readouterr().out
     # full masks: nothing unlabelled, so no self-training
     assert "trained on 2 images (0 as scribbles; 100.0% of pixels labelled), 6 steps + 0 self-training" in printed
-    assert re.search(r"; model: filters(\+encoder)? \(validation Dice on held-out labelled blocks: filters 0\.\d{3}, "
-                     r"filters\+encoder 0\.\d{3}\)", printed), printed
+    assert re.search(r"; model: filters(\+encoder)? with context \(validation Dice on held-out labelled blocks: "
+                     r"filters 0\.\d{3}, filters\+encoder 0\.\d{3}\)", printed), printed
     meta = read_metadata(tmp_path / "dec.safetensors", kind="decoder")
     assert meta["model"] == "pixels" and meta["training"]["choice"] in printed
     assert "segmented 3 images" in printed

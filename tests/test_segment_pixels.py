@@ -7,6 +7,8 @@ import torch
 from napari_nanowire_ssl.errors import ModelFileError
 from napari_nanowire_ssl.models.filters import PER_SCALE, SIGMAS, FilterBank, standardisation
 from napari_nanowire_ssl.fewshot.pixel_classifier import (
+    CONTEXT_SIGMAS,
+    CONTEXT_STEPS,
     PixelClassifier,
     pixel_features,
     validation_blocks,
@@ -122,6 +124,66 @@ def test_encoder_features_of_sampled_pixels_match_the_full_forward(encoder):
     np.testing.assert_allclose(sampled.numpy(), full[ys, xs].detach().numpy(), rtol=1e-4, atol=1e-4)
 
 
+def test_the_context_stage_of_sampled_pixels_matches_the_full_forward(encoder):
+    """The context stage trains on pixel vectors exactly as inference computes it on the whole image."""
+    torch.manual_seed(1)
+    model = PixelClassifier(encoder, use_encoder=False, context_sigmas=(1.0, 4.0))
+    image = np.random.default_rng(0).random((70, 90)).astype(np.float32)
+    ys, xs = np.array([0, 5, 69, 33]), np.array([0, 89, 44, 7])
+    [(f, _)] = pixel_features(model, image, [(ys, xs)], "cpu")
+    for layer in (model.first, model.context_first):
+        torch.nn.init.normal_(layer.weight)
+    model.context_mean.normal_()
+    model.context_std.uniform_(0.5, 2.0)
+    model.eval()
+    x = torch.from_numpy(image)[None, None]
+    with torch.no_grad():
+        full = model(x)[0, 0]
+        model.context_enabled = False
+        first = model(x)
+        model.context_enabled = True
+        context = model.context_filters(torch.sigmoid(first))[0][:, ys, xs].T
+        sampled = model.context_logits(f, context)
+    assert model.context_filters.out_channels == 1 + 2 * len(PER_SCALE)
+    np.testing.assert_allclose(sampled.numpy(), full[ys, xs].numpy(), rtol=1e-4, atol=1e-4)
+    assert not np.allclose(first[0, 0, ys, xs].numpy(), full[ys, xs].numpy(), atol=1e-2)  # the stage changes it
+
+
+def test_the_context_stage_is_off_until_its_last_step_and_a_stop_drops_it(encoder):
+    pairs = lines(2)
+    images, labels = [p[0] for p in pairs], [labels_from_mask(p[1]) for p in pairs]
+    trainer = make_trainer(encoder, images, labels, model="filters", seed=0)
+    assert trainer.context_steps == CONTEXT_STEPS
+    seen = [(event.step, event.n_steps, trainer.model.has_context) for event in trainer.steps(10)]
+    assert [s for s, _, _ in seen] == list(range(10 + CONTEXT_STEPS)) and seen[0][1] == 10 + CONTEXT_STEPS
+    assert not any(on for _, _, on in seen[:-1]) and seen[-1][2]
+    model = trainer.restore_best()
+    assert model.description == "filters with context" and "model: filters with context (as asked" in \
+        trainer.choice_line()
+    assert any(k.startswith("context_") for k in model.trainable_state())
+    # Stopped in the context stage: the model is the first stage alone, in its file too.
+    stopped = make_trainer(encoder, images, labels, model="filters", seed=0)
+    for event in stopped.steps(10):
+        if event.step == 15:
+            break
+    cut = stopped.restore_best()
+    assert not cut.has_context and cut.config["context_sigmas"] == []
+    assert not any(k.startswith("context_") for k in cut.trainable_state())
+    plain = make_trainer(encoder, images, labels, model="filters", seed=0, context=False)
+    assert plain.context_steps == 0 and list(plain.steps(3))[-1].n_steps == 3 and not plain.model.has_context
+
+
+def test_pixel_model_files_without_a_context_stage_still_load(encoder, tmp_path):
+    model = PixelClassifier(encoder, use_encoder=False).eval()
+    tensors, meta = decoder_state(model, encoder_hash=tensor_hash(encoder.state_dict()))
+    old = {k: v for k, v in meta.items() if k != "context_sigmas"}  # files written before the context stage
+    save_tensors(tmp_path / "old.safetensors", tensors, old)
+    loaded = load_decoder(tmp_path / "old.safetensors", encoder)
+    assert isinstance(loaded, PixelClassifier) and not loaded.has_context and loaded.description == "filters"
+    image = lines(1, seed=3)[0][0]
+    np.testing.assert_array_equal(predict_tiled(loaded, image), predict_tiled(model, image))
+
+
 def train_auto(encoder, pairs, steps=120):
     trainer = make_trainer(encoder, [p[0] for p in pairs], [labels_from_mask(p[1]) for p in pairs], seed=0)
     for _ in trainer.steps(steps):
@@ -134,7 +196,7 @@ def test_the_encoder_wins_where_only_it_sees_the_classes():
     trainer = train_auto(PhaseEncoder("resnet18").eval(), checkerboards())
     assert trainer.chosen == "filters+encoder", trainer.validation
     assert trainer.validation["filters+encoder"] > 0.9 > trainer.validation["filters"] + 0.2
-    assert "model: filters+encoder (validation Dice" in trainer.choice_line()
+    assert "model: filters+encoder with context (validation Dice" in trainer.choice_line()
     image, mask = checkerboards(1, seed=5)[0]
     assert np.mean((predict_tiled(trainer.restore_best(), image) > 0.5) == mask) > 0.9
 
@@ -175,7 +237,8 @@ def test_pixel_model_file_round_trip_and_metadata(encoder, tmp_path):
     np.testing.assert_array_equal(predict_tiled(loaded, image), predict_tiled(model, image))
     # Training on continues the loaded model, of the same kind.
     again = make_trainer(encoder, [image], [labels_from_mask(lines(1, seed=3)[0][1])], previous=loaded)
-    assert again.chosen == loaded.kind and next(iter(again.steps(1))).n_steps == 1
+    assert loaded.has_context and loaded.config["context_sigmas"] == list(CONTEXT_SIGMAS)
+    assert again.chosen == loaded.kind and next(iter(again.steps(1))).n_steps == 1 + CONTEXT_STEPS
 
 
 def test_old_decoder_files_still_load_and_unknown_models_are_refused(encoder, tmp_path):

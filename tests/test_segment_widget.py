@@ -13,6 +13,7 @@ import tifffile
 import torch
 from qtpy.QtCore import QTimer
 
+from napari_nanowire_ssl.fewshot.pixel_classifier import CONTEXT_STEPS
 from napari_nanowire_ssl.labels import labels_from_mask
 from napari_nanowire_ssl.models.decoder import SegmentationModel, UNetDecoder
 from napari_nanowire_ssl.models.encoder import Encoder
@@ -82,10 +83,13 @@ def test_train_predicts_into_own_layers_and_continues_from_the_decoder(make_napa
         widget.worker.yielded.connect(lambda item: item[0] is not None and statuses.append(widget.status.value))
 
     run_and_wait(qtbot, widget, train)
-    # 6 steps on the strokes, then 2 self-training steps; previews after steps 3 and 6.
-    assert [st.split(",")[0].split(" (")[0] for st in statuses] == [f"step {k}/8" for k in range(1, 9)]
+    # 6 steps on the strokes, 2 self-training steps, the context stage; previews after steps 3 and 6.
+    total = 8 + CONTEXT_STEPS
+    assert [st.split(",")[0].split(" (")[0] for st in statuses] == [f"step {k}/{total}" for k in range(1, total + 1)]
     assert ["(self-training: confident pixels count as labels, so the loss jumps" in st for st in statuses] == \
-        [False] * 6 + [True] * 2
+        [False] * 6 + [True] * 2 + [False] * CONTEXT_STEPS
+    assert ["(context stage: a second model reads the first one's probability map" in st for st in statuses] == \
+        [False] * 8 + [True] * CONTEXT_STEPS
     # The choice between the pixel models is made after half the steps and reported from then on.
     assert "; model: " in statuses[-1] and "(validation Dice on held-out labelled" in statuses[-1]
     assert errors == [] and len(previews) == 2 and previews[0].shape == (128, 128)
@@ -95,8 +99,8 @@ def test_train_predicts_into_own_layers_and_continues_from_the_decoder(make_napa
     assert mask.data.dtype == np.uint8 and set(np.unique(mask.data)) <= {0, 1}
     np.testing.assert_array_equal(scribbles.data, painted)
     assert viewer.layers.selection.active is scribbles  # the brush layer stays selected
-    assert widget.progress.value == module.PROGRESS_MAX and widget.status.value.startswith("trained 8 steps")
-    assert f"model: {widget.model.kind} (validation Dice" in widget.status.value
+    assert widget.progress.value == module.PROGRESS_MAX and widget.status.value.startswith(f"trained {total} steps")
+    assert f"model: {widget.model.kind} with context (validation Dice" in widget.status.value
     # Predicted wires (1) are drawn in the colour of the nanowire strokes (2).
     np.testing.assert_allclose(mask.colormap.map(1), scribbles.colormap.map(2))
     # Outputs are not offered as inputs.
@@ -107,7 +111,7 @@ def test_train_predicts_into_own_layers_and_continues_from_the_decoder(make_napa
     widget.probability.native.click()  # "also show the probability map"
     run_and_wait(qtbot, widget, lambda: (widget.train(), setattr(widget, "continued", widget.trainer)))
     assert widget.model is widget.continued.model and widget.model.kind == first.kind  # trained on, same kind
-    assert len(widget.continued.losses) == 3
+    assert len(widget.continued.losses) == 3 + CONTEXT_STEPS
     assert [layer.name for layer in viewer.layers] == ["wires", "wires scribbles", "wires nanowires",
                                                        "wires nanowire probability"]
     prob = viewer.layers["wires nanowire probability"]

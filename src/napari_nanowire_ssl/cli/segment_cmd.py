@@ -100,10 +100,13 @@ def train(encoder, args, decoder_model, *, show: bool):
                            names=names)
     wanted = SELF_TRAINING_STEPS if args.self_training_steps is None else args.self_training_steps
     self_training = self_training_steps(wanted, trainer.has_unpainted)
-    with tqdm(total=n_steps + self_training, unit="step", desc="training", file=sys.stderr, disable=not show) as bar:
+    with tqdm(total=n_steps + self_training + trainer.context_steps, unit="step", desc="training", file=sys.stderr,
+              disable=not show) as bar:
         for event in trainer.steps(n_steps, self_training=self_training):
             bar.update()
-            if event.step >= n_steps:
+            if event.step >= n_steps + self_training:
+                bar.set_postfix(context=event.step + 1 - n_steps - self_training, loss=f"{trainer.running_loss:.3f}")
+            elif event.step >= n_steps:
                 bar.set_postfix(self_training=event.step + 1 - n_steps, loss=f"{trainer.running_loss:.3f}")
             elif (event.step + 1) % args.steps_per_epoch == 0:
                 bar.set_postfix(epoch=(event.step + 1) // args.steps_per_epoch, loss=f"{trainer.running_loss:.3f}")
@@ -111,7 +114,8 @@ def train(encoder, args, decoder_model, *, show: bool):
     labelled = sum(int(np.isin(lab, (BACKGROUND, NANOWIRE)).sum()) for lab in labels)
     total = sum(lab.size for lab in labels)
     summary = (f"trained on {len(images)} images ({n_scribble} as scribbles; {labelled / total:.1%} of pixels "
-               f"labelled), {n_steps} steps + {self_training} self-training steps in "
+               f"labelled), {n_steps} steps + {self_training} self-training steps"
+               f"{f' + {trainer.context_steps} context steps' if trainer.context_steps else ''} in "
                f"{time.perf_counter() - t0:.1f} s; best running loss {trainer.best_loss:.3f}; {trainer.choice_line()}")
     return model, summary, self_training, trainer
 

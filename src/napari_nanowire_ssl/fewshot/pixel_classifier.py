@@ -23,6 +23,18 @@ docs/benchmarks.md), the encoder's only when it wins by :data:`ENCODER_MARGIN`
 (the filters alone predict twice as fast), and trains on all the labelled
 pixels for the rest.
 
+The context stage (auto-context, Tu & Bai 2010; ilastik's autocontext) then
+trains for :data:`CONTEXT_STEPS` more steps: the same bank, run on the first
+stage's probability map (:data:`CONTEXT_SIGMAS`), beside the image's own
+filters, feeds a second MLP of the same shape. It sees what the first stage
+thinks of a pixel's neighbourhood (a particle's rim around a flat interior,
+a membrane's continuation through a faint gap), which no filter of the image
+does. Its training pixels are the first stage's, and the probability maps are
+in-sample, as ilastik's: maps predicted on images the first stage did not see
+were tried and mislead it (docs/benchmarks.md). Until its last step the model
+is the first stage alone (previews, a Stop, the saved file); model files
+without the stage still load.
+
 Strokes (some pixels unlabelled) differ from full masks in two ways the loss
 follows: the painted proportions of the classes say nothing about the image,
 so both classes weigh the same; and the many unlabelled pixels add the mean
@@ -75,6 +87,8 @@ PCA_PIXELS = 4000  # training pixels the PCA of each encoder map is fitted on
 BALANCE_STROKES = True  # class-balanced loss when some pixels are unlabelled (strokes)
 ENTROPY_WEIGHT = 0.5  # entropy of the predictions on unlabelled pixels, added to the loss for strokes
 ENCODER_MARGIN = 0.01  # validation Dice the encoder's features must add to be kept
+CONTEXT_SIGMAS = SIGMAS  # scales of the bank run on the first stage's probability map (auto-context)
+CONTEXT_STEPS = 200  # steps of the context stage, after the first stage's (and self-training's)
 
 
 class PixelClassifier(nn.Module):
@@ -88,7 +102,7 @@ class PixelClassifier(nn.Module):
     min_tile = 1024  # px: tiled inference uses windows at least this large (see fewshot.tiling.predict_tiled)
 
     def __init__(self, encoder: Encoder, *, use_encoder: bool, hidden: int = HIDDEN,
-                 components: list[int] | None = None, sigmas=SIGMAS):
+                 components: list[int] | None = None, sigmas=SIGMAS, context_sigmas=()):
         super().__init__()
         self.encoder = encoder
         self.encoder.requires_grad_(False)
@@ -104,15 +118,41 @@ class PixelClassifier(nn.Module):
                 self.register_buffer(f"pca_mean{level}", torch.zeros(c))
                 self.register_buffer(f"pca{level}", torch.zeros(k, c))
             self.levels = nn.ModuleList(nn.Conv2d(k, hidden, 1, bias=False) for k in self.components)
-        self.body = nn.Sequential(nn.ReLU(), nn.Conv2d(hidden, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, 1, 1))
+        self.body = _tail(hidden)
+        self.context_filters: FilterBank | None = None
+        # False: the model is the first stage alone (forward, config, saved state), e.g. while the
+        # context stage trains or when training stopped before it finished.
+        self.context_enabled = True
+        if context_sigmas:
+            self.add_context(context_sigmas)
         self.unfreeze_last_stage = False  # the encoder never trains here
         self.validation: dict[str, float] = {}  # validation Dice of the candidates it was chosen among
+
+    def add_context(self, sigmas=CONTEXT_SIGMAS) -> None:
+        """Add the (untrained) context stage: the bank on the first stage's probability map, beside the
+        image's own filters, into a second MLP of the same shape."""
+        device = self.filter_mean.device
+        self.context_filters = FilterBank(tuple(sigmas))
+        m = self.context_filters.out_channels
+        self.register_buffer("context_mean", torch.zeros(m, device=device))
+        self.register_buffer("context_std", torch.ones(m, device=device))
+        self.context_first = nn.Conv2d(self.filters.out_channels + m, self.hidden, 1).to(device)
+        self.context_body = _tail(self.hidden).to(device)
+
+    @property
+    def has_context(self) -> bool:
+        """The context stage is built and in use."""
+        return self.context_filters is not None and self.context_enabled
+
+    def context_parameters(self) -> list[nn.Parameter]:
+        return [*self.context_first.parameters(), *self.context_body.parameters()]
 
     @classmethod
     def from_config(cls, encoder: Encoder, config: dict) -> PixelClassifier:
         """The (untrained) model :attr:`config` describes: what a model file's metadata rebuilds."""
         return cls(encoder, use_encoder=bool(config["use_encoder"]), hidden=int(config["hidden"]),
-                   components=list(config["components"]), sigmas=tuple(config["sigmas"]))
+                   components=list(config["components"]), sigmas=tuple(config["sigmas"]),
+                   context_sigmas=tuple(config.get("context_sigmas", ())))  # older files: no context stage
 
     @property
     def kind(self) -> str:
@@ -121,7 +161,13 @@ class PixelClassifier(nn.Module):
     @property
     def config(self) -> dict:
         return {"model": "pixels", "use_encoder": self.use_encoder, "hidden": self.hidden,
-                "components": self.components, "sigmas": list(self.filters.sigmas)}
+                "components": self.components, "sigmas": list(self.filters.sigmas),
+                "context_sigmas": list(self.context_filters.sigmas) if self.has_context else []}
+
+    @property
+    def description(self) -> str:
+        """The kind, and whether the context stage is on: what status lines name."""
+        return f"{self.kind} with context" if self.has_context else self.kind
 
     def train(self, mode: bool = True) -> PixelClassifier:
         super().train(mode)
@@ -130,7 +176,8 @@ class PixelClassifier(nn.Module):
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """Everything but the encoder (learnt weights, standardisation and PCA)."""
-        return {k: v for k, v in self.state_dict().items() if not k.startswith("encoder.")}
+        return {k: v for k, v in self.state_dict().items()
+                if not k.startswith("encoder.") and (self.has_context or not k.startswith("context_"))}
 
     def _projected(self, level: int, m: torch.Tensor) -> torch.Tensor:
         """First-layer contribution of encoder map ``level`` at its own resolution."""
@@ -154,7 +201,12 @@ class PixelClassifier(nn.Module):
                 up = F.interpolate(self._projected(level, m), size=padded.shape[-2:], mode="bilinear",
                                    align_corners=False)
                 h = h + up[..., :hh, :ww]
-        return self.body(h)
+        logits = self.body(h)
+        if not self.has_context:
+            return logits
+        c = self.context_filters(torch.sigmoid(logits).to(x.dtype))
+        c = (c - self.context_mean.view(1, -1, 1, 1)) / self.context_std.view(1, -1, 1, 1)
+        return self.context_body(self.context_first(torch.cat([f, c], 1)))
 
     def pixel_logits(self, filters: torch.Tensor, projected: torch.Tensor | None) -> torch.Tensor:
         """Logits ``(N,)`` of sampled pixels from their raw filter vectors ``(N, C)`` and (encoder
@@ -163,9 +215,15 @@ class PixelClassifier(nn.Module):
         h = F.linear(f, self.first.weight[:, :, 0, 0], self.first.bias)
         if self.use_encoder:
             h = h + F.linear(projected, torch.cat([lv.weight[:, :, 0, 0] for lv in self.levels], 1))
-        mid, last = self.body[1], self.body[3]
-        h = F.linear(F.relu(h), mid.weight[:, :, 0, 0], mid.bias)
-        return F.linear(F.relu(h), last.weight[:, :, 0, 0], last.bias).reshape(-1)
+        return _tail_linear(self.body, h)
+
+    def context_logits(self, filters: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """Context-stage logits ``(N,)`` of sampled pixels from their raw filter vectors and the raw
+        responses of the context bank on the first stage's probability map (as :meth:`forward`)."""
+        f = (filters - self.filter_mean) / self.filter_std
+        c = (context - self.context_mean) / self.context_std
+        return _tail_linear(self.context_body, F.linear(torch.cat([f, c], 1), self.context_first.weight[:, :, 0, 0],
+                                                        self.context_first.bias))
 
     @torch.no_grad()
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
@@ -175,6 +233,18 @@ class PixelClassifier(nn.Module):
             return torch.sigmoid(self(x).float())
         finally:
             self.train(was)
+
+
+def _tail(hidden: int) -> nn.Sequential:
+    """The MLP's layers after the first (1x1 convolutions): ReLU, hidden -> hidden, ReLU, hidden -> 1."""
+    return nn.Sequential(nn.ReLU(), nn.Conv2d(hidden, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, 1, 1))
+
+
+def _tail_linear(tail: nn.Sequential, h: torch.Tensor) -> torch.Tensor:
+    """:func:`_tail` applied to ``(N, hidden)`` vectors as matrix products: logits ``(N,)``."""
+    mid, last = tail[1], tail[3]
+    h = F.linear(F.relu(h), mid.weight[:, :, 0, 0], mid.bias)
+    return F.linear(F.relu(h), last.weight[:, :, 0, 0], last.bias).reshape(-1)
 
 
 @torch.no_grad()
@@ -256,6 +326,7 @@ class _PixelSet:
     filters: torch.Tensor  # raw filter responses (N, C)
     encoder: list[torch.Tensor] | torch.Tensor | None  # raw per level, then projected (N, sum k)
     target: torch.Tensor  # float 0/1
+    context: torch.Tensor | None = None  # raw context-bank responses on the first stage's probabilities
 
 
 def _dice(logits: torch.Tensor, target: torch.Tensor) -> float:
@@ -270,12 +341,13 @@ class PixelTrainer:
 
     ``images`` are normalised already; ``kinds`` the candidates (one kind: no
     validation split); ``previous`` a trained :class:`PixelClassifier` to go
-    on training (its kind is kept).
+    on training (its kind is kept); ``context``: train the context stage after
+    the first (:data:`CONTEXT_STEPS` steps; kept from ``previous`` when it has one).
     """
 
     def __init__(self, encoder: Encoder, images: list[np.ndarray], labels: list[np.ndarray], *,
                  kinds=KINDS, seed: int = 0, device="cpu", previous: PixelClassifier | None = None,
-                 lr: float = LR):
+                 lr: float = LR, context: bool = True):
         self.device = select_device(device)
         self.images, self.painted = images, labels
         self.labels = list(labels)
@@ -291,6 +363,8 @@ class PixelTrainer:
             self.candidates = {k: PixelClassifier(encoder, use_encoder=(k == "filters+encoder")).to(self.device)
                                for k in kinds}
         self.fresh = previous is None
+        self.context_steps = CONTEXT_STEPS if context or (previous is not None and previous.has_context) else 0
+        self.context_set: _PixelSet | None = None
         self.choosing = len(self.candidates) > 1  # several candidates: the choice on held-out labels
         self.balanced = BALANCE_STROKES and any((lab == UNLABELLED).any() for lab in labels)
         self.lr = lr
@@ -338,7 +412,7 @@ class PixelTrainer:
         parts = [_sample([m & ~h for m, h in zip(labelled, held)], MAX_PIXELS, self.rng)]
         if split:
             parts.append(_sample(held, MAX_PIXELS // 2, self.rng))
-        entropy = self.balanced and ENTROPY_WEIGHT > 0 and any((~m).any() for m in labelled)
+        self.entropy = entropy = self.balanced and ENTROPY_WEIGHT > 0 and any((~m).any() for m in labelled)
         if entropy:
             parts.append(_sample([~m for m in labelled], MAX_PIXELS // 2, self.rng))
         sets = self._gather(parts)
@@ -365,27 +439,83 @@ class PixelTrainer:
     def _active(self) -> list[str]:
         return [self.chosen] if self.chosen is not None else list(self.candidates)
 
+    def _loss(self, logits_of, data: _PixelSet, free: _PixelSet | None) -> torch.Tensor:
+        """Cross-entropy on a batch of labelled pixels (+ the entropy of a batch of unlabelled ones);
+        ``logits_of(pixel_set, indices)`` is the stage being trained."""
+        idx = torch.from_numpy(self.rng.integers(data.target.numel(), size=BATCH_PIXELS)).to(self.device)
+        loss = F.binary_cross_entropy_with_logits(logits_of(data, idx), data.target[idx], pos_weight=self.pos_weight)
+        if free is not None:
+            idx = torch.from_numpy(self.rng.integers(free.target.numel(), size=BATCH_PIXELS)).to(self.device)
+            z = logits_of(free, idx)
+            loss = loss + ENTROPY_WEIGHT * F.binary_cross_entropy_with_logits(z, torch.sigmoid(z))  # = entropy
+        if not torch.isfinite(loss):
+            raise NanowireSSLError(f"training diverged: loss is {loss.item()}; lower the learning rate")
+        return loss
+
     def train_step(self) -> float:
         losses = []
         for kind in self._active():
-            model, data = self.candidates[kind], self.train_set[kind]
-            idx = torch.from_numpy(self.rng.integers(data.target.numel(), size=BATCH_PIXELS)).to(self.device)
-            model.train()
-            logits = model.pixel_logits(data.filters[idx], None if data.encoder is None else data.encoder[idx])
-            loss = F.binary_cross_entropy_with_logits(logits, data.target[idx], pos_weight=self.pos_weight)
-            if self.unlabelled_set is not None:
-                free = self.unlabelled_set[kind]
-                idx = torch.from_numpy(self.rng.integers(free.target.numel(), size=BATCH_PIXELS)).to(self.device)
-                z = model.pixel_logits(free.filters[idx], None if free.encoder is None else free.encoder[idx])
-                p = torch.sigmoid(z)
-                loss = loss + ENTROPY_WEIGHT * F.binary_cross_entropy_with_logits(z, p)  # = entropy of p
-            if not torch.isfinite(loss):
-                raise NanowireSSLError(f"training diverged: loss is {loss.item()}; lower the learning rate")
+            model = self.candidates[kind].train()
+
+            def logits_of(d: _PixelSet, i: torch.Tensor, model=model) -> torch.Tensor:
+                return model.pixel_logits(d.filters[i], None if d.encoder is None else d.encoder[i])
+
+            free = self.unlabelled_set[kind] if self.unlabelled_set else None
+            loss = self._loss(logits_of, self.train_set[kind], free)
             self.optimizers[kind].zero_grad(set_to_none=True)
             loss.backward()
             self.optimizers[kind].step()
             losses.append(float(loss.detach()))
         return float(np.mean(losses))
+
+    @torch.no_grad()
+    def prepare_context(self, should_stop=None) -> bool:
+        """The context stage's training pixels: the first stage's probability map of every training image
+        (in-sample, as ilastik's auto-context), the context bank on it, sampled where the first stage's
+        pixels were; adds the stage to the model if it has none. The stage stays off until its last step
+        (previews and a Stop keep the first stage alone). False when ``should_stop()`` turned true."""
+        from .tiling import predict_tiled
+
+        model = self.model.eval()
+        fresh = model.context_filters is None
+        if fresh:
+            model.add_context()
+        labelled = [lab != UNLABELLED for lab in self.labels]
+        parts = [_sample(labelled, MAX_PIXELS, self.rng)]
+        if self.entropy:
+            parts.append(_sample([~m for m in labelled], MAX_PIXELS // 2, self.rng))
+        gathered = [([], [], []) for _ in parts]
+        model.context_enabled = False
+        for i, (image, lab) in enumerate(zip(self.images, self.labels)):
+            prob = predict_tiled(model, image, should_stop=should_stop)
+            if prob is None:
+                return False
+            context = model.context_filters(torch.from_numpy(prob)[None, None].to(self.device))[0]
+            pixels = [part[i] for part in parts]
+            for (fs, cs, ts), (f, _), (ys, xs) in zip(gathered, pixel_features(model, image, pixels, self.device,
+                                                                               encoder=False), pixels):
+                fs.append(f)
+                cs.append(context[:, torch.from_numpy(ys).to(self.device), torch.from_numpy(xs).to(self.device)].T)
+                ts.append(torch.from_numpy((lab[ys, xs] == NANOWIRE).astype(np.float32)).to(self.device))
+        sets = [_PixelSet(torch.cat(fs), None, torch.cat(ts), torch.cat(cs)) for fs, cs, ts in gathered]
+        self.context_set, self.context_free = sets[0], sets[1] if self.entropy else None
+        if fresh:
+            mean, std = standardisation(self.context_set.context)
+            model.context_mean.copy_(mean)
+            model.context_std.copy_(std)
+        self.context_optimizer = torch.optim.AdamW(model.context_parameters(), lr=self.lr, weight_decay=WEIGHT_DECAY)
+        self.running_loss, self.best_loss = None, float("inf")
+        return True
+
+    def context_step(self) -> float:
+        """One step of the context stage (after :meth:`prepare_context`)."""
+        model = self.model.train()
+        loss = self._loss(lambda d, i: model.context_logits(d.filters[i], d.context[i]), self.context_set,
+                          self.context_free)
+        self.context_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.context_optimizer.step()
+        return float(loss.detach())
 
     @torch.no_grad()
     def choose(self) -> str:
@@ -408,8 +538,13 @@ class PixelTrainer:
         """Self-training, as :meth:`.segment.SegmentationTrainer.add_confident_labels`."""
         from .segment import confident_labels, labelled_fraction
 
-        confident = confident_labels(self.restore_best(), self.images, self.painted, wire=wire,
-                                     background=background, should_stop=should_stop)
+        model = self.restore_best()
+        enabled, model.context_enabled = model.context_enabled, False  # the first stage labels for the first
+        try:
+            confident = confident_labels(model, self.images, self.painted, wire=wire, background=background,
+                                         should_stop=should_stop)
+        finally:
+            model.context_enabled = enabled
         if confident is None:
             return None
         self.labels = confident
@@ -418,20 +553,29 @@ class PixelTrainer:
         return labelled_fraction(self.labels)
 
     def steps(self, n_steps: int, *, self_training: int = 0, should_stop=None):
-        """Events as :meth:`.segment.SegmentationTrainer.steps`; the choice is made after half the steps."""
+        """Events as :meth:`.segment.SegmentationTrainer.steps`; the choice is made after half the steps,
+        the context stage trains for the last :attr:`context_steps`."""
         from .segment import total_steps
 
-        total = total_steps(n_steps, self_training, self.has_unpainted)
+        first = total_steps(n_steps, self_training, self.has_unpainted)
+        total = total_steps(n_steps, self_training, self.has_unpainted, self.context_steps)
         for step in range(total):
             t0 = time.perf_counter()
             if step == n_steps // 2 and self.chosen is None:
                 self.choose()
-            if step == n_steps and self.add_confident_labels(should_stop=should_stop) is None:
+            if step == n_steps < first and self.add_confident_labels(should_stop=should_stop) is None:
                 return
-            loss = self.train_step()
+            if step == first:
+                if self.chosen is None:
+                    self.choose()
+                if not self.prepare_context(should_stop):
+                    return
+            loss = self.train_step() if step < first else self.context_step()
             self.losses.append(loss)
             self.running_loss = loss if self.running_loss is None else 0.9 * self.running_loss + 0.1 * loss
             self.best_loss = min(self.best_loss, self.running_loss)
+            if step + 1 == total and self.context_set is not None:
+                self.model.context_enabled = True  # trained: the model is both stages from now on
             yield SegmentEvent(step, total, loss, time.perf_counter() - t0)
         if self.chosen is None:
             self.choose()
@@ -442,11 +586,12 @@ class PixelTrainer:
 
     def choice_line(self) -> str:
         """One line for the status bar and the CLI summary: the chosen kind and the validation scores."""
+        name = self.model.description
         if not self.validation:
             if not self.choosing:
-                return f"model: {self.model.kind} (as asked, not validated)"
-            return f"model: {self.model.kind} (not validated: too few labels to hold some out)" if self.chosen \
-                else f"model: {self.model.kind}"
+                return f"model: {name} (as asked, not validated)"
+            return f"model: {name} (not validated: too few labels to hold some out)" if self.chosen \
+                else f"model: {name}"
         scores = ", ".join(f"{k} {v:.3f}" for k, v in self.validation.items())
-        return f"model: {self.chosen} (validation Dice on held-out labelled blocks: {scores})"
+        return f"model: {name} (validation Dice on held-out labelled blocks: {scores})"
 

@@ -117,14 +117,15 @@ def training_data(images, labels, names=None) -> tuple[list[np.ndarray], list[np
 
 def make_trainer(encoder: Encoder, images: list[np.ndarray], labels: list[np.ndarray], *,
                  model: str = DEFAULT_MODEL, previous=None, seed: int = 0, device="cpu", crop: int = 256,
-                 names=None, **kwargs):
+                 names=None, context: bool = True, **kwargs):
     """The trainer every caller uses: :data:`MODELS` ``auto`` (the default) trains the pixel classifiers
     of :mod:`.pixel_classifier` and keeps the one that validates better on held-out labels; ``filters``
     or ``filters+encoder`` trains that one; ``decoder`` the U-Net decoder (:class:`SegmentationTrainer`,
     ``kwargs`` go to it), ``decoder+filters`` the decoder that also sees the filter bank at full
     resolution, ``decoder+finetune`` the decoder and the encoder's last stage (on a private
     copy of the encoder). ``previous``: a model loaded from a file, trained on (its kind wins).
-    ``names``: the images' files or layers, for error messages."""
+    ``names``: the images' files or layers, for error messages. ``context``: the pixel classifiers'
+    context stage (:class:`.pixel_classifier.PixelTrainer`); ``kwargs`` go to the U-Net trainer only."""
     from .pixel_classifier import KINDS, PixelClassifier, PixelTrainer
 
     if model not in MODELS:
@@ -143,7 +144,7 @@ def make_trainer(encoder: Encoder, images: list[np.ndarray], labels: list[np.nda
     images, labels = training_data(images, labels, names)
     kinds = KINDS if model == "auto" else (model,)
     return PixelTrainer(encoder, images, labels, kinds=kinds, seed=seed, device=device,
-                        previous=previous if isinstance(previous, PixelClassifier) else None)
+                        previous=previous if isinstance(previous, PixelClassifier) else None, context=context)
 
 
 def confident_labels(model, images, painted, *, wire: float, background: float, should_stop=None):
@@ -167,13 +168,14 @@ def confident_labels(model, images, painted, *, wire: float, background: float, 
     return confident
 
 
-def total_steps(n_steps: int, self_training: int, has_unpainted: bool) -> int:
-    """Steps a trainer's ``steps(n_steps, self_training=...)`` runs (both trainers); one-line errors."""
+def total_steps(n_steps: int, self_training: int, has_unpainted: bool, context_steps: int = 0) -> int:
+    """Steps a trainer's ``steps(n_steps, self_training=...)`` runs (both trainers; pass the trainer's
+    ``context_steps``); one-line errors."""
     if n_steps < 1:
         raise NanowireSSLError(f"number of steps must be at least 1, got {n_steps}")
     if self_training < 0:
         raise NanowireSSLError(f"self-training steps must be at least 0, got {self_training}")
-    return n_steps + self_training_steps(self_training, has_unpainted)
+    return n_steps + self_training_steps(self_training, has_unpainted) + context_steps
 
 
 def labelled_fraction(labels) -> float:
@@ -257,6 +259,7 @@ class SegmentationTrainer:
         self.cache: OrderedDict[tuple, list[torch.Tensor]] = OrderedDict()
         self.cache_bytes, self.max_cache_bytes = 0, int(cache_mb * 2**20)
         self.losses: list[float] = []
+        self.context_steps = 0  # the pixel classifiers' context stage; none here
         self._restart()
         if decoder.uses_filters and fresh:
             self._fit_filter_statistics()
@@ -473,8 +476,8 @@ def save_decoder(model, path: str | Path, *, encoder_hash: str, training: dict |
 def model_description(model) -> str:
     """What a loaded or trained segmentation model is, in a few words (with its validation Dice)."""
     if model.kind in model.validation:
-        return f"{model.kind} (validation Dice {model.validation[model.kind]:.3f})"
-    return model.kind
+        return f"{model.description} (validation Dice {model.validation[model.kind]:.3f})"
+    return model.description
 
 
 def decoder_from_state(tensors: dict, meta: dict, encoder: Encoder, *, source: str):

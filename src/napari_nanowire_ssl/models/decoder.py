@@ -157,6 +157,11 @@ class SegmentationModel(nn.Module):
         return "decoder" + ("+filters" if self.decoder.uses_filters else "") + (
             "+finetune" if self.unfreeze_last_stage else "")
 
+    @property
+    def description(self) -> str:
+        """What status lines name (as the pixel classifiers')."""
+        return self.kind
+
     def train(self, mode: bool = True) -> SegmentationModel:
         """Train mode for the decoder (and ``layer4`` when unfrozen); the rest of the encoder stays in eval."""
         super().train(mode)

@@ -331,17 +331,24 @@ class SegmentWidget(Container):
         self_training = self_training_steps(self.self_training.value, self.trainer.has_unpainted)
         worker = _train(self.trainer, image, rows, n_steps, self_training, self.preview_every.value,
                         self.session.settings.tile, self._stop)
-        self._start(worker, f"training on '{layer.name}'…", total=n_steps + self_training,
-                    yielded=lambda item: self._on_step(layer, n_steps, *item),
+        total = n_steps + self_training + self.trainer.context_steps
+        self._start(worker, f"training on '{layer.name}'…", total=total,
+                    yielded=lambda item: self._on_step(layer, n_steps, self_training, *item),
                     returned=lambda result: self._on_trained(layer, result))
 
-    def _on_step(self, layer, n_steps: int, event, prob) -> None:
+    def _on_step(self, layer, n_steps: int, self_training: int, event, prob) -> None:
         if prob is not None:
             self._show(layer, prob)
             return
         self._set_progress(event.fraction)
-        phase = (" (self-training: confident pixels count as labels, so the loss jumps and is not comparable "
-                 "with before)") if event.step >= n_steps else ""
+        if event.step >= n_steps + self_training:
+            phase = (" (context stage: a second model reads the first one's probability map; its loss is its "
+                     "own)")
+        elif event.step >= n_steps:
+            phase = (" (self-training: confident pixels count as labels, so the loss jumps and is not comparable "
+                     "with before)")
+        else:
+            phase = ""
         self.status.value = f"step {event.step + 1}/{event.n_steps}{phase}, loss {event.loss:.4f}; " \
                             f"{self.trainer.choice_line()}"
 
@@ -465,15 +472,16 @@ class SegmentWidget(Container):
 @thread_worker(start_thread=False)
 def _train(trainer, image: np.ndarray, rows: int, n_steps: int, self_training: int, preview_every: int,
            tile: int, stop: threading.Event):
-    """Generator worker: yields ``(event, None)`` per step (``self_training`` steps after ``n_steps``) and
-    ``(None, probability)`` every ``preview_every`` steps; returns ``(probability, mask)`` of the best
+    """Generator worker: yields ``(event, None)`` per step (``self_training`` steps after ``n_steps``, then
+    the trainer's ``context_steps``) and ``(None, probability)`` every ``preview_every`` steps before the
+    context stage (which leaves the preview unchanged until its last step); returns ``(probability, mask)`` of the best
     model, None when stopped. ``image`` is the micrograph above a ``rows``-row banner; the results
     get the banner rows back (as background)."""
     for event in trainer.steps(n_steps, self_training=self_training, should_stop=stop.is_set):
         yield event, None
         if stop.is_set():
             break
-        if preview_every and (event.step + 1) % preview_every == 0 and event.step + 1 < event.n_steps:
+        if preview_every and (event.step + 1) % preview_every == 0 and event.step + 1 < n_steps + self_training:
             prob = predict_tiled(trainer.model, image, tile=tile, should_stop=stop.is_set)
             if prob is not None:
                 yield None, with_banner_rows(prob, rows)
