@@ -45,7 +45,13 @@ from bench_percolation import wire_mask  # noqa: E402
 from napari_nanowire_ssl.analysis.graph import wire_graph  # noqa: E402
 from napari_nanowire_ssl.analysis.measure import analyse_mask  # noqa: E402
 from napari_nanowire_ssl.analysis.resistance import sheet_resistance  # noqa: E402
-from napari_nanowire_ssl.analysis.wires import fill_small_holes, prune_spurs, wire_stats  # noqa: E402
+from napari_nanowire_ssl.analysis.wires import (  # noqa: E402
+    default_prune_px,
+    fill_small_holes,
+    prune_spurs,
+    width_map,
+    wire_stats,
+)
 from napari_nanowire_ssl.analysis.network import network_metrics  # noqa: E402
 
 PIXEL_SIZE_NM, WIRE_OHM_PER_UM, JUNCTION_OHM = 10.0, 10.0, 100.0
@@ -172,16 +178,15 @@ def main() -> None:
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}; median of {args.repeat} runs after a first call\n")
     mask = wire_mask(args.size, 0.3, 2.0 * args.size)
-    skel = skeletonize(mask)
-    edt = ndimage.distance_transform_edt(mask)
-    prune = max(2, round(float(np.median(2.0 * edt[skel] - 1.0))))
-
     def skeleton_stage():
         solid = fill_small_holes(mask)
-        return prune_spurs(skeletonize(solid), prune), ndimage.distance_transform_edt(solid)
+        skel, edt = skeletonize(solid), ndimage.distance_transform_edt(solid)
+        width = width_map(solid, edt)
+        prune = default_prune_px(skel, width)
+        return prune_spurs(skel, prune), edt, width, prune
 
-    first_skel, t_skel, (pruned, edt) = timed(skeleton_stage, args.repeat)
-    first_graph, t_graph, graph = timed(lambda: wire_graph(pruned, edt, prune_px=prune), args.repeat)
+    first_skel, t_skel, (pruned, edt, width, prune) = timed(skeleton_stage, args.repeat)
+    first_graph, t_graph, graph = timed(lambda: wire_graph(pruned, edt, width, prune_px=prune), args.repeat)
     wires = wire_stats(mask)
 
     def metrics_and_resistance():

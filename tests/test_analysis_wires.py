@@ -6,12 +6,20 @@ import math
 
 import numpy as np
 import pytest
+from scipy import ndimage
 from skimage.draw import line
 
 from napari_nanowire_ssl.analysis.density import density, pixel_density
 from napari_nanowire_ssl.analysis.morphology import morphology_call
 from napari_nanowire_ssl.analysis.percolation import percolation
-from napari_nanowire_ssl.analysis.wires import AXIAL_STEP, CORNER, DIAGONAL_STEP, skeleton_length, wire_stats
+from napari_nanowire_ssl.analysis.wires import (
+    AXIAL_STEP,
+    CORNER,
+    DIAGONAL_STEP,
+    skeleton_length,
+    width_map,
+    wire_stats,
+)
 from napari_nanowire_ssl.errors import NanowireSSLError
 
 
@@ -126,11 +134,24 @@ def test_spurs_from_a_bumpy_outline_are_pruned_and_short_wires_kept():
     assert wire_stats(m, prune_px=0).n_junctions == 1  # unpruned: the bump's spur
 
 
-@pytest.mark.parametrize("width", [1, 2, 3, 4, 7])
-def test_width_within_one_pixel(width):
+@pytest.mark.parametrize("width", [1, 2, 3, 4, 6, 7])
+def test_width_of_straight_bars_is_exact_for_odd_and_even_widths(width):
     m = np.zeros((60, 200), bool)
     m[20 : 20 + width, 10:190] = True
-    assert abs(wire_stats(m).median_width_px - width) <= 1.0
+    s = wire_stats(m)
+    assert s.median_width_px == width and wire_stats(m.T).median_width_px == width
+    # the plain 2 * edt - 1 on the skeleton, which this replaced, is one pixel short for even widths
+    edt = ndimage.distance_transform_edt(m)
+    assert np.median(2 * edt[s.skeleton] - 1) == width - (1 - width % 2)
+
+
+@pytest.mark.parametrize("width", [2, 3, 5, 6])
+def test_width_of_diagonal_bars_is_within_a_tenth(width):
+    yy, xx = np.mgrid[:200, :200]
+    m = (np.abs(yy - xx) / np.sqrt(2) <= width / 2) & (yy > 20) & (yy < 180)
+    digital = m.sum() / (159 * np.sqrt(2))  # the digital strip's own width: area / length along the diagonal
+    assert wire_stats(m).median_width_px == pytest.approx(digital, rel=0.1)
+    assert width_map(m)[~m].max() == 0
 
 
 def test_plus_sign_has_four_ends_and_one_junction():
@@ -275,3 +296,15 @@ def test_morphology_call_rejects_bad_numbers(bad):
     kwargs = {"density": 0.3, "probabilities": None, **bad}
     with pytest.raises(NanowireSSLError):
         morphology_call(percolation(_cross()), kwargs["density"], kwargs["probabilities"])
+
+
+def test_width_map_in_bands_equals_the_whole_mask_at_once(monkeypatch):
+    from napari_nanowire_ssl.analysis import wires
+
+    rng = np.random.default_rng(0)
+    m = ndimage.binary_opening(rng.random((90, 70)) < 0.4)
+    m[30:52, :] = True  # a 22 px bar across the band boundaries at rows 32 and 48
+    whole = wires.width_map(m)
+    monkeypatch.setattr(wires, "WIDTH_BAND_ROWS", 16)
+    np.testing.assert_array_equal(wires.width_map(m), whole)
+    assert whole[40, 35] == 22

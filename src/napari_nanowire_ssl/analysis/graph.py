@@ -231,9 +231,10 @@ def _arm_geometry(indptr, pcoords, radius_at_end, width):
     return p1, d / np.where(norm > 0, norm, 1.0)
 
 
-def wire_graph(skeleton: np.ndarray, edt: np.ndarray, *, prune_px: int = 0) -> WireGraph:
+def wire_graph(skeleton: np.ndarray, edt: np.ndarray, width: np.ndarray, *, prune_px: int = 0) -> WireGraph:
     """The wire graph of ``skeleton`` (a thin 2D skeleton) with ``edt`` the mask's
-    Euclidean distance to the background; see the module docstring."""
+    Euclidean distance to the background (the junction discs' radii) and ``width`` its local wire
+    width (``wires.width_map``: the branches' widths); see the module docstring."""
     skeleton, paths = _prune(np.asarray(skeleton, dtype=bool), prune_px)
     if paths is None:
         empty_i, empty_f = np.zeros(0, np.int64), np.zeros(0)
@@ -263,7 +264,7 @@ def wire_graph(skeleton: np.ndarray, edt: np.ndarray, *, prune_px: int = 0) -> W
     poly = np.bincount(vpid[1:][same], weights=seg[same], minlength=n_paths)
 
     # Mean width away from the junction discs (the whole path if nothing is left).
-    widths = 2.0 * edt[tuple(pcoords.T)] - 1.0
+    widths = width[tuple(pcoords.T)]
     d_src = np.linalg.norm(pcoords - node_xy[src0[pid]], axis=1)
     d_dst = np.linalg.norm(pcoords - node_xy[dst0[pid]], axis=1)
     outside = (d_src > radius[src0[pid]]) & (d_dst > radius[dst0[pid]])
