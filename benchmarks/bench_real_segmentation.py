@@ -148,7 +148,8 @@ def speed(encoder):
     net = trainer.restore_best()
     predict_tiled(net, image)
     total = time.perf_counter() - t0
-    rows = [["default Train on 1280 x 919 (200 steps + 100 self-training, ~20 strokes) to its prediction",
+    rows = [[f"default Train on 1280 x 919 ({STEPS} steps + {SELF_TRAINING_STEPS} self-training + "
+             f"{trainer.context_steps} context, ~20 strokes) to its prediction",
              f"{total:.1f} s ({trainer.choice_line().split(' (')[0]})"],
             ["first preview (20 steps + prediction of the image)", f"{first:.1f} s"]]
     big = np.random.default_rng(0).random((1024, 1024)).astype(np.float32)

@@ -100,6 +100,7 @@ def main() -> None:
                         help="real folders left out of the corpus (to measure on them as unseen sets)")
     parser.add_argument("--init", default=None, help="continue from this encoder (default or a file)")
     parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--filter-weight", type=float, default=0.0, help="the dense filter-prediction term")
     parser.add_argument("--steps-per-epoch", type=int, default=None)
     parser.add_argument("--no-ship", action="store_true", help="do not overwrite the shipped file")
     parser.add_argument("--seed", type=int, default=0)
@@ -120,6 +121,7 @@ def main() -> None:
                "--device", args.device] + (["--resume"] if args.resume else [])
     command += (["--init", args.init] if args.init else []) + (["--lr", str(args.lr)] if args.lr else [])
     command += ["--steps-per-epoch", str(args.steps_per_epoch)] if args.steps_per_epoch else []
+    command += ["--filter-weight", str(args.filter_weight)] if args.filter_weight else []
     print("nanowire-ssl " + " ".join(command))
     start = time.perf_counter()
     status = cli(command)

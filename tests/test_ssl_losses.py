@@ -11,6 +11,7 @@ from torch import nn
 
 from napari_nanowire_ssl.errors import NanowireSSLError
 from napari_nanowire_ssl.ssl import PAPER_WIDTHS, Projector, barlow_twins_loss, nt_xent_loss
+from napari_nanowire_ssl.ssl.losses import filter_prediction_loss
 
 # Two columns of four samples, each with mean 0 and biased std 1, orthogonal to each other.
 A = torch.tensor([1.0, 1.0, -1.0, -1.0])
@@ -158,3 +159,26 @@ def test_projector_single_layer_is_linear():
 def test_projector_rejects_bad_widths(dims):
     with pytest.raises(NanowireSSLError, match="projector"):
         Projector(32, dims)
+
+
+def test_filter_prediction_by_hand():
+    # One image, one channel, 4 x 4: standardised, its 2 x 2 block means are the best 2 x 2 prediction.
+    t = torch.arange(16.0).reshape(1, 1, 4, 4)
+    z = (t - t.mean()) / t.std()
+    blocks = z.reshape(2, 2, 2, 2).mean(dim=(1, 3)).reshape(1, 1, 2, 2)
+    assert filter_prediction_loss([blocks], t).item() == pytest.approx(0.0, abs=1e-12)
+    # Predicting zeros costs the mean square of the block means; at full size, the variance ((n-1)/n).
+    assert filter_prediction_loss([torch.zeros(1, 1, 2, 2)], t).item() == pytest.approx(blocks.pow(2).mean().item())
+    both = filter_prediction_loss([torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 4, 4)], t).item()
+    assert both == pytest.approx((blocks.pow(2).mean().item() + 15 / 16) / 2)
+    # A constant channel stays finite (std 1) and the targets carry no gradient.
+    c = torch.ones(1, 1, 4, 4, requires_grad=True)
+    assert filter_prediction_loss([torch.zeros(1, 1, 1, 1)], c).item() == 0.0
+
+
+def test_filter_prediction_rejects_mismatched_channels():
+    with pytest.raises(NanowireSSLError, match=r"filter prediction of shape \(1, 2, 2, 2\) does not match targets "
+                                               r"of shape \(1, 3, 4, 4\)"):
+        filter_prediction_loss([torch.zeros(1, 2, 2, 2)], torch.zeros(1, 3, 4, 4))
+    with pytest.raises(NanowireSSLError, match="at least one prediction"):
+        filter_prediction_loss([], torch.zeros(1, 3, 4, 4))

@@ -83,6 +83,29 @@ def test_stop_and_resume_equals_an_uninterrupted_run(images, tmp_path):
         torch.testing.assert_close(second.model.state_dict()[key], value, rtol=0, atol=0)
 
 
+def test_filter_prediction_term_trains_heads_that_stay_out_of_the_encoder_file(images, tmp_path):
+    config = tiny_config(epochs=1, filter_weight=50.0)
+    trainer = Pretrainer(images, config, device="cpu", checkpoint=tmp_path / "f.ckpt")
+    heads = trainer.model.filter_heads
+    assert [h.in_channels for h in heads] == trainer.encoder.feature_channels
+    assert {h.out_channels for h in heads} == {trainer.filter_bank.out_channels}
+    before = [h.weight.detach().clone() for h in heads]
+    plain = Pretrainer(images, tiny_config(epochs=1), device="cpu")
+    losses, plain_losses = [e.loss for e in run_all(trainer)], [e.loss for e in run_all(plain)]
+    assert plain.model.filter_heads is None
+    assert all(not torch.equal(b, h.weight) for b, h in zip(before, heads))  # every stage's head learnt
+    assert losses[0] > plain_losses[0]  # the same first batch and weights, plus the filter term
+    out = trainer.finish(tmp_path / "f.safetensors")
+    assert read_metadata(out)["training"]["config"]["filter_weight"] == 50.0
+    assert set(load_encoder(out).state_dict()) == set(trainer.encoder.state_dict())
+    resumed = Pretrainer(images, config, device="cpu", checkpoint=tmp_path / "f.ckpt")
+    resumed.resume()
+    for b, h in zip(resumed.model.filter_heads, heads):
+        torch.testing.assert_close(b.weight, h.weight, rtol=0, atol=0)
+    with pytest.raises(NanowireSSLError, match="filter-prediction weight must be at least 0, got -1"):
+        Pretrainer(images, tiny_config(filter_weight=-1.0), device="cpu")
+
+
 @pytest.mark.slow
 def test_seeds_make_runs_reproducible(images):
     a, b, c = (Pretrainer(images, tiny_config(epochs=1, seed=s), device="cpu") for s in (3, 3, 4))

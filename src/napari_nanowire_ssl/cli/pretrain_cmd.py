@@ -40,6 +40,9 @@ def register(subparsers) -> None:
     p.add_argument("--lr", type=float, default=None,
                    help="learning rate (default: 1e-3 AdamW, 0.2 LARS; 2e-4 AdamW with --init)")
     p.add_argument("--optimizer", choices=("adamw", "lars"), default="adamw")
+    p.add_argument("--filter-weight", type=float, default=0.0, metavar="W",
+                   help="add W x the dense filter-prediction term: every encoder stage also predicts the "
+                        "views' classical filter responses (default 0: the SSL loss alone)")
     p.add_argument("--out", type=Path, required=True, metavar="FILE", help="encoder model file (.safetensors)")
     p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
     add_device(p)
@@ -82,7 +85,7 @@ def run(args) -> int:
     backbone = init.backbone if init is not None else args.backbone or "resnet18"
     config = PretrainConfig(method=args.method, backbone=backbone, image_size=args.image_size,
                             epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
-                            seed=args.seed, steps_per_epoch=args.steps_per_epoch)
+                            seed=args.seed, steps_per_epoch=args.steps_per_epoch, filter_weight=args.filter_weight)
     if args.lr is not None:
         config.lr = args.lr
     elif args.optimizer == "lars":

@@ -1,4 +1,5 @@
-"""Self-supervised losses: Barlow Twins and SimCLR's NT-Xent, written out in plain torch.
+"""Self-supervised losses: Barlow Twins and SimCLR's NT-Xent, written out in plain torch, and the
+dense filter-prediction term (:func:`filter_prediction_loss`).
 
 Both take the projections ``z1``, ``z2`` (N, D) of two augmented views of the
 same N images, row i of ``z1`` and row i of ``z2`` coming from the same image.
@@ -91,3 +92,29 @@ def nt_xent_loss(z1: torch.Tensor, z2: torch.Tensor, *, temperature: float = 0.1
         idx = torch.arange(n, device=z.device)
         targets = torch.cat([idx + n, idx])
         return F.cross_entropy(logits, targets)
+
+
+def filter_prediction_loss(predictions: list[torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between each ``(N, C, h, w)`` prediction and the ``(N, C, H, W)`` ``targets``
+    averaged over ``H / h`` x ``W / w`` blocks, mean over the predictions.
+
+    The targets are classical filter responses of the views (``models.filters.FilterBank``), each channel
+    standardised over the batch, so every filter and scale weighs the same; predicting them from an
+    encoder stage (through a 1x1 convolution) asks that stage to keep the intensity, edge, ridge and
+    texture information the classical pixel features hold, which invariance alone may discard (a
+    hand-crafted target, as MaskFeat's HOG; Wei et al. 2022).
+    """
+    if not predictions:
+        raise NanowireSSLError("filter prediction needs at least one prediction")
+    dtype = _compute_dtype(targets)
+    with torch.autocast(device_type=targets.device.type, enabled=False):
+        t = targets.detach().to(dtype)
+        mean, std = t.mean(dim=(0, 2, 3), keepdim=True), t.std(dim=(0, 2, 3), keepdim=True)
+        t = (t - mean) / torch.where(std > 1e-6, std, torch.ones_like(std))
+        losses = []
+        for p in predictions:
+            if p.shape[:2] != t.shape[:2]:
+                raise NanowireSSLError(f"filter prediction of shape {tuple(p.shape)} does not match targets of "
+                                       f"shape {tuple(t.shape)}")
+            losses.append(F.mse_loss(p.to(dtype), F.adaptive_avg_pool2d(t, p.shape[-2:])))
+        return torch.stack(losses).mean()

@@ -48,7 +48,8 @@ from ..models.device import autocast_context, select_device
 from ..models.encoder import Encoder
 from ..models.modelfile import encoder_identity, save_encoder
 from .augment import AugmentConfig, two_views
-from .losses import barlow_twins_loss, nt_xent_loss
+from ..models.filters import FilterBank
+from .losses import barlow_twins_loss, filter_prediction_loss, nt_xent_loss
 from .projector import Projector
 
 METHODS = ("barlow", "simclr")
@@ -75,6 +76,7 @@ class PretrainConfig:
     barlow_lambda: float = 5e-3
     temperature: float = 0.1
     seed: int = 0
+    filter_weight: float = 0.0  # weight of the dense filter-prediction term (0: the SSL loss alone)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     steps_per_epoch: int | None = None  # None: as many as windows tile the images (see the module docstring)
 
@@ -91,6 +93,8 @@ class PretrainConfig:
             raise NanowireSSLError(f"epochs must be at least 1, got {self.epochs}")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise NanowireSSLError(f"steps per epoch must be at least 1, got {self.steps_per_epoch}")
+        if not self.filter_weight >= 0:
+            raise NanowireSSLError(f"filter-prediction weight must be at least 0, got {self.filter_weight}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -123,14 +127,27 @@ class PretrainEvent:
 
 
 class SSLModel(nn.Module):
-    """Encoder followed by the projector: what the SSL loss sees."""
+    """Encoder followed by the projector: what the SSL loss sees; with ``filter_heads`` (one 1x1
+    convolution per encoder stage) also each stage's prediction of the views' filter responses."""
 
-    def __init__(self, encoder: Encoder, projector: Projector):
+    def __init__(self, encoder: Encoder, projector: Projector, filter_heads: nn.ModuleList | None = None):
         super().__init__()
-        self.encoder, self.projector = encoder, projector
+        self.encoder, self.projector, self.filter_heads = encoder, projector, filter_heads
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.projector(self.encoder.embed(x))
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        maps = self.encoder.forward_features(x)
+        z = self.projector(maps[-1].mean(dim=(2, 3)))  # the projection of Encoder.embed
+        if self.filter_heads is None:
+            return z, None
+        return z, [head(m) for head, m in zip(self.filter_heads, maps)]
+
+
+FILTER_SIGMAS = (1.0, 2.0, 4.0, 8.0)  # px of the views: the filter-prediction targets' scales
+
+
+def filter_heads(encoder: Encoder, bank) -> nn.ModuleList:
+    """One 1x1 convolution per encoder stage to the ``bank``'s channels (dropped after pretraining)."""
+    return nn.ModuleList(nn.Conv2d(c, bank.out_channels, 1) for c in encoder.feature_channels)
 
 
 class CropPool:
@@ -255,7 +272,9 @@ class Pretrainer:
             encoder = copy.deepcopy(init).cpu().float().train()
             self.adapted_from = describe_init(init, init_source or "encoder", init_content_hash)
         projector = Projector(encoder.embedding_dim, config.projector_dims)
-        self.model = SSLModel(encoder, projector).to(self.device)
+        self.filter_bank = FilterBank(FILTER_SIGMAS).to(self.device) if config.filter_weight > 0 else None
+        heads = filter_heads(encoder, self.filter_bank) if self.filter_bank is not None else None
+        self.model = SSLModel(encoder, projector, heads).to(self.device)
         if self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
         window = 2 * config.image_size
@@ -307,10 +326,15 @@ class Pretrainer:
             v1 = v1.contiguous(memory_format=torch.channels_last)
             v2 = v2.contiguous(memory_format=torch.channels_last)
         self.net.train()
+        views = torch.cat([v1, v2])
         with autocast_context(self.device):
-            z = self.net(torch.cat([v1, v2]))
+            z, predictions = self.net(views)
         z1, z2 = z.chunk(2)
         loss = self.loss(z1, z2)
+        if self.filter_bank is not None:
+            with torch.no_grad():
+                targets = self.filter_bank(views.float())
+            loss = loss + c.filter_weight * filter_prediction_loss(predictions, targets)
         if not torch.isfinite(loss):
             raise NanowireSSLError(f"pretraining diverged at epoch {self.epoch + 1}: loss is {loss.item()}; "
                                    "lower the learning rate")
