@@ -181,6 +181,9 @@ def test_cli_pretrain_writes_encoder_and_resumes(tmp_path, capsys):
     assert main(args + ["--resume"]) == 0
     assert read_metadata(out)["training"]["epochs_completed"] == 2
     assert "2 of 2 epochs" in capsys.readouterr().out
+    assert read_metadata(out)["training"]["config"]["filter_weight"] == 0.0
+    assert main(args[:-2] + ["--seed", "2", "--filter-weight", "20", "--out", str(tmp_path / "f.safetensors")]) == 0
+    assert read_metadata(tmp_path / "f.safetensors")["training"]["config"]["filter_weight"] == 20.0
     assert main(["pretrain", str(tmp_path / "missing"), "--out", str(out)]) == 2
     assert "missing: no such file or folder" in capsys.readouterr().err
 
