@@ -16,6 +16,7 @@ from conftest import read_csv
 from qtpy.QtCore import Qt
 
 from napari_nanowire_ssl.models.modelfile import encoder_identity
+from napari_nanowire_ssl.fewshot.pixel_classifier import CONTEXT_STEPS
 from napari_nanowire_ssl.fewshot.segment import save_decoder
 from napari_nanowire_ssl.models.decoder import SegmentationModel, UNetDecoder
 from napari_nanowire_ssl.models.encoder import Encoder
@@ -77,7 +78,8 @@ def test_sample_to_percolation_csv_and_a_batch_run(make_napari_viewer, qtbot, no
     seg.n_steps.value, seg.self_training.value, seg.preview_every.value, seg.batch_size.value = 60, 0, 0, 2
     click(qtbot, seg.train_button)
     wait_for(qtbot, seg)
-    assert seg.status.value.startswith("trained 60 steps"), seg.status.value
+    # 60 steps on the strokes, then the context stage (a pixel model is chosen on this sample).
+    assert seg.status.value.startswith(f"trained {60 + CONTEXT_STEPS} steps"), seg.status.value
     click(qtbot, seg.predict_button)
     wait_for(qtbot, seg)
     mask_layer = viewer.layers[f"{IMAGE} nanowires"]
