@@ -46,9 +46,9 @@ from ..errors import NanowireSSLError
 from ..io.normalize import normalize
 from ..models.device import autocast_context, select_device
 from ..models.encoder import Encoder
+from ..models.filters import FilterBank
 from ..models.modelfile import encoder_identity, save_encoder
 from .augment import AugmentConfig, two_views
-from ..models.filters import FilterBank
 from .losses import barlow_twins_loss, filter_prediction_loss, nt_xent_loss
 from .projector import Projector
 
@@ -145,7 +145,7 @@ class SSLModel(nn.Module):
 FILTER_SIGMAS = (1.0, 2.0, 4.0, 8.0)  # px of the views: the filter-prediction targets' scales
 
 
-def filter_heads(encoder: Encoder, bank) -> nn.ModuleList:
+def filter_heads(encoder: Encoder, bank: FilterBank) -> nn.ModuleList:
     """One 1x1 convolution per encoder stage to the ``bank``'s channels (dropped after pretraining)."""
     return nn.ModuleList(nn.Conv2d(c, bank.out_channels, 1) for c in encoder.feature_channels)
 
