@@ -2,7 +2,7 @@
 and classical filter features, before and after adaptation to each set's own images.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_encoder_value.py \
-        [--encoders default random FILE ...] [--adapt default] [--adapt-steps 60] \
+        [--encoders default random FILE ...] [--adapt default] [--adapt-steps 60] [--adapt-frozen-steps N] \
         [--class-sets materials emps-dispersion] [--seg-sets isbi2012_em emps_particles deepsem_nanomembranes] \
         [--json results.json]
 
@@ -84,10 +84,12 @@ def make_encoders(specs: list[str]) -> dict[str, Encoder]:
     return out
 
 
-def adapt(encoder: Encoder, images: list[np.ndarray], steps: int, seed: int = 0) -> tuple[Encoder, float]:
+def adapt(encoder: Encoder, images: list[np.ndarray], steps: int, seed: int = 0,
+          frozen_steps: int | None = None) -> tuple[Encoder, float]:
     """``encoder`` continued on ``images`` (no labels) for ``steps`` steps; (adapted copy, seconds)."""
     t0 = time.perf_counter()
-    config = adaptation_config(encoder, images, steps=steps, seed=seed)
+    overrides = {} if frozen_steps is None else {"frozen_encoder_steps": frozen_steps}
+    config = adaptation_config(encoder, steps=steps, seed=seed, **overrides)
     trainer = Pretrainer(images, config, device="cpu", init=encoder, init_source="benchmark")
     for event in trainer.steps():
         if event.step % 20 == 0:
@@ -138,6 +140,8 @@ def main(argv=None) -> int:
     p.add_argument("--encoders", nargs="+", default=["random", "default"])
     p.add_argument("--adapt", nargs="*", default=[], help="encoders (names as in the table) to adapt per set")
     p.add_argument("--adapt-steps", type=int, default=60)
+    p.add_argument("--adapt-frozen-steps", type=int, default=None, metavar="N",
+                   help="steps that train the new projector alone (default: adaptation_config's)")
     p.add_argument("--class-sets", nargs="*", default=["materials", "emps-dispersion"])
     p.add_argument("--seg-sets", nargs="*", default=["isbi2012_em", "emps_particles", "deepsem_nanomembranes"])
     p.add_argument("--per-class", type=int, default=15)
@@ -169,7 +173,7 @@ def main(argv=None) -> int:
                 row[FILTERS] = probe(texture, labels, groups, args.shots, args.repeats)
             log(f"  {enc_name}: {row[enc_name]:.3f} ({time.perf_counter() - t0:.0f} s)")
             if enc_name in args.adapt:
-                adapted, secs = adapt(encoder, images, args.adapt_steps)
+                adapted, secs = adapt(encoder, images, args.adapt_steps, frozen_steps=args.adapt_frozen_steps)
                 seconds[f"{name} adapt {enc_name}"] = secs
                 keep(adapted, args.save_adapted, f"{enc_name}_{name}")
                 row[f"{enc_name} adapted"] = probe(encoder_and_texture(adapted, images)[0], labels, groups,
@@ -192,7 +196,7 @@ def main(argv=None) -> int:
             row[enc_name] = decoder_dice(encoder, tr_images, tr_masks, tests, truths, args.seg_steps)
             log(f"  {enc_name}: {row[enc_name]:.3f} ({time.perf_counter() - t0:.0f} s)")
             if enc_name in args.adapt:
-                adapted, secs = adapt(encoder, images, args.adapt_steps)
+                adapted, secs = adapt(encoder, images, args.adapt_steps, frozen_steps=args.adapt_frozen_steps)
                 seconds[f"{name} adapt {enc_name}"] = secs
                 keep(adapted, args.save_adapted, f"{enc_name}_{name}")
                 row[f"{enc_name} adapted"] = decoder_dice(adapted, tr_images, tr_masks, tests, truths, args.seg_steps)

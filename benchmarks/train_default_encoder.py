@@ -120,6 +120,8 @@ def main() -> None:
                "--batch-size", str(args.batch_size), "--out", str(trained), "--seed", str(args.seed),
                "--device", args.device] + (["--resume"] if args.resume else [])
     command += (["--init", args.init] if args.init else []) + (["--lr", str(args.lr)] if args.lr else [])
+    # a continuation here is a long run, not an adaptation: one warm-up epoch, the encoder learning from the start
+    command += ["--warmup-epochs", "1", "--frozen-encoder-steps", "0"] if args.init else []
     command += ["--steps-per-epoch", str(args.steps_per_epoch)] if args.steps_per_epoch else []
     command += ["--filter-weight", str(args.filter_weight)] if args.filter_weight else []
     print("nanowire-ssl " + " ".join(command))

@@ -94,8 +94,8 @@ def adapting_widget(viewer, tmp_path, monkeypatch, steps):
 
     real = pretrain.adaptation_config
     monkeypatch.setattr(pretrain, "adaptation_config",
-                        lambda init, images, steps: real(init, images, steps=steps, batch_size=4, image_size=32,
-                                                         projector_dims=(32, 32, 32)))
+                        lambda init, steps: real(init, steps=steps, batch_size=4, image_size=32,
+                                                 projector_dims=(32, 32, 32)))
     monkeypatch.setattr(encoder_widget, "ADAPTED_DIR", tmp_path / "adapted")
     widget = EncoderWidget(viewer)
     widget.device.value = "cpu"

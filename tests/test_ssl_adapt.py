@@ -14,7 +14,9 @@ from napari_nanowire_ssl.models.modelfile import (
     save_encoder,
     tensor_hash,
 )
+from napari_nanowire_ssl.ssl.augment import AugmentConfig
 from napari_nanowire_ssl.ssl.pretrain import (
+    ADAPT_FROZEN_STEPS,
     ADAPT_LR,
     PretrainConfig,
     Pretrainer,
@@ -82,14 +84,45 @@ def test_backbone_must_match_the_init(images, init):
 
 
 def test_adaptation_runs_exactly_the_steps_asked_for(init, images):
-    config = adaptation_config(init, images, steps=3, batch_size=4, image_size=32, projector_dims=(32, 32, 32))
+    config = adaptation_config(init, steps=3, batch_size=4, image_size=32, projector_dims=(32, 32, 32))
     assert (config.backbone, config.lr, config.epochs, config.warmup_epochs) == ("resnet18", ADAPT_LR, 1, 0.1)
+    assert config.frozen_encoder_steps == 1  # at most half of the steps
     trainer = Pretrainer(images, config, device="cpu", init=init)  # 8 windows would make 2 steps per epoch
     events = list(trainer.steps())
     assert [e.step for e in events] == [0, 1, 2] and events[-1].fraction == 1.0
     assert trainer.optimizer.param_groups[0]["lr"] == 0.0  # decayed to zero at the end
     with pytest.raises(Exception, match="adaptation needs at least 1 step, got 0"):
-        adaptation_config(init, images, steps=0)
+        adaptation_config(init, steps=0)
+
+
+def test_adaptation_keeps_the_init_recipe_and_overrides_win(init):
+    assert adaptation_config(init).filter_weight == PretrainConfig().filter_weight  # nothing recorded
+    recipe = PretrainConfig(method="simclr", image_size=48, filter_weight=7.0, temperature=0.3, lr=0.5,
+                            batch_size=256, epochs=40, augment=AugmentConfig(p_blur=0.9))
+    init.training_info = {"method": "simclr", "config": recipe.to_dict()}
+    config = adaptation_config(init, steps=100)
+    assert (config.method, config.image_size, config.filter_weight, config.temperature) == ("simclr", 48, 7.0, 0.3)
+    assert config.augment == AugmentConfig(p_blur=0.9)
+    # the schedule is the adaptation's own
+    assert (config.lr, config.batch_size, config.epochs, config.steps_per_epoch) == (ADAPT_LR, 32, 1, 100)
+    assert config.frozen_encoder_steps == ADAPT_FROZEN_STEPS
+    assert adaptation_config(init, steps=100, filter_weight=0.0, image_size=64).filter_weight == 0.0
+
+
+def test_frozen_encoder_steps_train_the_projector_alone(images, init):
+    trainer = Pretrainer(images, tiny_config(frozen_encoder_steps=2, steps_per_epoch=3), device="cpu", init=init)
+    encoder_before = {k: v.clone() for k, v in trainer.encoder.state_dict().items()}
+    projector_before = {k: v.clone() for k, v in trainer.model.projector.state_dict().items()}
+    steps = trainer.steps()
+    next(steps), next(steps)
+    for key, value in trainer.encoder.state_dict().items():  # weights and BatchNorm statistics
+        assert torch.equal(value, encoder_before[key]), key
+    assert not all(torch.equal(v, projector_before[k]) for k, v in trainer.model.projector.state_dict().items())
+    next(steps)
+    assert not torch.equal(trainer.encoder.layer1[0].conv1.weight, encoder_before["layer1.0.conv1.weight"])
+    assert not torch.equal(trainer.encoder.bn1.running_mean, encoder_before["bn1.running_mean"])
+    with pytest.raises(Exception, match="frozen-encoder steps must be at least 0, got -1"):
+        tiny_config(frozen_encoder_steps=-1).validate()
 
 
 def write_images(folder, n=2, size=128, seed=2):
@@ -110,7 +143,7 @@ def test_cli_init_file_round_trip(init, tmp_path, capsys):
     out = tmp_path / "adapted.safetensors"
     # lr 0: the weights stay those of the init file (batch-norm running statistics still move)
     args = ["pretrain", str(data), "--init", str(init_file), "--image-size", "32", "--batch-size", "4",
-            "--epochs", "1", "--lr", "0", "--out", str(out), "--device", "cpu"]
+            "--steps-per-epoch", "2", "--lr", "0", "--out", str(out), "--device", "cpu"]
     assert main(args) == 0
     meta = read_metadata(out)
     assert (meta["backbone"], meta["norm_mean"], meta["norm_std"], meta["input_size"]) == ("resnet18", 0.4, 0.2, 96)
@@ -130,9 +163,14 @@ def test_cli_init_default_records_the_shipped_file(tmp_path):
     data = write_images(tmp_path / "images", n=1)
     out = tmp_path / "adapted.safetensors"
     assert main(["pretrain", str(data), "--init", "default", "--image-size", "32", "--batch-size", "2",
-                 "--epochs", "1", "--out", str(out), "--device", "cpu"]) == 0
+                 "--steps-per-epoch", "2", "--warmup-epochs", "0.5", "--frozen-encoder-steps", "0",
+                 "--out", str(out), "--device", "cpu"]) == 0
     training = read_metadata(out)["training"]
     shipped = read_metadata(default_encoder_path())
     assert training["adapted_from"]["source"] == "default"
     assert training["adapted_from"]["content_hash"] == shipped["content_hash"]
-    assert training["config"]["lr"] == ADAPT_LR
+    # the adaptation settings, with the shipped encoder's recipe where the command line is silent
+    assert (training["config"]["lr"], training["config"]["epochs"], training["steps"]) == (ADAPT_LR, 1, 2)
+    assert (training["config"]["warmup_epochs"], training["config"]["frozen_encoder_steps"]) == (0.5, 0)
+    assert training["config"]["filter_weight"] == shipped["training"]["config"]["filter_weight"] > 0
+    assert training["config"]["image_size"] == 32

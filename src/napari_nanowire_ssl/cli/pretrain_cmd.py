@@ -1,7 +1,9 @@
 """``nanowire-ssl pretrain``: self-supervised pretraining of an encoder.
 
 ``--init default|FILE`` adapts an existing encoder instead of starting from
-random weights (continued self-supervised training on the given images).
+random weights (continued self-supervised training on the given images) with
+``ssl.pretrain.adaptation_config``, the settings the Encoder tab uses; the
+options given on the command line override them.
 
 Runs unchanged under ``torchrun --nproc-per-node N`` (DistributedDataParallel;
 each rank trains on its shard of the images, rank 0 writes the files).
@@ -26,23 +28,30 @@ def register(subparsers) -> None:
     )
     p.add_argument("inputs", nargs="+", type=Path, metavar="IMAGES_OR_DIRS",
                    help="image files or folders of images (stacks give one image per slice)")
-    p.add_argument("--method", choices=("barlow", "simclr"), default="barlow")
+    p.add_argument("--method", choices=("barlow", "simclr"), default=None,
+                   help="default barlow; with --init, the init's")
     p.add_argument("--init", default=None, metavar="default|FILE",
                    help="start from this encoder (the shipped default, a model file or a torchvision / "
                    "CEM500K checkpoint) instead of random weights")
     p.add_argument("--backbone", choices=("resnet18", "resnet34", "resnet50"), default=None,
                    help="default resnet18; with --init, the init's")
-    p.add_argument("--image-size", type=int, default=128, metavar="PX", help="size of the views (default 128)")
-    p.add_argument("--epochs", type=int, default=10, metavar="N")
-    p.add_argument("--batch-size", type=int, default=64, metavar="B", help="per process (default 64)")
+    p.add_argument("--image-size", type=int, default=None, metavar="PX",
+                   help="size of the views (default 128; with --init, the init's)")
+    p.add_argument("--epochs", type=int, default=None, metavar="N", help="default 10; with --init, 1")
+    p.add_argument("--batch-size", type=int, default=None, metavar="B", help="per process (default 64; 32 with --init)")
     p.add_argument("--steps-per-epoch", type=int, default=None, metavar="N",
-                   help="steps between checkpoints (default: as many batches as windows tile the images)")
+                   help="steps between checkpoints (default: as many batches as windows tile the images; "
+                        "with --init, 200)")
     p.add_argument("--lr", type=float, default=None,
                    help="learning rate (default: 1e-3 AdamW, 0.2 LARS; 2e-4 AdamW with --init)")
     p.add_argument("--optimizer", choices=("adamw", "lars"), default="adamw")
-    p.add_argument("--filter-weight", type=float, default=0.0, metavar="W",
+    p.add_argument("--filter-weight", type=float, default=None, metavar="W",
                    help="add W x the dense filter-prediction term: every encoder stage also predicts the "
-                        "views' classical filter responses (default 0: the SSL loss alone)")
+                        "views' classical filter responses (default 0: the SSL loss alone; with --init, the init's)")
+    p.add_argument("--warmup-epochs", type=float, default=None, metavar="E",
+                   help="linear learning-rate warm-up (default 1 epoch; with --init, a tenth)")
+    p.add_argument("--frozen-encoder-steps", type=int, default=None, metavar="N",
+                   help="the first N steps train only the new projector (default 0; with --init, 20)")
     p.add_argument("--out", type=Path, required=True, metavar="FILE", help="encoder model file (.safetensors)")
     p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
     add_device(p)
@@ -70,7 +79,7 @@ def run(args) -> int:
 
     from ..errors import NanowireSSLError
     from ..io import list_images, read_image
-    from ..ssl.pretrain import ADAPT_LR, PretrainConfig, Pretrainer
+    from ..ssl.pretrain import PretrainConfig, Pretrainer, adaptation_config
 
     files = list_images(args.inputs, report=lambda line: print(line, file=sys.stderr))
     images = []
@@ -82,16 +91,17 @@ def run(args) -> int:
         init, source, content_hash = load_init(args.init)
         if args.backbone not in (None, init.backbone):
             raise NanowireSSLError(f"--init {args.init} is a {init.backbone}; drop --backbone {args.backbone}")
-    backbone = init.backbone if init is not None else args.backbone or "resnet18"
-    config = PretrainConfig(method=args.method, backbone=backbone, image_size=args.image_size,
-                            epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
-                            seed=args.seed, steps_per_epoch=args.steps_per_epoch, filter_weight=args.filter_weight)
-    if args.lr is not None:
-        config.lr = args.lr
-    elif args.optimizer == "lars":
-        config.lr = 0.2
-    elif init is not None:
-        config.lr = ADAPT_LR
+    given = {"method": args.method, "image_size": args.image_size, "epochs": args.epochs,
+             "batch_size": args.batch_size, "optimizer": args.optimizer, "seed": args.seed,
+             "steps_per_epoch": args.steps_per_epoch, "filter_weight": args.filter_weight,
+             "warmup_epochs": args.warmup_epochs, "frozen_encoder_steps": args.frozen_encoder_steps,
+             "lr": 0.2 if args.lr is None and args.optimizer == "lars" else args.lr}
+    given = {k: v for k, v in given.items() if v is not None}
+    if init is not None:
+        config = adaptation_config(init, **given) if "steps_per_epoch" not in given else \
+            adaptation_config(init, steps=given.pop("steps_per_epoch"), **given)
+    else:
+        config = PretrainConfig(backbone=args.backbone or "resnet18", **given)
     trainer = Pretrainer(images, config, device=args.device, checkpoint=checkpoint_path(args.out), init=init,
                          init_source=source, init_content_hash=content_hash)
     if args.resume:

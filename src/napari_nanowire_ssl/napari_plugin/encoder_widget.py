@@ -151,7 +151,7 @@ class EncoderWidget(Container):
         init = self.session.active_encoder()
         source = self.session.encoder_source
         content_hash = read_metadata(default_encoder_path())["content_hash"] if source == "default" else None
-        config = adaptation_config(init, images, steps=self.adapt_steps.value)
+        config = adaptation_config(init, steps=self.adapt_steps.value)
         ADAPTED_DIR.mkdir(parents=True, exist_ok=True)
         out = ADAPTED_DIR / f"adapted_encoder_{time.strftime('%Y%m%d-%H%M%S')}.safetensors"
         trainer = Pretrainer(images, config, device=self.session.device(), init=init, init_source=source,

@@ -23,9 +23,11 @@ SSL losses see the local batch, as in most Barlow Twins and SimCLR code.
 Adaptation (the paper's method applied to the user's own images): given an
 ``init`` encoder, training continues from a copy of its weights, with its
 normalisation and nominal input size, instead of random weights; the
-projector starts afresh (model files keep the encoder only). The written file
-records the encoder it was adapted from (``training.adapted_from``).
-:func:`adaptation_config` holds the settings the CLI and the widget use for it.
+projector starts afresh (model files keep the encoder only), so it learns alone
+for the first steps (``frozen_encoder_steps``). The written file records the
+encoder it was adapted from (``training.adapted_from``).
+:func:`adaptation_config` holds the settings the CLI and the widget use for it:
+the init's own recipe, a lower learning rate, a fixed number of steps.
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ OPTIMIZERS = ("adamw", "lars")
 ADAPT_STEPS = 200  # default length of an adaptation (a few minutes on a laptop CPU at 128 px, batch 32)
 ADAPT_LR = 2e-4  # AdamW rate when continuing from trained weights: 5x below the from-scratch 1e-3
 ADAPT_BATCH = 32
+ADAPT_FROZEN_STEPS = 20  # first steps of an adaptation (at most half): the new projector learns before the encoder moves
+# What an adaptation takes over from the recipe that trained its init (``training_info["config"]``):
+RECIPE_FIELDS = ("method", "image_size", "projector_dims", "barlow_lambda", "temperature", "filter_weight", "augment")
 
 
 @dataclass
@@ -77,6 +82,7 @@ class PretrainConfig:
     temperature: float = 0.1
     seed: int = 0
     filter_weight: float = 0.0  # weight of the dense filter-prediction term (0: the SSL loss alone)
+    frozen_encoder_steps: int = 0  # the first steps train the projector (and filter heads) only
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     steps_per_epoch: int | None = None  # None: as many as windows tile the images (see the module docstring)
 
@@ -95,6 +101,8 @@ class PretrainConfig:
             raise NanowireSSLError(f"steps per epoch must be at least 1, got {self.steps_per_epoch}")
         if not self.filter_weight >= 0:
             raise NanowireSSLError(f"filter-prediction weight must be at least 0, got {self.filter_weight}")
+        if self.frozen_encoder_steps < 0:
+            raise NanowireSSLError(f"frozen-encoder steps must be at least 0, got {self.frozen_encoder_steps}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -134,8 +142,14 @@ class SSLModel(nn.Module):
         super().__init__()
         self.encoder, self.projector, self.filter_heads = encoder, projector, filter_heads
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
-        maps = self.encoder.forward_features(x)
+    def forward(self, x: torch.Tensor, frozen_encoder: bool = False) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        """``frozen_encoder``: no gradient reaches the encoder and its BatchNorm statistics stay as they are."""
+        if frozen_encoder:
+            self.encoder.eval()
+            with torch.no_grad():
+                maps = self.encoder.forward_features(x)
+        else:
+            maps = self.encoder.forward_features(x)
         z = self.projector(maps[-1].mean(dim=(2, 3)))  # the projection of Encoder.embed
         if self.filter_heads is None:
             return z, None
@@ -224,18 +238,26 @@ def distributed_context() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
-def adaptation_config(init: Encoder, images: list[np.ndarray], *, steps: int = ADAPT_STEPS,
-                      batch_size: int = ADAPT_BATCH, **overrides) -> PretrainConfig:
-    """Barlow Twins settings for continuing ``init`` for exactly ``steps`` steps.
+def adaptation_config(init: Encoder, *, steps: int = ADAPT_STEPS, batch_size: int = ADAPT_BATCH,
+                      **overrides) -> PretrainConfig:
+    """Settings for continuing ``init`` for exactly ``steps`` steps (``overrides`` win).
 
-    One epoch of ``steps`` steps, whatever the images' size, the first tenth
-    as warm-up (the projector starts from random weights), so the learning rate
-    still decays to zero at the end.
+    The init's own recipe (:data:`RECIPE_FIELDS`: loss, view size, projector,
+    filter-prediction term, augmentations) where its file records one, so
+    adaptation keeps optimising what the encoder was trained for. One epoch of
+    ``steps`` steps whatever the images' size, so the learning rate decays to
+    zero at the end; the projector starts from random weights, so for the first
+    :data:`ADAPT_FROZEN_STEPS` steps (at most half) only it and the filter heads
+    learn, and its first, random gradients never reach the encoder.
     """
     if steps < 1:
         raise NanowireSSLError(f"adaptation needs at least 1 step, got {steps}")
-    return PretrainConfig(backbone=init.backbone, batch_size=batch_size, lr=ADAPT_LR, epochs=1,
-                          steps_per_epoch=steps, warmup_epochs=0.1, **overrides)
+    recipe = (init.training_info or {}).get("config")
+    base = PretrainConfig.from_dict(recipe) if recipe else PretrainConfig()
+    settings = {**{k: getattr(base, k) for k in RECIPE_FIELDS}, "backbone": init.backbone,
+                "batch_size": batch_size, "lr": ADAPT_LR, "epochs": 1, "steps_per_epoch": steps,
+                "warmup_epochs": 0.1, "frozen_encoder_steps": min(ADAPT_FROZEN_STEPS, steps // 2), **overrides}
+    return PretrainConfig(**settings)
 
 
 def describe_init(encoder: Encoder, source: str, content_hash: str | None = None) -> dict:
@@ -300,7 +322,9 @@ class Pretrainer:
         if not dist.is_initialized():
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        # The frozen-encoder steps leave the encoder's parameters without gradients.
+        return nn.parallel.DistributedDataParallel(model, device_ids=ids,
+                                                   find_unused_parameters=self.config.frozen_encoder_steps > 0)
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         c = self.config
@@ -311,6 +335,10 @@ class Pretrainer:
     @property
     def encoder(self) -> Encoder:
         return self.model.encoder
+
+    @property
+    def steps_done(self) -> int:
+        return self.epoch * self.steps_per_epoch + self.step_in_epoch
 
     def loss(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         if self.config.method == "barlow":
@@ -327,8 +355,9 @@ class Pretrainer:
             v2 = v2.contiguous(memory_format=torch.channels_last)
         self.net.train()
         views = torch.cat([v1, v2])
+        frozen = self.steps_done < c.frozen_encoder_steps
         with autocast_context(self.device):
-            z, predictions = self.net(views)
+            z, predictions = self.net(views, frozen)
         z1, z2 = z.chunk(2)
         loss = self.loss(z1, z2)
         if self.filter_bank is not None:
