@@ -2,7 +2,7 @@
 and classical filter features, before and after adaptation to each set's own images.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_encoder_value.py \
-        [--encoders default random FILE ...] [--adapt default] [--adapt-steps 60] [--adapt-frozen-steps N] \
+        [--encoders default random FILE ...] [--adapt default] [--adapt-steps 60] [--adapt-override FIELD=VALUE ...] \
         [--class-sets materials emps-dispersion] [--seg-sets isbi2012_em emps_particles deepsem_nanomembranes] \
         [--json results.json]
 
@@ -17,7 +17,7 @@ itself is worth. The classical peer is the same probe on the texture block of
 the same features (multiscale filter statistics and LBP histograms,
 ``fewshot.texture``).
 
-Segmentation (:mod:`real_sets`, seed 0 split): ``--seg-train`` fully labelled
+Segmentation (:mod:`real_sets`, split ``--split-seed``, default 0): ``--seg-train`` fully labelled
 training images, a U-Net decoder on the frozen encoder
 (``fewshot.segment.SegmentationTrainer`` defaults, ``--seg-steps`` steps, best
 state), median Dice over the test images; the classical peer is the random
@@ -85,11 +85,10 @@ def make_encoders(specs: list[str]) -> dict[str, Encoder]:
 
 
 def adapt(encoder: Encoder, images: list[np.ndarray], steps: int, seed: int = 0,
-          frozen_steps: int | None = None) -> tuple[Encoder, float]:
+          overrides: dict | None = None) -> tuple[Encoder, float]:
     """``encoder`` continued on ``images`` (no labels) for ``steps`` steps; (adapted copy, seconds)."""
     t0 = time.perf_counter()
-    overrides = {} if frozen_steps is None else {"frozen_encoder_steps": frozen_steps}
-    config = adaptation_config(encoder, steps=steps, seed=seed, **overrides)
+    config = adaptation_config(encoder, steps=steps, seed=seed, **(overrides or {}))
     trainer = Pretrainer(images, config, device="cpu", init=encoder, init_source="benchmark")
     for event in trainer.steps():
         if event.step % 20 == 0:
@@ -140,19 +139,22 @@ def main(argv=None) -> int:
     p.add_argument("--encoders", nargs="+", default=["random", "default"])
     p.add_argument("--adapt", nargs="*", default=[], help="encoders (names as in the table) to adapt per set")
     p.add_argument("--adapt-steps", type=int, default=60)
-    p.add_argument("--adapt-frozen-steps", type=int, default=None, metavar="N",
-                   help="steps that train the new projector alone (default: adaptation_config's)")
+    p.add_argument("--adapt-override", nargs="*", default=[], metavar="FIELD=VALUE",
+                   help="PretrainConfig fields to set instead of adaptation_config's (JSON values), "
+                        "e.g. frozen_encoder_steps=0 lr=0")
     p.add_argument("--class-sets", nargs="*", default=["materials", "emps-dispersion"])
     p.add_argument("--seg-sets", nargs="*", default=["isbi2012_em", "emps_particles", "deepsem_nanomembranes"])
     p.add_argument("--per-class", type=int, default=15)
     p.add_argument("--shots", type=int, default=4)
     p.add_argument("--repeats", type=int, default=50)
     p.add_argument("--seg-train", type=int, default=2)
+    p.add_argument("--split-seed", type=int, default=0, help="which real_sets split of the Dice sets")
     p.add_argument("--seg-steps", type=int, default=100)
     p.add_argument("--no-filters", action="store_true", help="skip the classical peers")
     p.add_argument("--save-adapted", type=Path, default=None, metavar="DIR")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = p.parse_args(argv)
+    overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.adapt_override)}
     torch.set_num_threads(1)
     t_start = time.perf_counter()
     encoders = make_encoders(args.encoders)
@@ -173,7 +175,7 @@ def main(argv=None) -> int:
                 row[FILTERS] = probe(texture, labels, groups, args.shots, args.repeats)
             log(f"  {enc_name}: {row[enc_name]:.3f} ({time.perf_counter() - t0:.0f} s)")
             if enc_name in args.adapt:
-                adapted, secs = adapt(encoder, images, args.adapt_steps, frozen_steps=args.adapt_frozen_steps)
+                adapted, secs = adapt(encoder, images, args.adapt_steps, overrides=overrides)
                 seconds[f"{name} adapt {enc_name}"] = secs
                 keep(adapted, args.save_adapted, f"{enc_name}_{name}")
                 row[f"{enc_name} adapted"] = probe(encoder_and_texture(adapted, images)[0], labels, groups,
@@ -182,7 +184,7 @@ def main(argv=None) -> int:
 
     for name in args.seg_sets:
         images, masks, _ = load_set(name)
-        train, test = splits(name, args.seg_train, 0)
+        train, test = splits(name, args.seg_train, args.split_seed)
         tr_images, tr_masks = [images[i] for i in train], [masks[i] for i in train]
         tests, truths = [images[i] for i in test], [masks[i] for i in test]
         log(f"{name}: {len(train)} training, {len(test)} test images")
@@ -196,7 +198,7 @@ def main(argv=None) -> int:
             row[enc_name] = decoder_dice(encoder, tr_images, tr_masks, tests, truths, args.seg_steps)
             log(f"  {enc_name}: {row[enc_name]:.3f} ({time.perf_counter() - t0:.0f} s)")
             if enc_name in args.adapt:
-                adapted, secs = adapt(encoder, images, args.adapt_steps, frozen_steps=args.adapt_frozen_steps)
+                adapted, secs = adapt(encoder, images, args.adapt_steps, overrides=overrides)
                 seconds[f"{name} adapt {enc_name}"] = secs
                 keep(adapted, args.save_adapted, f"{enc_name}_{name}")
                 row[f"{enc_name} adapted"] = decoder_dice(adapted, tr_images, tr_masks, tests, truths, args.seg_steps)

@@ -121,7 +121,8 @@ def main() -> None:
                "--device", args.device] + (["--resume"] if args.resume else [])
     command += (["--init", args.init] if args.init else []) + (["--lr", str(args.lr)] if args.lr else [])
     # a continuation here is a long run, not an adaptation: one warm-up epoch, the encoder learning from the start
-    command += ["--warmup-epochs", "1", "--frozen-encoder-steps", "0"] if args.init else []
+    command += ["--warmup-epochs", "1", "--frozen-encoder-steps", "0", "--batchnorm-statistics", "update"] \
+        if args.init else []
     command += ["--steps-per-epoch", str(args.steps_per_epoch)] if args.steps_per_epoch else []
     command += ["--filter-weight", str(args.filter_weight)] if args.filter_weight else []
     print("nanowire-ssl " + " ".join(command))

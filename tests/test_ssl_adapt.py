@@ -45,6 +45,7 @@ def init():
 
 
 def test_training_starts_from_a_copy_of_the_init(images, init, tmp_path):
+    init.requires_grad_(False)  # as a decoder trained on it leaves it; the copy must still learn
     before = {k: v.clone() for k, v in init.state_dict().items()}
     trainer = Pretrainer(images, tiny_config(), device="cpu", init=init, init_source="mine.safetensors",
                          checkpoint=tmp_path / "a.ckpt")
@@ -105,8 +106,19 @@ def test_adaptation_keeps_the_init_recipe_and_overrides_win(init):
     assert config.augment == AugmentConfig(p_blur=0.9)
     # the schedule is the adaptation's own
     assert (config.lr, config.batch_size, config.epochs, config.steps_per_epoch) == (ADAPT_LR, 32, 1, 100)
-    assert config.frozen_encoder_steps == ADAPT_FROZEN_STEPS
+    assert config.frozen_encoder_steps == ADAPT_FROZEN_STEPS and config.keep_batchnorm_statistics
     assert adaptation_config(init, steps=100, filter_weight=0.0, image_size=64).filter_weight == 0.0
+
+
+def test_kept_batchnorm_statistics_stay_while_the_weights_learn(images, init):
+    trainer = Pretrainer(images, tiny_config(keep_batchnorm_statistics=True, steps_per_epoch=2), device="cpu",
+                         init=init)
+    before = {k: v.clone() for k, v in trainer.encoder.state_dict().items()}
+    list(trainer.steps())
+    after = trainer.encoder.state_dict()
+    assert all(torch.equal(after[k], before[k]) for k in before if "running" in k)
+    assert not torch.equal(after["layer1.0.conv1.weight"], before["layer1.0.conv1.weight"])
+    assert not torch.equal(after["bn1.weight"], before["bn1.weight"])  # the affine part still learns
 
 
 def test_frozen_encoder_steps_train_the_projector_alone(images, init):
@@ -141,7 +153,7 @@ def test_cli_init_file_round_trip(init, tmp_path, capsys):
     init_file = tmp_path / "init.safetensors"
     content_hash = save_encoder(init, init_file)
     out = tmp_path / "adapted.safetensors"
-    # lr 0: the weights stay those of the init file (batch-norm running statistics still move)
+    # lr 0: the encoder stays the init, BatchNorm statistics included (adaptation keeps them)
     args = ["pretrain", str(data), "--init", str(init_file), "--image-size", "32", "--batch-size", "4",
             "--steps-per-epoch", "2", "--lr", "0", "--out", str(out), "--device", "cpu"]
     assert main(args) == 0
@@ -150,8 +162,10 @@ def test_cli_init_file_round_trip(init, tmp_path, capsys):
     assert meta["training"]["adapted_from"] == {"source": str(init_file.resolve()), "content_hash": content_hash,
                                                 "encoder_hash": tensor_hash(init.state_dict()), "method": "barlow"}
     adapted, original = load_encoder(out).state_dict(), load_encoder(init_file).state_dict()
-    weights = [k for k in original if k.endswith("weight")]
-    assert weights and all(torch.equal(adapted[k], original[k]) for k in weights)
+    assert any(k.endswith("running_mean") for k in original)
+    assert all(torch.equal(adapted[k], original[k]) for k in original)
+    assert main(args[:-4] + ["--batchnorm-statistics", "update", "--out", str(out), "--device", "cpu"]) == 0
+    adapted = load_encoder(out).state_dict()
     assert not all(torch.equal(adapted[k], original[k]) for k in original if k.endswith("running_mean"))
     assert main(args[:-2] + ["--backbone", "resnet50", "--device", "cpu"]) == 2
     assert f"--init {init_file} is a resnet18; drop --backbone resnet50" in capsys.readouterr().err

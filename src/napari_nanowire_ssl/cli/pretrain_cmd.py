@@ -50,6 +50,9 @@ def register(subparsers) -> None:
                         "views' classical filter responses (default 0: the SSL loss alone; with --init, the init's)")
     p.add_argument("--warmup-epochs", type=float, default=None, metavar="E",
                    help="linear learning-rate warm-up (default 1 epoch; with --init, a tenth)")
+    p.add_argument("--batchnorm-statistics", choices=("update", "keep"), default=None,
+                   help="update the encoder's BatchNorm statistics from the views or keep them "
+                        "(default update; with --init, keep)")
     p.add_argument("--frozen-encoder-steps", type=int, default=None, metavar="N",
                    help="the first N steps train only the new projector (default 0; with --init, 20)")
     p.add_argument("--out", type=Path, required=True, metavar="FILE", help="encoder model file (.safetensors)")
@@ -95,6 +98,8 @@ def run(args) -> int:
              "batch_size": args.batch_size, "optimizer": args.optimizer, "seed": args.seed,
              "steps_per_epoch": args.steps_per_epoch, "filter_weight": args.filter_weight,
              "warmup_epochs": args.warmup_epochs, "frozen_encoder_steps": args.frozen_encoder_steps,
+             "keep_batchnorm_statistics": None if args.batchnorm_statistics is None
+             else args.batchnorm_statistics == "keep",
              "lr": 0.2 if args.lr is None and args.optimizer == "lars" else args.lr}
     given = {k: v for k, v in given.items() if v is not None}
     if init is not None:

@@ -83,6 +83,7 @@ class PretrainConfig:
     seed: int = 0
     filter_weight: float = 0.0  # weight of the dense filter-prediction term (0: the SSL loss alone)
     frozen_encoder_steps: int = 0  # the first steps train the projector (and filter heads) only
+    keep_batchnorm_statistics: bool = False  # the encoder's BatchNorm layers normalise with the running statistics
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     steps_per_epoch: int | None = None  # None: as many as windows tile the images (see the module docstring)
 
@@ -142,10 +143,13 @@ class SSLModel(nn.Module):
         super().__init__()
         self.encoder, self.projector, self.filter_heads = encoder, projector, filter_heads
 
-    def forward(self, x: torch.Tensor, frozen_encoder: bool = False) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
-        """``frozen_encoder``: no gradient reaches the encoder and its BatchNorm statistics stay as they are."""
-        if frozen_encoder:
+    def forward(self, x: torch.Tensor, frozen_encoder: bool = False,
+                keep_batchnorm_statistics: bool = False) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        """``frozen_encoder``: no gradient reaches the encoder; it and ``keep_batchnorm_statistics`` run
+        the encoder in eval mode, so its BatchNorm statistics stay as they are."""
+        if frozen_encoder or keep_batchnorm_statistics:
             self.encoder.eval()
+        if frozen_encoder:
             with torch.no_grad():
                 maps = self.encoder.forward_features(x)
         else:
@@ -248,7 +252,10 @@ def adaptation_config(init: Encoder, *, steps: int = ADAPT_STEPS, batch_size: in
     ``steps`` steps whatever the images' size, so the learning rate decays to
     zero at the end; the projector starts from random weights, so for the first
     :data:`ADAPT_FROZEN_STEPS` steps (at most half) only it and the filter heads
-    learn, and its first, random gradients never reach the encoder.
+    learn, and its first, random gradients never reach the encoder. The init's
+    BatchNorm statistics are kept: those of a few minutes of augmented views
+    would replace what the features were learnt with (what an adaptation with
+    learning rate 0 would otherwise change).
     """
     if steps < 1:
         raise NanowireSSLError(f"adaptation needs at least 1 step, got {steps}")
@@ -256,7 +263,8 @@ def adaptation_config(init: Encoder, *, steps: int = ADAPT_STEPS, batch_size: in
     base = PretrainConfig.from_dict(recipe) if recipe else PretrainConfig()
     settings = {**{k: getattr(base, k) for k in RECIPE_FIELDS}, "backbone": init.backbone,
                 "batch_size": batch_size, "lr": ADAPT_LR, "epochs": 1, "steps_per_epoch": steps,
-                "warmup_epochs": 0.1, "frozen_encoder_steps": min(ADAPT_FROZEN_STEPS, steps // 2), **overrides}
+                "warmup_epochs": 0.1, "frozen_encoder_steps": min(ADAPT_FROZEN_STEPS, steps // 2),
+                "keep_batchnorm_statistics": True, **overrides}
     return PretrainConfig(**settings)
 
 
@@ -291,7 +299,8 @@ class Pretrainer:
         else:
             if init.backbone != config.backbone:
                 raise NanowireSSLError(f"the initial encoder is a {init.backbone}, not a {config.backbone}")
-            encoder = copy.deepcopy(init).cpu().float().train()
+            # requires_grad: a decoder or pixel model trained on ``init`` froze its parameters
+            encoder = copy.deepcopy(init).cpu().float().train().requires_grad_(True)
             self.adapted_from = describe_init(init, init_source or "encoder", init_content_hash)
         projector = Projector(encoder.embedding_dim, config.projector_dims)
         self.filter_bank = FilterBank(FILTER_SIGMAS).to(self.device) if config.filter_weight > 0 else None
@@ -357,7 +366,7 @@ class Pretrainer:
         views = torch.cat([v1, v2])
         frozen = self.steps_done < c.frozen_encoder_steps
         with autocast_context(self.device):
-            z, predictions = self.net(views, frozen)
+            z, predictions = self.net(views, frozen, c.keep_batchnorm_statistics)
         z1, z2 = z.chunk(2)
         loss = self.loss(z1, z2)
         if self.filter_bank is not None:
