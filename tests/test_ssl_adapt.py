@@ -188,3 +188,15 @@ def test_cli_init_default_records_the_shipped_file(tmp_path):
     assert (training["config"]["warmup_epochs"], training["config"]["frozen_encoder_steps"]) == (0.5, 0)
     assert training["config"]["filter_weight"] == shipped["training"]["config"]["filter_weight"] > 0
     assert training["config"]["image_size"] == 32
+
+
+def test_cli_help_states_the_adaptation_defaults(capsys):
+    from napari_nanowire_ssl.ssl.pretrain import ADAPT_BATCH, ADAPT_STEPS
+
+    with pytest.raises(SystemExit):
+        main(["pretrain", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert ADAPT_LR == 2e-4  # the help writes it so
+    for phrase in (f"with --init, {ADAPT_STEPS})", f"{ADAPT_BATCH} with --init", f"with --init, {ADAPT_FROZEN_STEPS},",
+                   "2e-4 AdamW with --init"):
+        assert phrase in text, phrase

@@ -49,12 +49,12 @@ def register(subparsers) -> None:
                    help="add W x the dense filter-prediction term: every encoder stage also predicts the "
                         "views' classical filter responses (default 0: the SSL loss alone; with --init, the init's)")
     p.add_argument("--warmup-epochs", type=float, default=None, metavar="E",
-                   help="linear learning-rate warm-up (default 1 epoch; with --init, a tenth)")
+                   help="linear learning-rate warm-up (default 1 epoch; with --init, a tenth of the steps)")
     p.add_argument("--batchnorm-statistics", choices=("update", "keep"), default=None,
                    help="update the encoder's BatchNorm statistics from the views or keep them "
                         "(default update; with --init, keep)")
     p.add_argument("--frozen-encoder-steps", type=int, default=None, metavar="N",
-                   help="the first N steps train only the new projector (default 0; with --init, 20)")
+                   help="the first N steps train only the new projector (default 0; with --init, 20, at most half)")
     p.add_argument("--out", type=Path, required=True, metavar="FILE", help="encoder model file (.safetensors)")
     p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
     add_device(p)
@@ -82,7 +82,7 @@ def run(args) -> int:
 
     from ..errors import NanowireSSLError
     from ..io import list_images, read_image
-    from ..ssl.pretrain import PretrainConfig, Pretrainer, adaptation_config
+    from ..ssl.pretrain import ADAPT_STEPS, PretrainConfig, Pretrainer, adaptation_config
 
     files = list_images(args.inputs, report=lambda line: print(line, file=sys.stderr))
     images = []
@@ -103,8 +103,7 @@ def run(args) -> int:
              "lr": 0.2 if args.lr is None and args.optimizer == "lars" else args.lr}
     given = {k: v for k, v in given.items() if v is not None}
     if init is not None:
-        config = adaptation_config(init, **given) if "steps_per_epoch" not in given else \
-            adaptation_config(init, steps=given.pop("steps_per_epoch"), **given)
+        config = adaptation_config(init, steps=given.pop("steps_per_epoch", ADAPT_STEPS), **given)
     else:
         config = PretrainConfig(backbone=args.backbone or "resnet18", **given)
     trainer = Pretrainer(images, config, device=args.device, checkpoint=checkpoint_path(args.out), init=init,
