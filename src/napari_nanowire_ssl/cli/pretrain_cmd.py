@@ -112,7 +112,7 @@ def run(args) -> int:
         trainer.resume()
     main_rank = trainer.rank == 0
     total = config.epochs * trainer.steps_per_epoch
-    bar = tqdm(total=total, initial=trainer.epoch * trainer.steps_per_epoch + trainer.step_in_epoch,
+    bar = tqdm(total=total, initial=trainer.steps_done,
                disable=not main_rank, unit="step", file=sys.stderr)
     try:
         for event in trainer.steps():

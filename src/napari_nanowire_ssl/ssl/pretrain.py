@@ -56,7 +56,7 @@ from .projector import Projector
 
 METHODS = ("barlow", "simclr")
 OPTIMIZERS = ("adamw", "lars")
-ADAPT_STEPS = 200  # default length of an adaptation (a few minutes on a laptop CPU at 128 px, batch 32)
+ADAPT_STEPS = 200  # default length of an adaptation (a few minutes on a laptop CPU, batch 32)
 ADAPT_LR = 2e-4  # AdamW rate when continuing from trained weights: 5x below the from-scratch 1e-3
 ADAPT_BATCH = 32
 ADAPT_FROZEN_STEPS = 20  # first steps of an adaptation (at most half): the new projector learns before the encoder moves
@@ -149,10 +149,7 @@ class SSLModel(nn.Module):
         the encoder in eval mode, so its BatchNorm statistics stay as they are."""
         if frozen_encoder or keep_batchnorm_statistics:
             self.encoder.eval()
-        if frozen_encoder:
-            with torch.no_grad():
-                maps = self.encoder.forward_features(x)
-        else:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen_encoder):
             maps = self.encoder.forward_features(x)
         z = self.projector(maps[-1].mean(dim=(2, 3)))  # the projection of Encoder.embed
         if self.filter_heads is None:
@@ -347,6 +344,7 @@ class Pretrainer:
 
     @property
     def steps_done(self) -> int:
+        """Optimisation steps so far, over all epochs (a resumed run included)."""
         return self.epoch * self.steps_per_epoch + self.step_in_epoch
 
     def loss(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
