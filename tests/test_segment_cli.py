@@ -66,7 +66,9 @@ def test_trains_and_writes_binary_masks(ws, tmp_path, capsys):
     printed = capsys.readouterr().out
     # full masks: nothing unlabelled, so no self-training
     assert "trained on 2 images (0 as scribbles; 100.0% of pixels labelled), 6 steps + 0 self-training" in printed
-    assert re.search(r"; model: filters(\+encoder)? with context \(validation Dice on held-out labelled blocks: "
+    # two labelled images: each is held out in turn for the choice
+    assert re.search(r"; model: filters(\+encoder)? with context \(validation Dice on each of 2 labelled images "
+                     r"held out in turn: "
                      r"filters 0\.\d{3}, filters\+encoder 0\.\d{3}\)", printed), printed
     meta = read_metadata(tmp_path / "dec.safetensors", kind="decoder")
     assert meta["model"] == "pixels" and meta["training"]["choice"] in printed

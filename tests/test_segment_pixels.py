@@ -10,6 +10,7 @@ from napari_nanowire_ssl.fewshot.pixel_classifier import (
     CONTEXT_SIGMAS,
     CONTEXT_STEPS,
     PixelClassifier,
+    image_folds,
     pixel_features,
     validation_blocks,
 )
@@ -222,6 +223,34 @@ def test_validation_blocks_hold_out_both_classes_or_nothing():
     strokes = np.zeros((256, 256), np.uint8)
     strokes[10, 10], strokes[200, 200] = 1, 2  # one pixel per class: nothing can be held out
     assert not validation_blocks([strokes], rng)[0].any()
+
+
+def test_images_are_held_out_in_turn_only_when_the_others_keep_both_classes():
+    both, wire, background, none = (np.array([[1, 2]]), np.array([[0, 2]]), np.array([[1, 0]]),
+                                    np.zeros((1, 2), int))
+    assert image_folds([both, both]) == [0, 1]
+    assert image_folds([wire, background, both]) == [0, 1, 2]
+    assert image_folds([both, none, both]) == [0, 2]  # an unpainted image validates nothing
+    assert image_folds([wire, background]) == []  # each alone misses a class: held-out blocks instead
+    assert image_folds([both, none]) == []  # one labelled image
+    # only image 0 has wire: holding it out leaves none to train on, and the images that can be held
+    # out have no wire to score: blocks
+    assert image_folds([both, background, background]) == []
+
+
+def test_one_labelled_image_is_validated_on_blocks_several_by_images():
+    pairs = lines(3)
+    images, labels = [p[0] for p in pairs], [labels_from_mask(p[1]) for p in pairs]
+    one = make_trainer(NoiseEncoder("resnet18").eval(), images[:1], labels[:1], seed=0)
+    assert one.folds == [] and one.val_set is not None
+    several = make_trainer(NoiseEncoder("resnet18").eval(), images, labels, seed=0)
+    assert several.folds == [0, 1, 2] and several.val_set is None
+    events = list(several.steps(8))
+    assert several.chosen in ("filters", "filters+encoder") and len(events) == 8 + several.context_steps
+    assert set(several.validation) == {"filters", "filters+encoder"}
+    assert "validation Dice on each of 3 labelled images held out in turn" in several.choice_line()
+    stopped = make_trainer(NoiseEncoder("resnet18").eval(), images, labels, seed=0)
+    assert list(stopped.steps(8, should_stop=lambda: True)) == [] and stopped.chosen is None
 
 
 def test_pixel_model_file_round_trip_and_metadata(encoder, tmp_path):

@@ -66,7 +66,8 @@ def register(subparsers) -> None:
                         "as labels (scribble masks only; default 100, 0 = off)")
     p.add_argument("--model", choices=MODELS, default=DEFAULT_MODEL,
                    help="auto (default): pixel classifiers on multiscale filters with and without the encoder's "
-                        "features, the one that scores better on held-out labelled blocks is kept; filters or "
+                        "features, the one that scores better on held-out labels (each image in turn when "
+                        "several are labelled, blocks of one otherwise) is kept; filters or "
                         "filters+encoder: that one; decoder: the U-Net decoder on the encoder maps (slower); "
                         "decoder+filters: the decoder that also sees the filters at full resolution; "
                         "decoder+finetune: the decoder and the encoder's last stage")

@@ -14,14 +14,21 @@ hundreds of encoder channels is ever made.
 
 Training (:class:`PixelTrainer`) draws up to :data:`MAX_PIXELS` labelled
 pixels, and Adam minimises the binary cross-entropy on batches of
-:data:`BATCH_PIXELS` of them. Candidates (:data:`KINDS`: ``filters`` and
-``filters+encoder`` by default) train side by side on the labelled pixels
-outside a random quarter of :data:`BLOCK` px blocks; after half the steps the
-candidate with the higher Dice on the held-out blocks is chosen (the user's
-own labels decide: encoder features help on some images and hurt on others,
-docs/benchmarks.md), the encoder's only when it wins by :data:`ENCODER_MARGIN`
-(the filters alone predict twice as fast), and trains on all the labelled
-pixels for the rest.
+:data:`BATCH_PIXELS` of them. Among the candidates (:data:`KINDS`: ``filters``
+and ``filters+encoder`` by default) the user's own labels decide (encoder
+features help on some images and hurt on others, docs/benchmarks.md); the
+encoder's is kept only when it wins by :data:`ENCODER_MARGIN` (the filters
+alone predict twice as fast). With labels on two or more images the choice is
+leave-one-image-out, before training: for every image whose labels can be held
+out (:func:`image_folds`), each candidate trains for half the steps on the
+other images' pixels and is scored on that image's; the Dice pooled over the
+folds decides, and the kept candidate then trains from scratch on all the
+labels. It measures what the user wants, a model that carries to images it was
+not trained on; held-out blocks of the training images reward fitting those
+images (docs/benchmarks.md). With one labelled image the candidates train side
+by side on the labelled pixels outside a random quarter of :data:`BLOCK` px
+blocks, and after half the steps the one with the higher Dice on the held-out
+blocks is kept and trains on all the labelled pixels for the rest.
 
 The context stage (auto-context, Tu & Bai 2010; ilastik's autocontext) then
 trains for :data:`CONTEXT_STEPS` more steps: the same bank, run on the first
@@ -307,6 +314,18 @@ def validation_blocks(labels: list[np.ndarray], rng: np.random.Generator,
     return held
 
 
+def image_folds(labels: list[np.ndarray]) -> list[int]:
+    """Images whose labels can be held out for leave-one-image-out validation: labelled, with both
+    classes labelled on the other images. Empty (validate on blocks instead) when fewer than two, or
+    when the held-out labels would miss a class."""
+    has = [{cls for cls in (BACKGROUND, NANOWIRE) if (lab == cls).any()} for lab in labels]
+    folds = [k for k in range(len(labels)) if has[k]
+             and set().union(*(h for j, h in enumerate(has) if j != k)) >= {BACKGROUND, NANOWIRE}]
+    if len(folds) < 2 or set().union(*(has[k] for k in folds)) < {BACKGROUND, NANOWIRE}:
+        return []
+    return folds
+
+
 def _sample(where: list[np.ndarray], n: int, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
     """Up to ``n`` pixels (row, column arrays per image) drawn uniformly from the True pixels."""
     counts = np.array([int(w.sum()) for w in where])
@@ -327,6 +346,12 @@ class _PixelSet:
     encoder: list[torch.Tensor] | torch.Tensor | None  # raw per level, then projected (N, sum k)
     target: torch.Tensor  # float 0/1
     context: torch.Tensor | None = None  # raw context-bank responses on the first stage's probabilities
+    image: torch.Tensor | None = None  # index of the image each pixel comes from
+
+    def rows(self, keep: torch.Tensor) -> _PixelSet:
+        """The pixels where ``keep`` (boolean, one per pixel) is True."""
+        return _PixelSet(self.filters[keep], None if self.encoder is None else self.encoder[keep],
+                         self.target[keep], None if self.context is None else self.context[keep], self.image[keep])
 
 
 def _dice(logits: torch.Tensor, target: torch.Tensor) -> float:
@@ -373,6 +398,8 @@ class PixelTrainer:
         self.chosen: str | None = next(iter(self.candidates)) if len(self.candidates) == 1 else None
         self.running_loss: float | None = None
         self.best_loss = float("inf")
+        # Images held out in turn for the choice (leave-one-image-out); none: held-out blocks.
+        self.folds = image_folds(labels) if self.chosen is None else []
         self._prepare(split=self.chosen is None)
 
     @property
@@ -396,15 +423,17 @@ class PixelTrainer:
                 es.append(e)
                 ts.append(torch.from_numpy((lab[ys, xs] == NANOWIRE).astype(np.float32)).to(self.device))
         out = []
-        for fs, es, ts in per_part:
+        for (fs, es, ts), part in zip(per_part, parts):
             enc = None if es[0] is None else [torch.cat([e[level] for e in es]) for level in range(len(es[0]))]
-            out.append({k: _PixelSet(torch.cat(fs), enc if m.use_encoder else None, torch.cat(ts))
+            image = torch.cat([torch.full((ys.size,), i) for i, (ys, _) in enumerate(part)]).to(self.device)
+            out.append({k: _PixelSet(torch.cat(fs), enc if m.use_encoder else None, torch.cat(ts), image=image)
                         for k, m in self.candidates.items()})
         return out
 
     def _prepare(self, *, split: bool) -> None:
         """Sample training (and validation) pixels of the current labels; statistics of fresh models."""
         labelled = [lab != UNLABELLED for lab in self.labels]
+        split = split and not self.folds  # by images: the choice trains on folds of the same pixels
         held = validation_blocks(self.labels, self.rng) if split else [np.zeros_like(m) for m in labelled]
         if split and not any(h.any() for h in held):
             self.chosen = next(iter(self.candidates))  # too few labels to validate: the first kind
@@ -441,7 +470,7 @@ class PixelTrainer:
 
     def _loss(self, logits_of, data: _PixelSet, free: _PixelSet | None) -> torch.Tensor:
         """Cross-entropy on a batch of labelled pixels (+ the entropy of a batch of unlabelled ones);
-        ``logits_of(pixel_set, indices)`` is the stage being trained."""
+        ``logits_of(pixel_set, indices)`` is the model or stage being trained."""
         idx = torch.from_numpy(self.rng.integers(data.target.numel(), size=BATCH_PIXELS)).to(self.device)
         loss = F.binary_cross_entropy_with_logits(logits_of(data, idx), data.target[idx], pos_weight=self.pos_weight)
         if free is not None:
@@ -525,13 +554,47 @@ class PixelTrainer:
                 model.eval()
                 data = self.val_set[kind]
                 self.validation[kind] = _dice(model.pixel_logits(data.filters, data.encoder), data.target)
-            penalty = {k: ENCODER_MARGIN if self.candidates[k].use_encoder else 0.0 for k in self.validation}
-            self.chosen = max(self.validation, key=lambda k: self.validation[k] - penalty[k])
-            self.candidates[self.chosen].validation = dict(self.validation)
-            self.candidates = {self.chosen: self.candidates[self.chosen]}
+            self._keep_best()
             self._prepare(split=False)
             self.running_loss, self.best_loss = None, float("inf")
         return self.chosen
+
+    def choose_by_images(self, fold_steps: int, should_stop=None) -> bool:
+        """Leave-one-image-out choice (see the module docstring): every candidate, fresh, trains
+        ``fold_steps`` steps on the pixels of all images but one of :attr:`folds` and is scored on that
+        one's; the pooled Dice decides. The kept candidate is still untrained. False when
+        ``should_stop()`` turned true (nothing chosen)."""
+        for kind, model in self.candidates.items():
+            inter = total = 0
+            data, free = self.train_set[kind], self.unlabelled_set[kind] if self.unlabelled_set else None
+            for k in self.folds:
+                fold = copy.deepcopy(model, memo={id(model.encoder): model.encoder}).train()  # the encoder shared
+                optimizer = torch.optim.AdamW([p for p in fold.parameters() if p.requires_grad], lr=self.lr,
+                                              weight_decay=WEIGHT_DECAY)
+                train = data.rows(data.image != k)
+                rest = None if free is None else free.rows(free.image != k)
+                for _ in range(fold_steps):
+                    if should_stop is not None and should_stop():
+                        return False
+                    loss = self._loss(lambda d, i, fold=fold: fold.pixel_logits(
+                        d.filters[i], None if d.encoder is None else d.encoder[i]), train, rest)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                held = data.rows(data.image == k)
+                with torch.no_grad():
+                    pred, truth = fold.eval().pixel_logits(held.filters, held.encoder) > 0, held.target > 0.5
+                inter, total = inter + int((pred & truth).sum()), total + int(pred.sum() + truth.sum())
+            self.validation[kind] = 1.0 if total == 0 else 2 * inter / total
+        self._keep_best()
+        return True
+
+    def _keep_best(self) -> None:
+        """Keep the candidate with the best :attr:`validation` (the encoder's by :data:`ENCODER_MARGIN`)."""
+        penalty = {k: ENCODER_MARGIN if self.candidates[k].use_encoder else 0.0 for k in self.validation}
+        self.chosen = max(self.validation, key=lambda k: self.validation[k] - penalty[k])
+        self.candidates[self.chosen].validation = dict(self.validation)
+        self.candidates = {self.chosen: self.candidates[self.chosen]}
 
     def add_confident_labels(self, *, wire: float = CONFIDENT_WIRE, background: float = CONFIDENT_BACKGROUND,
                              should_stop=None) -> float | None:
@@ -553,14 +616,18 @@ class PixelTrainer:
         return labelled_fraction(self.labels)
 
     def steps(self, n_steps: int, *, self_training: int = 0, should_stop=None):
-        """Events as :meth:`.segment.SegmentationTrainer.steps`; the choice is made after half the steps,
-        the context stage trains for the last :attr:`context_steps`."""
+        """Events as :meth:`.segment.SegmentationTrainer.steps`; the choice is made before the first step
+        (by images) or after half the steps (by blocks), the context stage trains for the last
+        :attr:`context_steps`."""
         from .segment import total_steps
 
         first = total_steps(n_steps, self_training, self.has_unpainted)
         total = total_steps(n_steps, self_training, self.has_unpainted, self.context_steps)
         for step in range(total):
             t0 = time.perf_counter()
+            if step == 0 and self.chosen is None and self.folds and not self.choose_by_images(
+                    max(1, n_steps // 2), should_stop):
+                return
             if step == n_steps // 2 and self.chosen is None:
                 self.choose()
             if step == n_steps < first and self.add_confident_labels(should_stop=should_stop) is None:
@@ -593,5 +660,7 @@ class PixelTrainer:
             return f"model: {name} (not validated: too few labels to hold some out)" if self.chosen \
                 else f"model: {name}"
         scores = ", ".join(f"{k} {v:.3f}" for k, v in self.validation.items())
-        return f"model: {name} (validation Dice on held-out labelled blocks: {scores})"
+        where = f"each of {len(self.folds)} labelled images held out in turn" if self.folds \
+            else "held-out labelled blocks"
+        return f"model: {name} (validation Dice on {where}: {scores})"
 
