@@ -228,14 +228,17 @@ def test_validation_blocks_hold_out_both_classes_or_nothing():
 def test_images_are_held_out_in_turn_only_when_the_others_keep_both_classes():
     both, wire, background, none = (np.array([[1, 2]]), np.array([[0, 2]]), np.array([[1, 0]]),
                                     np.zeros((1, 2), int))
-    assert image_folds([both, both]) == [0, 1]
-    assert image_folds([wire, background, both]) == [0, 1, 2]
-    assert image_folds([both, none, both]) == [0, 2]  # an unpainted image validates nothing
+    assert image_folds([both, both]) == [[0], [1]]
+    assert image_folds([wire, background, both]) == [[0], [1], [2]]
+    assert image_folds([both, none, both]) == [[0], [2]]  # an unpainted image validates nothing
     assert image_folds([wire, background]) == []  # each alone misses a class: held-out blocks instead
     assert image_folds([both, none]) == []  # one labelled image
     # only image 0 has wire: holding it out leaves none to train on, and the images that can be held
     # out have no wire to score: blocks
     assert image_folds([both, background, background]) == []
+    # more labelled images than folds (a stack's slices): groups dealt round-robin
+    assert image_folds([both] * 7, max_folds=3) == [[0, 3, 6], [1, 4], [2, 5]]
+    assert image_folds([wire, background, both, both], max_folds=2) == [[0, 2], [1, 3]]
 
 
 def test_one_labelled_image_is_validated_on_blocks_several_by_images():
@@ -244,11 +247,15 @@ def test_one_labelled_image_is_validated_on_blocks_several_by_images():
     one = make_trainer(NoiseEncoder("resnet18").eval(), images[:1], labels[:1], seed=0)
     assert one.folds == [] and one.val_set is not None
     several = make_trainer(NoiseEncoder("resnet18").eval(), images, labels, seed=0)
-    assert several.folds == [0, 1, 2] and several.val_set is None
+    assert several.folds == [[0], [1], [2]] and several.val_set is None
     events = list(several.steps(8))
     assert several.chosen in ("filters", "filters+encoder") and len(events) == 8 + several.context_steps
     assert set(several.validation) == {"filters", "filters+encoder"}
     assert "validation Dice on each of 3 labelled images held out in turn" in several.choice_line()
+    stack = make_trainer(NoiseEncoder("resnet18").eval(), images * 3, labels * 3, seed=0)
+    assert stack.folds == [[0, 5], [1, 6], [2, 7], [3, 8], [4]]
+    list(stack.steps(4))
+    assert "5 groups of the 9 labelled images held out in turn" in stack.choice_line()
     stopped = make_trainer(NoiseEncoder("resnet18").eval(), images, labels, seed=0)
     assert list(stopped.steps(8, should_stop=lambda: True)) == [] and stopped.chosen is None
 

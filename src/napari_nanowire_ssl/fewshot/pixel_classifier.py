@@ -20,9 +20,10 @@ features help on some images and hurt on others, docs/benchmarks.md); the
 encoder's is kept only when it wins by :data:`ENCODER_MARGIN` (the filters
 alone predict twice as fast). With labels on two or more images the choice is
 leave-one-image-out, before training: for every image whose labels can be held
-out (:func:`image_folds`), each candidate trains for half the steps on the
-other images' pixels and is scored on that image's; the Dice pooled over the
-folds decides, and the kept candidate then trains from scratch on all the
+out (:func:`image_folds`; groups of images when there are more than
+:data:`MAX_FOLDS`), each candidate trains for half the steps on the other
+images' pixels and is scored on that image's; the Dice pooled over the folds
+decides, and the kept candidate then trains from scratch on all the
 labels. It measures what the user wants, a model that carries to images it was
 not trained on; held-out blocks of the training images reward fitting those
 images (docs/benchmarks.md). With one labelled image the candidates train side
@@ -94,6 +95,7 @@ PCA_PIXELS = 4000  # training pixels the PCA of each encoder map is fitted on
 BALANCE_STROKES = True  # class-balanced loss when some pixels are unlabelled (strokes)
 ENTROPY_WEIGHT = 0.5  # entropy of the predictions on unlabelled pixels, added to the loss for strokes
 ENCODER_MARGIN = 0.01  # validation Dice the encoder's features must add to be kept
+MAX_FOLDS = 5  # at most this many groups of images are held out in turn (the choice's cost grows with it)
 CONTEXT_SIGMAS = SIGMAS  # scales of the bank run on the first stage's probability map (auto-context)
 CONTEXT_STEPS = 200  # steps of the context stage, after the first stage's (and self-training's)
 
@@ -314,14 +316,17 @@ def validation_blocks(labels: list[np.ndarray], rng: np.random.Generator,
     return held
 
 
-def image_folds(labels: list[np.ndarray]) -> list[int]:
-    """Images whose labels can be held out for leave-one-image-out validation: labelled, with both
-    classes labelled on the other images. Empty (validate on blocks instead) when fewer than two, or
-    when the held-out labels would miss a class."""
+def image_folds(labels: list[np.ndarray], max_folds: int = MAX_FOLDS) -> list[list[int]]:
+    """Groups of images held out in turn for the leave-images-out choice: each labelled image alone, or,
+    with more than ``max_folds`` labelled images (a stack's slices), ``max_folds`` groups of them dealt
+    round-robin. A group is kept when the other images still have both classes labelled. Empty
+    (validate on blocks instead) when fewer than two groups are kept, or when their labels miss a class."""
     has = [{cls for cls in (BACKGROUND, NANOWIRE) if (lab == cls).any()} for lab in labels]
-    folds = [k for k in range(len(labels)) if has[k]
-             and set().union(*(h for j, h in enumerate(has) if j != k)) >= {BACKGROUND, NANOWIRE}]
-    if len(folds) < 2 or set().union(*(has[k] for k in folds)) < {BACKGROUND, NANOWIRE}:
+    labelled = [k for k in range(len(labels)) if has[k]]
+    groups = [labelled[i::max_folds] for i in range(min(max_folds, len(labelled)))]
+    folds = [g for g in groups
+             if set().union(*(h for j, h in enumerate(has) if j not in g)) >= {BACKGROUND, NANOWIRE}]
+    if len(folds) < 2 or set().union(*(has[k] for g in folds for k in g)) < {BACKGROUND, NANOWIRE}:
         return []
     return folds
 
@@ -398,7 +403,7 @@ class PixelTrainer:
         self.chosen: str | None = next(iter(self.candidates)) if len(self.candidates) == 1 else None
         self.running_loss: float | None = None
         self.best_loss = float("inf")
-        # Images held out in turn for the choice (leave-one-image-out); none: held-out blocks.
+        # Groups of images held out in turn for the choice (leave-images-out); none: held-out blocks.
         self.folds = image_folds(labels) if self.chosen is None else []
         self._prepare(split=self.chosen is None)
 
@@ -561,18 +566,19 @@ class PixelTrainer:
 
     def choose_by_images(self, fold_steps: int, should_stop=None) -> bool:
         """Leave-one-image-out choice (see the module docstring): every candidate, fresh, trains
-        ``fold_steps`` steps on the pixels of all images but one of :attr:`folds` and is scored on that
-        one's; the pooled Dice decides. The kept candidate is still untrained. False when
+        ``fold_steps`` steps on the pixels of all images but those of one group of :attr:`folds` and is
+        scored on that group's; the pooled Dice over the groups decides. The kept candidate is still untrained. False when
         ``should_stop()`` turned true (nothing chosen)."""
         for kind, model in self.candidates.items():
             inter = total = 0
             data, free = self.train_set[kind], self.unlabelled_set[kind] if self.unlabelled_set else None
-            for k in self.folds:
+            for group in self.folds:
                 fold = copy.deepcopy(model, memo={id(model.encoder): model.encoder}).train()  # the encoder shared
                 optimizer = torch.optim.AdamW([p for p in fold.parameters() if p.requires_grad], lr=self.lr,
                                               weight_decay=WEIGHT_DECAY)
-                train = data.rows(data.image != k)
-                rest = None if free is None else free.rows(free.image != k)
+                group = torch.tensor(group, device=self.device)
+                train = data.rows(~torch.isin(data.image, group))
+                rest = None if free is None else free.rows(~torch.isin(free.image, group))
                 for _ in range(fold_steps):
                     if should_stop is not None and should_stop():
                         return False
@@ -581,7 +587,7 @@ class PixelTrainer:
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
-                held = data.rows(data.image == k)
+                held = data.rows(torch.isin(data.image, group))
                 with torch.no_grad():
                     pred, truth = fold.eval().pixel_logits(held.filters, held.encoder) > 0, held.target > 0.5
                 inter, total = inter + int((pred & truth).sum()), total + int(pred.sum() + truth.sum())
@@ -660,7 +666,9 @@ class PixelTrainer:
             return f"model: {name} (not validated: too few labels to hold some out)" if self.chosen \
                 else f"model: {name}"
         scores = ", ".join(f"{k} {v:.3f}" for k, v in self.validation.items())
-        where = f"each of {len(self.folds)} labelled images held out in turn" if self.folds \
-            else "held-out labelled blocks"
+        n_images = sum(len(g) for g in self.folds)
+        where = ("held-out labelled blocks" if not self.folds
+                 else f"each of {n_images} labelled images held out in turn" if n_images == len(self.folds)
+                 else f"{len(self.folds)} groups of the {n_images} labelled images held out in turn")
         return f"model: {name} (validation Dice on {where}: {scores})"
 
