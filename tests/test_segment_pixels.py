@@ -244,19 +244,19 @@ def test_images_are_held_out_in_turn_only_when_the_others_keep_both_classes():
 def test_one_labelled_image_is_validated_on_blocks_several_by_images():
     pairs = lines(3)
     images, labels = [p[0] for p in pairs], [labels_from_mask(p[1]) for p in pairs]
-    one = make_trainer(NoiseEncoder("resnet18").eval(), images[:1], labels[:1], seed=0)
+    one = make_trainer(NoiseEncoder("resnet18").eval(), images[:1], labels[:1], seed=0, context=False)
     assert one.folds == [] and one.val_set is not None
-    several = make_trainer(NoiseEncoder("resnet18").eval(), images, labels, seed=0)
+    several = make_trainer(NoiseEncoder("resnet18").eval(), images, labels, seed=0, context=False)
     assert several.folds == [[0], [1], [2]] and several.val_set is None
     events = list(several.steps(8))
-    assert several.chosen in ("filters", "filters+encoder") and len(events) == 8 + several.context_steps
+    assert several.chosen in ("filters", "filters+encoder") and len(events) == 8
     assert set(several.validation) == {"filters", "filters+encoder"}
     assert "validation Dice on each of 3 labelled images held out in turn" in several.choice_line()
-    stack = make_trainer(NoiseEncoder("resnet18").eval(), images * 3, labels * 3, seed=0)
+    stack = make_trainer(NoiseEncoder("resnet18").eval(), images * 3, labels * 3, seed=0, context=False)
     assert stack.folds == [[0, 5], [1, 6], [2, 7], [3, 8], [4]]
     list(stack.steps(4))
     assert "5 groups of the 9 labelled images held out in turn" in stack.choice_line()
-    stopped = make_trainer(NoiseEncoder("resnet18").eval(), images, labels, seed=0)
+    stopped = make_trainer(NoiseEncoder("resnet18").eval(), images, labels, seed=0, context=False)
     assert list(stopped.steps(8, should_stop=lambda: True)) == [] and stopped.chosen is None
 
 
