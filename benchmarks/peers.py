@@ -27,6 +27,13 @@ def rf_features(image: np.ndarray) -> np.ndarray:
 def rf_dice(train_images, train_labels, test_images, truths, *, seed: int = 0, n_jobs: int = 1,
             features=rf_features) -> list[float]:
     """Per-test-image Dice of the random forest trained on the labelled pixels (1 = background, 2 = target)."""
+    masks = rf_masks(train_images, train_labels, test_images, seed=seed, n_jobs=n_jobs, features=features)
+    return [dice(m, t) for m, t in zip(masks, truths)]
+
+
+def rf_masks(train_images, train_labels, test_images, *, seed: int = 0, n_jobs: int = 1,
+             features=rf_features) -> list[np.ndarray]:
+    """The random forest's masks of the test images (see :func:`rf_dice`)."""
     from sklearn.ensemble import RandomForestClassifier
 
     rng = np.random.default_rng(seed)
@@ -41,10 +48,9 @@ def rf_dice(train_images, train_labels, test_images, truths, *, seed: int = 0, n
     rf = RandomForestClassifier(n_estimators=RF_TREES, n_jobs=n_jobs, random_state=seed)
     rf.fit(np.concatenate(xs), np.concatenate(ys))
     out = []
-    for im, t in zip(test_images, truths):
+    for im in test_images:
         f = features(im)
-        pred = rf.predict(f.reshape(-1, f.shape[-1])).reshape(im.shape)
-        out.append(dice(pred.astype(bool), t))
+        out.append(rf.predict(f.reshape(-1, f.shape[-1])).reshape(im.shape).astype(bool))
     return out
 
 
