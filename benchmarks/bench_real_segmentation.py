@@ -179,13 +179,6 @@ def speed(encoder):
     return "**Speed (CPU)**\n\n" + table(["measure", "value"], rows)
 
 
-def _pooled_dice(counts) -> float:
-    """Dice of all test images taken together (``counts``: |P & T|, |P|, |T| summed), steadier than the
-    median where a set has few test images or an empty mask (one false pixel gives that image 0)."""
-    inter, n_pred, n_true = counts
-    return 1.0 if n_pred + n_true == 0 else 2 * inter / (n_pred + n_true)
-
-
 def table(header, rows) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
@@ -227,7 +220,9 @@ def main(argv=None) -> int:
     for name in args.sets:
         images, masks, _ = load_set(name)
         results = defaultdict(list)  # (shots, method) -> Dice of every test image of every seed
-        pooled = defaultdict(lambda: np.zeros(3))  # (shots, method) -> |P & T|, |P|, |T| over all of them
+        # (shots, method) -> (predicted, true) pixels of all of them, flattened: the pooled Dice, steadier
+        # than the median where a set has few test images or an empty mask (one false pixel gives it 0)
+        pooled = defaultdict(lambda: ([], []))
         chosen, seconds, coverage = defaultdict(Counter), defaultdict(list), []
         for seed in args.seeds:
             rf_cache.clear()
@@ -259,8 +254,8 @@ def main(argv=None) -> int:
                     seconds[(shots, method)].append(time.perf_counter() - t0)
                     d = [dice(m, t) for m, t in zip(predicted, truths)]
                     results[(shots, method)] += d
-                    pooled[(shots, method)] += np.sum([[(m & t).sum(), m.sum(), t.sum()]
-                                                       for m, t in zip(predicted, truths)], 0)
+                    pooled[(shots, method)][0].extend(m.ravel() for m in predicted)
+                    pooled[(shots, method)][1].extend(t.ravel() for t in truths)
                     log(f"{name} seed {seed} {shots}: {method} median Dice {np.median(d):.3f} "
                         f"({time.perf_counter() - t0:.0f} s) {dict(chosen[(shots, method)]) if method in encoders else ''}")
         rows = []
@@ -271,7 +266,7 @@ def main(argv=None) -> int:
             for m in args.methods:
                 d = results.get((shots, m))
                 row.append("" if not d else f"{np.median(d):.3f}")
-            row.append(" / ".join(f"{_pooled_dice(pooled[(shots, m)]):.3f}" for m in args.methods
+            row.append(" / ".join(f"{dice(*map(np.concatenate, pooled[(shots, m)])):.3f}" for m in args.methods
                                   if (shots, m) in results))
             kinds = chosen.get((shots, "ours"))
             row.append(", ".join(f"{k} x{c}" for k, c in kinds.items()) if kinds else "")

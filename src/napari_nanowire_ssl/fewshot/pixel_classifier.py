@@ -489,18 +489,20 @@ class PixelTrainer:
     def train_step(self) -> float:
         losses = []
         for kind in self._active():
-            model = self.candidates[kind].train()
-
-            def logits_of(d: _PixelSet, i: torch.Tensor, model=model) -> torch.Tensor:
-                return model.pixel_logits(d.filters[i], None if d.encoder is None else d.encoder[i])
-
             free = self.unlabelled_set[kind] if self.unlabelled_set else None
-            loss = self._loss(logits_of, self.train_set[kind], free)
-            self.optimizers[kind].zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizers[kind].step()
-            losses.append(float(loss.detach()))
+            losses.append(self._first_stage_step(self.candidates[kind], self.optimizers[kind],
+                                                 self.train_set[kind], free))
         return float(np.mean(losses))
+
+    def _first_stage_step(self, model: PixelClassifier, optimizer, data: _PixelSet, free: _PixelSet | None) -> float:
+        """One optimisation step of ``model``'s first stage on a batch of ``data`` (and ``free``)."""
+        model.train()
+        loss = self._loss(lambda d, i: model.pixel_logits(d.filters[i], None if d.encoder is None else d.encoder[i]),
+                          data, free)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return float(loss.detach())
 
     @torch.no_grad()
     def prepare_context(self, should_stop=None) -> bool:
@@ -567,31 +569,27 @@ class PixelTrainer:
     def choose_by_images(self, fold_steps: int, should_stop=None) -> bool:
         """Leave-one-image-out choice (see the module docstring): every candidate, fresh, trains
         ``fold_steps`` steps on the pixels of all images but those of one group of :attr:`folds` and is
-        scored on that group's; the pooled Dice over the groups decides. The kept candidate is still untrained. False when
-        ``should_stop()`` turned true (nothing chosen)."""
+        scored on that group's; the pooled Dice over the groups decides. The kept candidate is still
+        untrained. False when ``should_stop()`` turned true (nothing chosen)."""
         for kind, model in self.candidates.items():
-            inter = total = 0
+            logits, targets = [], []
             data, free = self.train_set[kind], self.unlabelled_set[kind] if self.unlabelled_set else None
             for group in self.folds:
-                fold = copy.deepcopy(model, memo={id(model.encoder): model.encoder}).train()  # the encoder shared
+                fold = copy.deepcopy(model, memo={id(model.encoder): model.encoder})  # the encoder shared
                 optimizer = torch.optim.AdamW([p for p in fold.parameters() if p.requires_grad], lr=self.lr,
                                               weight_decay=WEIGHT_DECAY)
                 group = torch.tensor(group, device=self.device)
-                train = data.rows(~torch.isin(data.image, group))
-                rest = None if free is None else free.rows(~torch.isin(free.image, group))
+                held_out = torch.isin(data.image, group)
+                train, rest = data.rows(~held_out), None if free is None else free.rows(~torch.isin(free.image, group))
                 for _ in range(fold_steps):
                     if should_stop is not None and should_stop():
                         return False
-                    loss = self._loss(lambda d, i, fold=fold: fold.pixel_logits(
-                        d.filters[i], None if d.encoder is None else d.encoder[i]), train, rest)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                held = data.rows(torch.isin(data.image, group))
+                    self._first_stage_step(fold, optimizer, train, rest)
+                held = data.rows(held_out)
                 with torch.no_grad():
-                    pred, truth = fold.eval().pixel_logits(held.filters, held.encoder) > 0, held.target > 0.5
-                inter, total = inter + int((pred & truth).sum()), total + int(pred.sum() + truth.sum())
-            self.validation[kind] = 1.0 if total == 0 else 2 * inter / total
+                    logits.append(fold.eval().pixel_logits(held.filters, held.encoder))
+                targets.append(held.target)
+            self.validation[kind] = _dice(torch.cat(logits), torch.cat(targets))  # pooled over the folds
         self._keep_best()
         return True
 
