@@ -4,7 +4,8 @@
   random forest (50 trees) on ``skimage.feature.multiscale_basic_features``
   (intensity, edges, texture, sigma 1-16) of up to 100 000 labelled pixels;
 - :func:`otsu_dice`: Otsu's threshold per image, the polarity (target darker
-  or brighter than the threshold) picked on the training labels.
+  or brighter than the threshold) picked on the training labels (the library's
+  functions, which the pipeline's ``otsu`` candidate uses too).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from napari_nanowire_ssl.fewshot.metrics import dice
+from napari_nanowire_ssl.fewshot.pixel_classifier import otsu_mask
+from napari_nanowire_ssl.fewshot.pixel_classifier import otsu_polarity as library_otsu_polarity
 from napari_nanowire_ssl.io import normalize
 
 RF_TREES, RF_MAX_PIXELS = 50, 100_000
@@ -55,23 +58,13 @@ def rf_masks(train_images, train_labels, test_images, *, seed: int = 0, n_jobs: 
 
 
 def otsu_masks(images, *, dark: bool) -> list[np.ndarray]:
-    from skimage.filters import threshold_otsu
-
-    out = []
-    for im in images:
-        x = normalize(im)
-        out.append(x < threshold_otsu(x) if dark else x > threshold_otsu(x))
-    return out
+    return [otsu_mask(normalize(im), dark=dark) for im in images]
 
 
 def otsu_polarity(train_images, train_labels) -> bool:
-    """True (target darker) when that agrees better with the labelled pixels of the training images."""
-    scores = {}
-    for dark in (True, False):
-        agree = [((m == (lab == 2))[lab != 0]).mean() for m, lab in
-                 zip(otsu_masks(train_images, dark=dark), train_labels)]
-        scores[dark] = float(np.mean(agree))
-    return scores[True] >= scores[False]
+    """True (target darker) when that agrees better with the labelled pixels of the training images
+    (the rule of the pipeline's own Otsu candidate, ``fewshot.pixel_classifier.otsu_polarity``)."""
+    return library_otsu_polarity([normalize(im) for im in train_images], train_labels)
 
 
 def otsu_dice(test_images, truths, *, dark: bool = True) -> list[float]:

@@ -64,14 +64,14 @@ def test_trains_and_writes_binary_masks(ws, tmp_path, capsys):
     assert segment(ws, "--train", ws / "train", "--predict", ws / "pred", "--out", out,
                    "--save-decoder", tmp_path / "dec.safetensors") == 0
     printed = capsys.readouterr().out
-    # full masks: nothing unlabelled, so no self-training
-    assert "trained on 2 images (0 as scribbles; 100.0% of pixels labelled), 6 steps + 0 self-training" in printed
-    # two labelled images: each is held out in turn for the choice
-    assert re.search(r"; model: filters(\+encoder)? with context \(validation Dice on each of 2 labelled images "
-                     r"held out in turn: "
-                     r"filters 0\.\d{3}, filters\+encoder 0\.\d{3}\)", printed), printed
+    # two labelled images: each is held out in turn for the choice; after 3 fold steps the learnt models
+    # carry to the other image worse than Otsu's threshold of each image, which is kept (nothing to train)
+    assert "trained on 2 images (0 as scribbles; 100.0% of pixels labelled), no steps (the threshold kept " \
+           "has nothing to train)" in printed
+    assert re.search(r"; model: otsu \(dark target\) \(validation Dice on each of 2 labelled images held out in "
+                     r"turn: filters 0\.\d{3}, filters\+encoder 0\.\d{3}, otsu 0\.\d{3}\)", printed), printed
     meta = read_metadata(tmp_path / "dec.safetensors", kind="decoder")
-    assert meta["model"] == "pixels" and meta["training"]["choice"] in printed
+    assert meta["model"] == "otsu" and meta["training"]["choice"] in printed
     assert "segmented 3 images" in printed
     shapes = {"p1": (96, 96), "p2": (96, 128), "p3": (3, 64, 64)}
     for stem, shape in shapes.items():

@@ -5,11 +5,18 @@ import pytest
 import torch
 
 from napari_nanowire_ssl.errors import ModelFileError
+from napari_nanowire_ssl.io import normalize
 from napari_nanowire_ssl.models.filters import PER_SCALE, SIGMAS, FilterBank, standardisation
 from napari_nanowire_ssl.fewshot.pixel_classifier import (
+    AUTO_KINDS,
     CONTEXT_SIGMAS,
     CONTEXT_STEPS,
+    KINDS,
+    OTSU,
     PixelClassifier,
+    ThresholdModel,
+    otsu_mask,
+    otsu_polarity,
     image_folds,
     pixel_features,
     validation_blocks,
@@ -74,12 +81,13 @@ def checkerboards(n=2, size=128, seed=0):
     return out
 
 
-def lines(n=2, size=128, seed=0):
-    """Bright 3 px lines on a noisy dark background: the filters' Hessian finds them."""
+def lines(n=2, size=128, seed=0, ramp=0.0):
+    """Bright 3 px lines on a noisy dark background (brightening by ``ramp`` from left to right): the
+    filters' Hessian finds them; with a ramp, no threshold of the image does."""
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n):
-        image = rng.normal(0.2, 0.05, (size, size)).astype(np.float32)
+        image = (rng.normal(0.2, 0.05, (size, size)) + np.linspace(0, ramp, size)[None]).astype(np.float32)
         mask = np.zeros((size, size), bool)
         for r in rng.choice(np.arange(8, size - 8), 4, replace=False):
             mask[r - 1:r + 2] = True
@@ -196,7 +204,8 @@ def train_auto(encoder, pairs, steps=120):
 def test_the_encoder_wins_where_only_it_sees_the_classes():
     trainer = train_auto(PhaseEncoder("resnet18").eval(), checkerboards())
     assert trainer.chosen == "filters+encoder", trainer.validation
-    assert trainer.validation["filters+encoder"] > 0.9 > trainer.validation["filters"] + 0.2
+    assert trainer.validation["filters+encoder"] > 0.9 > max(trainer.validation["filters"],
+                                                             trainer.validation[OTSU]) + 0.2
     assert "model: filters+encoder with context (validation Dice" in trainer.choice_line()
     image, mask = checkerboards(1, seed=5)[0]
     assert np.mean((predict_tiled(trainer.restore_best(), image) > 0.5) == mask) > 0.9
@@ -204,15 +213,71 @@ def test_the_encoder_wins_where_only_it_sees_the_classes():
 
 @pytest.mark.slow
 def test_the_filters_win_where_they_suffice(encoder):
-    trainer = train_auto(NoiseEncoder("resnet18").eval(), lines())
+    trainer = train_auto(NoiseEncoder("resnet18").eval(), lines(ramp=1.0))
     assert trainer.chosen == "filters", trainer.validation
+    assert trainer.validation["filters"] > trainer.validation[OTSU] + 0.2  # the ramp defeats a threshold
     images, labels = [p[0] for p in lines()], [labels_from_mask(p[1]) for p in lines()]
     asked = make_trainer(NoiseEncoder("resnet18").eval(), images, labels, model="filters")
     assert asked.choice_line() == "model: filters (as asked, not validated)"
     assert trainer.validation["filters"] > 0.95 and trainer.validation["filters"] >= trainer.validation[
         "filters+encoder"]
-    image, mask = lines(1, seed=5)[0]
+    image, mask = lines(1, seed=5, ramp=1.0)[0]
     assert np.mean((predict_tiled(trainer.restore_best(), image) > 0.5) == mask) > 0.98
+
+
+def plates(backgrounds=(0.2, 0.5, 0.35), size=192, seed=0):
+    """Flat discs 0.2 brighter than a flat background whose level differs from image to image (pinned
+    black and white patches keep the normalisation from undoing it): a model of the labelled
+    intensities mistakes one image's background for another's discs; each image's threshold does not."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    out = []
+    for b in backgrounds:
+        mask = np.zeros((size, size), bool)
+        for cy, cx in rng.integers(40, size - 40, (2, 2)):
+            mask |= (yy - cy) ** 2 + (xx - cx) ** 2 < 28**2
+        image = np.where(mask, b + 0.2, b) + rng.normal(0, 0.01, (size, size))
+        image[:16, :16], image[-16:, -16:] = 0.0, 1.0
+        out.append((image.astype(np.float32), mask & ~np.pad(np.ones((16, 16), bool), ((0, size - 16),) * 2)))
+    return out
+
+
+@pytest.mark.slow
+def test_otsu_is_kept_where_a_threshold_of_each_image_carries_and_learnt_models_do_not(encoder, tmp_path):
+    trainer = train_auto(NoiseEncoder("resnet18").eval(), plates())
+    assert trainer.chosen == OTSU and isinstance(trainer.model, ThresholdModel), trainer.validation
+    assert trainer.validation[OTSU] > max(trainer.validation[k] for k in KINDS) + 0.05
+    assert trainer.losses == [] and trainer.context_steps == 0  # nothing to train after the choice
+    assert trainer.choice_line().startswith("model: otsu (bright target) (validation Dice on each of 3 labelled "
+                                            "images held out in turn: filters ")
+    [(image, mask)] = plates(backgrounds=(0.6,), seed=5)
+    model = trainer.restore_best()
+    assert np.mean((predict_tiled(model, image) > 0.5) == mask) > 0.99
+    save_decoder(model, tmp_path / "otsu.safetensors", encoder_hash=tensor_hash(encoder.state_dict()))
+    assert read_metadata(tmp_path / "otsu.safetensors", kind="decoder")["dark"] is False
+    loaded = load_decoder(tmp_path / "otsu.safetensors", encoder)
+    assert isinstance(loaded, ThresholdModel) and loaded.validation == model.validation
+    np.testing.assert_array_equal(predict_tiled(loaded, image), predict_tiled(model, image))
+    # trained on, a threshold gives way to a fresh choice
+    again = make_trainer(encoder, [image], [labels_from_mask(mask)], previous=loaded, seed=0)
+    assert set(again.candidates) == set(KINDS)
+
+
+def test_otsu_thresholds_the_whole_image_and_takes_its_polarity_from_the_labels(encoder):
+    rng = np.random.default_rng(0)
+    image = rng.random((40, 1100)).astype(np.float32)
+    image[:, :550] *= 0.5  # a darker left half: a tile's threshold would differ from the image's
+    model = ThresholdModel(encoder, dark=True)
+    expected = otsu_mask(normalize(image), dark=True)
+    assert np.array_equal(predict_tiled(model, image) > 0.5, expected)  # two tiles of at least 1024 px
+    with torch.no_grad():
+        direct = model(torch.from_numpy(normalize(image))[None, None])[0, 0].numpy() > 0
+    assert np.array_equal(direct, expected)
+    assert model.description == "otsu (dark target)" and ThresholdModel(encoder, dark=False).config == {
+        "model": OTSU, "dark": False}
+    bright = [(np.where(m, 0.9, 0.1) + rng.normal(0, 0.02, m.shape)).astype(np.float32) for _, m in plates()]
+    labels = [labels_from_mask(m) for _, m in plates()]
+    assert otsu_polarity(bright, labels) is False and otsu_polarity([1 - b for b in bright], labels) is True
 
 
 def test_validation_blocks_hold_out_both_classes_or_nothing():
@@ -245,12 +310,12 @@ def test_one_labelled_image_is_validated_on_blocks_several_by_images():
     pairs = lines(3)
     images, labels = [p[0] for p in pairs], [labels_from_mask(p[1]) for p in pairs]
     one = make_trainer(NoiseEncoder("resnet18").eval(), images[:1], labels[:1], seed=0, context=False)
-    assert one.folds == [] and one.val_set is not None
+    assert one.folds == [] and one.val_set is not None and not one.otsu  # blocks: no threshold candidate
     several = make_trainer(NoiseEncoder("resnet18").eval(), images, labels, seed=0, context=False)
-    assert several.folds == [[0], [1], [2]] and several.val_set is None
+    assert several.folds == [[0], [1], [2]] and several.val_set is None and several.otsu
     events = list(several.steps(8))
-    assert several.chosen in ("filters", "filters+encoder") and len(events) == 8
-    assert set(several.validation) == {"filters", "filters+encoder"}
+    assert set(several.validation) == set(AUTO_KINDS)
+    assert len(events) == (0 if several.chosen == OTSU else 8)
     assert "validation Dice on each of 3 labelled images held out in turn" in several.choice_line()
     stack = make_trainer(NoiseEncoder("resnet18").eval(), images * 3, labels * 3, seed=0, context=False)
     assert stack.folds == [[0, 5], [1, 6], [2, 7], [3, 8], [4]]
@@ -261,13 +326,13 @@ def test_one_labelled_image_is_validated_on_blocks_several_by_images():
 
 
 def test_pixel_model_file_round_trip_and_metadata(encoder, tmp_path):
-    trainer = train_auto(encoder, lines(), steps=20)
+    trainer = train_auto(encoder, lines(ramp=1.0), steps=60)
     model = trainer.restore_best()
     path = tmp_path / "pixels.safetensors"
     save_decoder(model, path, encoder_hash=tensor_hash(encoder.state_dict()))
     meta = read_metadata(path, kind="decoder")
     assert meta["model"] == "pixels" and meta["use_encoder"] == (trainer.chosen == "filters+encoder")
-    assert set(meta["validation"]) == {"filters", "filters+encoder"}
+    assert set(meta["validation"]) == set(AUTO_KINDS)
     loaded = load_decoder(path, encoder)
     image = lines(1, seed=3)[0][0]
     np.testing.assert_array_equal(predict_tiled(loaded, image), predict_tiled(model, image))

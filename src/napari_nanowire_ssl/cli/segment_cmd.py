@@ -67,7 +67,8 @@ def register(subparsers) -> None:
     p.add_argument("--model", choices=MODELS, default=DEFAULT_MODEL,
                    help="auto (default): pixel classifiers on multiscale filters with and without the encoder's "
                         "features, the one that scores better on held-out labels (each image in turn when "
-                        "several are labelled, blocks of one otherwise) is kept; filters or "
+                        "several are labelled, blocks of one otherwise) is kept, or, with several images, "
+                        "Otsu's threshold of each image when it scores better still; filters or "
                         "filters+encoder: that one; decoder: the U-Net decoder on the encoder maps (slower); "
                         "decoder+filters: the decoder that also sees the filters at full resolution; "
                         "decoder+finetune: the decoder and the encoder's last stage")
@@ -111,13 +112,16 @@ def train(encoder, args, decoder_model, *, show: bool):
                 bar.set_postfix(self_training=event.step + 1 - n_steps, loss=f"{trainer.running_loss:.3f}")
             elif (event.step + 1) % args.steps_per_epoch == 0:
                 bar.set_postfix(epoch=(event.step + 1) // args.steps_per_epoch, loss=f"{trainer.running_loss:.3f}")
+        bar.update(bar.total - bar.n)  # Otsu's threshold kept: nothing left to train
     model = trainer.restore_best()
     labelled = sum(int(np.isin(lab, (BACKGROUND, NANOWIRE)).sum()) for lab in labels)
     total = sum(lab.size for lab in labels)
+    work = (f"{n_steps} steps + {self_training} self-training steps"
+            f"{f' + {trainer.context_steps} context steps' if trainer.context_steps else ''}" if trainer.losses
+            else "no steps (the threshold kept has nothing to train)")
+    loss = f"best running loss {trainer.best_loss:.3f}; " if trainer.losses else ""
     summary = (f"trained on {len(images)} images ({n_scribble} as scribbles; {labelled / total:.1%} of pixels "
-               f"labelled), {n_steps} steps + {self_training} self-training steps"
-               f"{f' + {trainer.context_steps} context steps' if trainer.context_steps else ''} in "
-               f"{time.perf_counter() - t0:.1f} s; best running loss {trainer.best_loss:.3f}; {trainer.choice_line()}")
+               f"labelled), {work} in {time.perf_counter() - t0:.1f} s; {loss}{trainer.choice_line()}")
     return model, summary, self_training, trainer
 
 

@@ -24,7 +24,12 @@ out (:func:`image_folds`; groups of images when there are more than
 :data:`MAX_FOLDS`), each candidate trains for half the steps on the other
 images' pixels and is scored on that image's; the Dice pooled over the folds
 decides, and the kept candidate then trains from scratch on all the
-labels. It measures what the user wants, a model that carries to images it was
+labels. Otsu's threshold of each image (:class:`ThresholdModel`, its polarity
+chosen on the other images' labels) is scored on the same held-out images and
+kept when it carries to them better than both learnt models (ties go to
+them): where the images differ in brightness and contrast from one to the
+next (figures of several papers or sessions), a threshold of each image can
+transfer better than any model of the labelled pixels' intensities. It measures what the user wants, a model that carries to images it was
 not trained on; held-out blocks of the training images reward fitting those
 images (docs/benchmarks.md). With one labelled image the candidates train side
 by side on the labelled pixels outside a random quarter of :data:`BLOCK` px
@@ -81,6 +86,11 @@ from .segment import (
 )
 
 KINDS = ("filters", "filters+encoder")
+# The classical peer, Otsu's threshold of each image (polarity from the labels): a candidate of `auto` with
+# labels on two or more images only, where held-out images score it as they score the learnt models
+# (with one image its blocks would score a threshold chosen on that very image).
+OTSU = "otsu"
+AUTO_KINDS = (*KINDS, OTSU)
 # The bank's scales and a coarser one (px), context for objects much wider than a wire: a particle's
 # flat interior is told from flat background there (chosen on benchmark splits, docs/benchmarks.md).
 SIGMAS = (*BANK_SIGMAS, 32.0)
@@ -244,6 +254,82 @@ class PixelClassifier(nn.Module):
             self.train(was)
 
 
+def otsu_threshold(image: np.ndarray) -> float:
+    """Otsu's threshold of a normalised image (scikit-image's)."""
+    from skimage.filters import threshold_otsu
+
+    return float(threshold_otsu(np.asarray(image, np.float32)))
+
+
+def otsu_mask(image: np.ndarray, *, dark: bool) -> np.ndarray:
+    """The target side of Otsu's threshold of a normalised image: below it (``dark``) or above."""
+    t = otsu_threshold(image)
+    return image < t if dark else image > t
+
+
+def otsu_polarity(images: list[np.ndarray], labels: list[np.ndarray]) -> bool:
+    """True (target darker than the threshold) when that agrees better, on average over the images, with
+    their labelled pixels (ties: dark)."""
+    agree = {}
+    for dark in (True, False):
+        scores = [((otsu_mask(im, dark=dark) == (lab == NANOWIRE))[lab != UNLABELLED]).mean()
+                  for im, lab in zip(images, labels) if (lab != UNLABELLED).any()]
+        agree[dark] = float(np.mean(scores))
+    return agree[True] >= agree[False]
+
+
+class ThresholdModel(nn.Module):
+    """Otsu's threshold of each whole image, the target on its dark or bright side: the classical peer as
+    a segmentation model (``(B, 1, H, W)`` images in [0, 1] -> logits), same interface as
+    :class:`PixelClassifier` for tiled inference, model files and bundles."""
+
+    min_tile = PixelClassifier.min_tile
+    kind = OTSU
+    has_context = False
+    unfreeze_last_stage = False
+    SHARPNESS = 200.0  # logit per unit of normalised intensity away from the threshold: a mask, not a ramp
+
+    def __init__(self, encoder: Encoder, *, dark: bool):
+        super().__init__()
+        self.encoder = encoder  # never run; ties the model file to the encoder, as every decoder file
+        self.register_buffer("polarity", torch.tensor([-1.0 if dark else 1.0]))
+        self.validation: dict[str, float] = {}
+
+    @property
+    def dark(self) -> bool:
+        return bool(self.polarity.item() < 0)
+
+    def train(self, mode: bool = True) -> ThresholdModel:
+        super().train(mode)
+        self.encoder.eval()  # shared with other models: its batch-norm statistics must not move
+        return self
+
+    @property
+    def description(self) -> str:
+        return f"{OTSU} ({'dark' if self.dark else 'bright'} target)"
+
+    @property
+    def config(self) -> dict:
+        return {"model": OTSU, "dark": self.dark}
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        return {"polarity": self.polarity}
+
+    def prepare_input(self, image: np.ndarray) -> np.ndarray:
+        """``(2, H, W)``: the image and its distance from the threshold of the whole image (not of a tile);
+        cut into tiles by ``fewshot.tiling.predict_tiled``."""
+        image = np.asarray(image, np.float32)
+        return np.stack([image, image - np.float32(otsu_threshold(image))])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: ``(B, 1, H, W)`` images, or tiles of :meth:`prepare_input` (``(B, 2, H, W)``)."""
+        if x.ndim == 3:
+            x = x.unsqueeze(1)
+        if x.shape[1] == 1:
+            x = torch.stack([torch.from_numpy(self.prepare_input(im[0].float().cpu().numpy())) for im in x]).to(x.device)
+        return self.SHARPNESS * self.polarity.to(x.device) * x[:, 1:].float()
+
+
 def _tail(hidden: int) -> nn.Sequential:
     """The MLP's layers after the first (1x1 convolutions): ReLU, hidden -> hidden, ReLU, hidden -> 1."""
     return nn.Sequential(nn.ReLU(), nn.Conv2d(hidden, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, 1, 1))
@@ -379,6 +465,7 @@ class PixelTrainer:
                  kinds=KINDS, seed: int = 0, device="cpu", previous: PixelClassifier | None = None,
                  lr: float = LR, context: bool = True):
         self.device = select_device(device)
+        self.encoder = encoder
         self.images, self.painted = images, labels
         self.labels = list(labels)
         self.rng = np.random.default_rng(seed)
@@ -387,11 +474,13 @@ class PixelTrainer:
             self.candidates = {previous.kind: copy.deepcopy(previous).to(self.device)}
             self.candidates[previous.kind].encoder = encoder
         else:
-            unknown = [k for k in kinds if k not in KINDS]
-            if unknown or not kinds:
-                raise NanowireSSLError(f"unknown pixel model(s) {unknown or kinds}; choose from {', '.join(KINDS)}")
+            unknown = [k for k in kinds if k not in AUTO_KINDS]
+            learnt = [k for k in kinds if k != OTSU]
+            if unknown or not learnt:
+                raise NanowireSSLError(f"unknown pixel model(s) {unknown or kinds}; choose from {', '.join(KINDS)}"
+                                       f" (and {OTSU} beside them)")
             self.candidates = {k: PixelClassifier(encoder, use_encoder=(k == "filters+encoder")).to(self.device)
-                               for k in kinds}
+                               for k in learnt}
         self.fresh = previous is None
         self.context_steps = CONTEXT_STEPS if context or (previous is not None and previous.has_context) else 0
         self.context_set: _PixelSet | None = None
@@ -405,6 +494,7 @@ class PixelTrainer:
         self.best_loss = float("inf")
         # Groups of images held out in turn for the choice (leave-images-out); none: held-out blocks.
         self.folds = image_folds(labels) if self.chosen is None else []
+        self.otsu = previous is None and OTSU in kinds and bool(self.folds)  # Otsu's threshold competes
         self._prepare(split=self.chosen is None)
 
     @property
@@ -590,15 +680,36 @@ class PixelTrainer:
                     logits.append(fold.eval().pixel_logits(held.filters, held.encoder))
                 targets.append(held.target)
             self.validation[kind] = _dice(torch.cat(logits), torch.cat(targets))  # pooled over the folds
+        if self.otsu:
+            self.validation[OTSU] = self._otsu_validation()
         self._keep_best()
+        if self.chosen == OTSU:
+            self.context_steps = 0
         return True
+
+    def _otsu_validation(self) -> float:
+        """Pooled Dice of Otsu's threshold on the labelled pixels of each group of :attr:`folds`, its
+        polarity chosen on the other images' labels."""
+        predicted, targets = [], []
+        for group in self.folds:
+            others = [k for k in range(len(self.images)) if k not in group]
+            dark = otsu_polarity([self.images[k] for k in others], [self.labels[k] for k in others])
+            for k in group:
+                labelled = self.labels[k] != UNLABELLED
+                predicted.append(otsu_mask(self.images[k], dark=dark)[labelled])
+                targets.append(self.labels[k][labelled] == NANOWIRE)
+        return _dice(torch.from_numpy(np.concatenate(predicted)).float() - 0.5,
+                     torch.from_numpy(np.concatenate(targets)).float())
 
     def _keep_best(self) -> None:
         """Keep the candidate with the best :attr:`validation` (the encoder's by :data:`ENCODER_MARGIN`)."""
-        penalty = {k: ENCODER_MARGIN if self.candidates[k].use_encoder else 0.0 for k in self.validation}
-        self.chosen = max(self.validation, key=lambda k: self.validation[k] - penalty[k])
-        self.candidates[self.chosen].validation = dict(self.validation)
-        self.candidates = {self.chosen: self.candidates[self.chosen]}
+        penalty = {k: ENCODER_MARGIN if k in self.candidates and self.candidates[k].use_encoder else 0.0
+                   for k in self.validation}
+        self.chosen = max(self.validation, key=lambda k: self.validation[k] - penalty[k])  # ties: the first
+        model = self.candidates.get(self.chosen) or ThresholdModel(
+            self.encoder, dark=otsu_polarity(self.images, self.labels)).to(self.device)
+        model.validation = dict(self.validation)
+        self.candidates = {self.chosen: model}
 
     def add_confident_labels(self, *, wire: float = CONFIDENT_WIRE, background: float = CONFIDENT_BACKGROUND,
                              should_stop=None) -> float | None:
@@ -631,6 +742,8 @@ class PixelTrainer:
             t0 = time.perf_counter()
             if step == 0 and self.chosen is None and self.folds and not self.choose_by_images(
                     max(1, n_steps // 2), should_stop):
+                return
+            if self.chosen == OTSU:  # nothing to train
                 return
             if step == n_steps // 2 and self.chosen is None:
                 self.choose()

@@ -123,10 +123,12 @@ def make_trainer(encoder: Encoder, images: list[np.ndarray], labels: list[np.nda
     or ``filters+encoder`` trains that one; ``decoder`` the U-Net decoder (:class:`SegmentationTrainer`,
     ``kwargs`` go to it), ``decoder+filters`` the decoder that also sees the filter bank at full
     resolution, ``decoder+finetune`` the decoder and the encoder's last stage (on a private
-    copy of the encoder). ``previous``: a model loaded from a file, trained on (its kind wins).
+    copy of the encoder); with labels on several images ``auto`` also scores Otsu's threshold. ``previous``:
+    a model loaded from a file, trained on (its kind wins; Otsu's threshold has nothing to train: ``model``
+    chooses afresh).
     ``names``: the images' files or layers, for error messages. ``context``: the pixel classifiers'
     context stage (:class:`.pixel_classifier.PixelTrainer`); ``kwargs`` go to the U-Net trainer only."""
-    from .pixel_classifier import KINDS, PixelClassifier, PixelTrainer
+    from .pixel_classifier import AUTO_KINDS, PixelClassifier, PixelTrainer
 
     if model not in MODELS:
         raise NanowireSSLError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
@@ -142,7 +144,7 @@ def make_trainer(encoder: Encoder, images: list[np.ndarray], labels: list[np.nda
             trainer.model.encoder.layer4.load_state_dict(previous.encoder.layer4.state_dict())
         return trainer
     images, labels = training_data(images, labels, names)
-    kinds = KINDS if model == "auto" else (model,)
+    kinds = AUTO_KINDS if model == "auto" else (model,)
     return PixelTrainer(encoder, images, labels, kinds=kinds, seed=seed, device=device,
                         previous=previous if isinstance(previous, PixelClassifier) else None, context=context)
 
@@ -445,10 +447,11 @@ class SegmentationTrainer:
 
 def decoder_state(model, *, encoder_hash: str, training: dict | None = None) -> tuple[dict, dict]:
     """``(tensors, metadata)`` of a ``decoder`` model file (also embedded in bundles) of a
-    :class:`SegmentationModel` (``"model": "unet"``) or a pixel classifier (``"model": "pixels"``)."""
-    from .pixel_classifier import PixelClassifier
+    :class:`SegmentationModel` (``"model": "unet"``), a pixel classifier (``"model": "pixels"``) or Otsu's
+    threshold (``"model": "otsu"``)."""
+    from .pixel_classifier import PixelClassifier, ThresholdModel
 
-    if isinstance(model, PixelClassifier):
+    if isinstance(model, (PixelClassifier, ThresholdModel)):
         config = {**model.config, "validation": model.validation}
     else:
         config = {"model": "unet", **model.decoder.config, "unfreeze_last_stage": model.unfreeze_last_stage,
@@ -488,14 +491,14 @@ def decoder_from_state(tensors: dict, meta: dict, encoder: Encoder, *, source: s
     encoder other than the one the decoder was trained on (another backbone is
     named as such), and a ``model`` this version does not know.
     """
-    from .pixel_classifier import PixelClassifier
+    from .pixel_classifier import OTSU, PixelClassifier, ThresholdModel
 
     kind = meta.get("model", "unet")
-    if kind not in ("unet", "pixels"):
+    if kind not in ("unet", "pixels", OTSU):
         raise ModelFileError(f"{source}: holds a segmentation model of type {kind!r}, unknown to this version of "
                              "the plugin; update the plugin or train again")
-    needed = ("encoder_channels", "width", "max_width") if kind == "unet" else ("use_encoder", "hidden",
-                                                                                "components", "sigmas")
+    needed = {"unet": ("encoder_channels", "width", "max_width"), OTSU: ("dark",),
+              "pixels": ("use_encoder", "hidden", "components", "sigmas")}[kind]
     missing = [k for k in (*needed, "encoder_hash") if k not in meta]
     if missing:
         raise ModelFileError(f"{source}: metadata lacks {', '.join(missing)}: file corrupt or edited")
@@ -512,6 +515,8 @@ def decoder_from_state(tensors: dict, meta: dict, encoder: Encoder, *, source: s
         decoder = UNetDecoder(meta["encoder_channels"], width=meta["width"], max_width=meta["max_width"],
                               filters=bool(meta.get("filters", False)))
         model = SegmentationModel(encoder, decoder, unfreeze_last_stage=bool(meta.get("unfreeze_last_stage", False)))
+    elif kind == OTSU:
+        model = ThresholdModel(encoder, dark=bool(meta["dark"]))
     else:
         model = PixelClassifier.from_config(encoder, meta)  # the one rebuild of a pixel model's metadata
     model.validation = dict(meta.get("validation", {}))

@@ -80,13 +80,16 @@ def predict_tiled(
     (a :class:`~napari_nanowire_ssl.models.decoder.SegmentationModel`).
     A model with a ``min_tile`` attribute gets tiles at least that large (the
     pixel classifiers: their filters cost the same per pixel at any tile size,
-    so overlaps are pure waste). ``device=None`` keeps the model where it is. ``progress(done, total)`` is
+    so overlaps are pure waste). A model with a ``prepare_input(image) -> (C, H, W)``
+    method gets tiles of what it makes of the whole normalised image (a statistic
+    of the whole image, not of a tile: Otsu's threshold). ``device=None`` keeps the model where it is. ``progress(done, total)`` is
     called after every batch of tiles (counted over all slices);
     ``should_stop()`` is asked before every batch and, when true, the
     prediction stops and ``None`` is returned.
     """
     overlap = tile_overlap(tile) if overlap is None else overlap
     tile = max(tile, getattr(model, "min_tile", 0))
+    prepare = getattr(model, "prepare_input", None)
     _check_options(tile, overlap, batch_size)
     image = np.asarray(image)
     if image.ndim not in (2, 3):
@@ -117,14 +120,15 @@ def predict_tiled(
         with torch.inference_mode(), autocast_context(dev):
             for k, raw in enumerate(slices):
                 src = normalize(raw, name=f"slice {k}" if image.ndim == 3 else "image")
+                src = prepare(src) if prepare is not None else src[None]  # (C, H, W)
                 if th > h or tw > w:
-                    src = np.pad(src, ((0, max(0, th - h)), (0, max(0, tw - w))), mode="reflect")
+                    src = np.pad(src, ((0, 0), (0, max(0, th - h)), (0, max(0, tw - w))), mode="reflect")
                 acc = out[k]
                 for b in range(0, len(corners), batch_size):
                     if should_stop is not None and should_stop():
                         return None
                     batch = corners[b:b + batch_size]
-                    tiles = np.stack([src[y:y + th, x:x + tw] for y, x in batch])[:, None]
+                    tiles = np.stack([src[:, y:y + th, x:x + tw] for y, x in batch])
                     prob = torch.sigmoid(model(torch.from_numpy(tiles).to(dev)).float()).cpu().numpy()[:, 0]
                     for (y, x), p in zip(batch, prob):
                         acc[y:y + th, x:x + tw] += p * weight
