@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import numpy as np
@@ -144,7 +143,8 @@ def test_import_checkpoint_detects_the_layout(torchvision18, cem500k, tmp_path):
     save_encoder(encoder, tmp_path / "e.safetensors")
     loaded = import_checkpoint(tmp_path / "e.safetensors")
     assert tensor_hash(loaded.state_dict()) == tensor_hash(encoder.state_dict())
-    (tmp_path / "noise.bin").write_bytes(os.urandom(1000))
+    # Random bytes that start as neither a zip (torch.save) nor a pickle (0x80): os.urandom did 1 time in 256.
+    (tmp_path / "noise.bin").write_bytes(b"\x00" + np.random.default_rng(0).bytes(999))
     with pytest.raises(ModelFileError, match="noise.bin: truncated or not a safetensors model file"):
         import_checkpoint(tmp_path / "noise.bin")
 
