@@ -110,6 +110,24 @@ def test_filter_bank_channels_and_responses():
     assert hessian_min[32, 32] < -0.2 and abs(hessian_min[32, 5]) < 1e-3  # strongly curved on the ridge only
 
 
+def test_the_cpu_blur_matches_the_torch_convolutions_the_gpu_runs(monkeypatch):
+    """The bank's CPU path (scipy.ndimage) and its torch path (the GPU's, or with gradients) agree, borders too."""
+    from scipy import ndimage
+
+    calls = []
+    correlate1d = ndimage.correlate1d
+    monkeypatch.setattr(ndimage, "correlate1d", lambda *a, **k: calls.append(1) or correlate1d(*a, **k))
+    bank = FilterBank((0.7, 1.0, 4.0))
+    x = torch.rand(2, 1, 45, 70, generator=torch.Generator().manual_seed(0))
+    fast = bank(x)
+    n_fast = len(calls)
+    with torch.enable_grad():
+        reference = bank(x.clone().requires_grad_(True))  # gradients wanted: torch's convolutions
+    assert n_fast == 3 * 2 * 2 and len(calls) == n_fast  # two blurs of two passes per scale; none with gradients
+    assert reference.requires_grad and not fast.requires_grad
+    torch.testing.assert_close(fast, reference.detach(), rtol=1e-5, atol=1e-5)
+
+
 def test_standardisation_keeps_a_constant_channel_finite():
     mean, std = standardisation(torch.tensor([[1.0, 5.0], [3.0, 5.0]]))
     assert mean.tolist() == [2.0, 5.0] and std.tolist() == [pytest.approx(2**0.5), 1.0]
