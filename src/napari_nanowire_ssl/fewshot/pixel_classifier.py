@@ -212,8 +212,8 @@ class PixelClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim == 3:
             x = x.unsqueeze(1)
-        f = (self.filters(x) - self.filter_mean.view(1, -1, 1, 1)) / self.filter_std.view(1, -1, 1, 1)
-        h = self.first(f)
+        f = self.filters(x)
+        h = _standardised_conv(f, self.first.weight, self.first.bias, self.filter_mean, self.filter_std)
         if self.use_encoder:
             padded, (hh, ww) = pad_to_multiple(x)
             for level, m in enumerate(self.encoder.forward_features(padded)):
@@ -224,8 +224,9 @@ class PixelClassifier(nn.Module):
         if not self.has_context:
             return logits
         c = self.context_filters(torch.sigmoid(logits).to(x.dtype))
-        c = (c - self.context_mean.view(1, -1, 1, 1)) / self.context_std.view(1, -1, 1, 1)
-        return self.context_body(self.context_first(torch.cat([f, c], 1)))
+        weight, n = self.context_first.weight, f.shape[1]  # input channels: the image's filters, then c
+        h = _standardised_conv(f, weight[:, :n], self.context_first.bias, self.filter_mean, self.filter_std)
+        return self.context_body(h + _standardised_conv(c, weight[:, n:], None, self.context_mean, self.context_std))
 
     def pixel_logits(self, filters: torch.Tensor, projected: torch.Tensor | None) -> torch.Tensor:
         """Logits ``(N,)`` of sampled pixels from their raw filter vectors ``(N, C)`` and (encoder
@@ -328,6 +329,15 @@ class ThresholdModel(nn.Module):
         if x.shape[1] == 1:
             x = torch.stack([torch.from_numpy(self.prepare_input(im[0].float().cpu().numpy())) for im in x]).to(x.device)
         return self.SHARPNESS * self.polarity.to(x.device) * x[:, 1:].float()
+
+
+def _standardised_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, mean: torch.Tensor,
+                       std: torch.Tensor) -> torch.Tensor:
+    """The 1x1 convolution ``weight`` of ``(x - mean) / std`` (per channel), the standardisation folded into the
+    weights and bias: no standardised copy of the whole image's responses is made."""
+    w = weight[:, :, 0, 0] / std
+    b = -(w @ mean) if bias is None else bias - w @ mean
+    return F.conv2d(x, w[:, :, None, None], b)
 
 
 def _tail(hidden: int) -> nn.Sequential:
