@@ -13,6 +13,7 @@ from napari_nanowire_ssl.fewshot.pixel_classifier import (
     CONTEXT_STEPS,
     KINDS,
     OTSU,
+    SIGMAS as PIXEL_SIGMAS,
     PixelClassifier,
     ThresholdModel,
     otsu_mask,
@@ -209,6 +210,21 @@ def test_pixel_model_files_without_a_context_stage_still_load(encoder, tmp_path)
     assert isinstance(loaded, PixelClassifier) and not loaded.has_context and loaded.description == "filters"
     image = lines(1, seed=3)[0][0]
     np.testing.assert_array_equal(predict_tiled(loaded, image), predict_tiled(model, image))
+
+
+def test_pixel_model_files_keep_the_scales_they_were_trained_with(encoder, tmp_path):
+    """A file written before the 0.7 px scale was added reads with its own scales, and predicts as before."""
+    assert PIXEL_SIGMAS[0] < 1.0 <= CONTEXT_SIGMAS[0]  # the image's bank has the finer scale, the context bank not
+    torch.manual_seed(2)
+    model = PixelClassifier(encoder, use_encoder=False, sigmas=CONTEXT_SIGMAS).eval()
+    torch.nn.init.normal_(model.first.weight)
+    save_decoder(model, tmp_path / "before.safetensors", encoder_hash=tensor_hash(encoder.state_dict()))
+    loaded = load_decoder(tmp_path / "before.safetensors", encoder)
+    assert loaded.filters.sigmas == CONTEXT_SIGMAS and loaded.filters.out_channels == model.filters.out_channels
+    image = lines(1, seed=4)[0][0]
+    np.testing.assert_array_equal(predict_tiled(loaded, image), predict_tiled(model, image))
+    assert PixelClassifier(encoder, use_encoder=False).filters.out_channels == \
+        model.filters.out_channels + len(PER_SCALE)
 
 
 def train_auto(encoder, pairs, steps=120):

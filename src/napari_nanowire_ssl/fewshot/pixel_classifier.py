@@ -93,7 +93,11 @@ OTSU = "otsu"
 AUTO_KINDS = (*KINDS, OTSU)
 # The bank's scales and a coarser one (px), context for objects much wider than a wire: a particle's
 # flat interior is told from flat background there (chosen on benchmark splits, docs/benchmarks.md).
-SIGMAS = (*BANK_SIGMAS, 32.0)
+# The context stage runs the bank at these scales on the first stage's probability map (auto-context).
+CONTEXT_SIGMAS = (*BANK_SIGMAS, 32.0)
+# The image's own bank adds a finer scale (ilastik's 0.7 px): sharp edges (a particle's rim, a thin wire's
+# flanks) are placed to the pixel; the probability map has no such detail (docs/benchmarks.md).
+SIGMAS = (0.7, *CONTEXT_SIGMAS)
 HIDDEN = 32  # units per hidden layer
 COMPONENTS = 16  # PCA components kept per encoder map
 MAX_PIXELS = 60_000  # labelled pixels sampled for training (all of them when fewer)
@@ -106,7 +110,6 @@ BALANCE_STROKES = True  # class-balanced loss when some pixels are unlabelled (s
 ENTROPY_WEIGHT = 0.5  # entropy of the predictions on unlabelled pixels, added to the loss for strokes
 ENCODER_MARGIN = 0.01  # validation Dice the encoder's features must add to be kept
 MAX_FOLDS = 5  # at most this many groups of images are held out in turn (the choice's cost grows with it)
-CONTEXT_SIGMAS = SIGMAS  # scales of the bank run on the first stage's probability map (auto-context)
 CONTEXT_STEPS = 200  # steps of the context stage, after the first stage's (and self-training's)
 
 
