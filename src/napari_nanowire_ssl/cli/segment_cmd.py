@@ -106,18 +106,18 @@ def train(encoder, args, decoder_model, *, show: bool):
               disable=not show) as bar:
         for event in trainer.steps(n_steps, self_training=self_training):
             bar.update()
-            if event.step >= n_steps + self_training:
-                bar.set_postfix(context=event.step + 1 - n_steps - self_training, loss=f"{trainer.running_loss:.3f}")
-            elif event.step >= n_steps:
-                bar.set_postfix(self_training=event.step + 1 - n_steps, loss=f"{trainer.running_loss:.3f}")
+            if event.stage:
+                bar.set_postfix(stage=event.stage, loss=f"{trainer.running_loss:.3f}")
             elif (event.step + 1) % args.steps_per_epoch == 0:
                 bar.set_postfix(epoch=(event.step + 1) // args.steps_per_epoch, loss=f"{trainer.running_loss:.3f}")
         bar.update(bar.total - bar.n)  # Otsu's threshold kept: nothing left to train
     model = trainer.restore_best()
     labelled = sum(int(np.isin(lab, (BACKGROUND, NANOWIRE)).sum()) for lab in labels)
     total = sum(lab.size for lab in labels)
+    later = "context and decoder" if getattr(trainer, "decoder_trainer", None) else "context"
     work = (f"{n_steps} steps + {self_training} self-training steps"
-            f"{f' + {trainer.context_steps} context steps' if trainer.context_steps else ''}" if trainer.losses
+            f"{f' + {trainer.context_steps} {later} steps' if trainer.context_steps else ''}"
+            if trainer.losses
             else "no steps (the threshold kept has nothing to train)")
     loss = f"best running loss {trainer.best_loss:.3f}; " if trainer.losses else ""
     summary = (f"trained on {len(images)} images ({n_scribble} as scribbles; {labelled / total:.1%} of pixels "

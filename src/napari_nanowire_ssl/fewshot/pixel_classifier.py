@@ -80,7 +80,9 @@ from .segment import (
     BACKGROUND,
     CONFIDENT_BACKGROUND,
     CONFIDENT_WIRE,
+    CONTEXT,
     NANOWIRE,
+    SELF_TRAINING,
     UNLABELLED,
     SegmentEvent,
 )
@@ -773,7 +775,8 @@ class PixelTrainer:
             self.best_loss = min(self.best_loss, self.running_loss)
             if step + 1 == total and self.context_set is not None:
                 self.model.context_enabled = True  # trained: the model is both stages from now on
-            yield SegmentEvent(step, total, loss, time.perf_counter() - t0)
+            stage = "" if step < n_steps else SELF_TRAINING if step < first else CONTEXT
+            yield SegmentEvent(step, total, loss, time.perf_counter() - t0, stage)
         if self.chosen is None:
             self.choose()
 

@@ -61,10 +61,12 @@ from ..models.modelfile import encoder_identity, load_tensors, save_tensors
 
 RUNNING_LOSS_DECAY = 0.9  # exponential moving average of the loss, for choosing the best state
 SELF_TRAINING_STEPS = 100  # default steps on confident predictions after those on the strokes
+SELF_TRAINING, CONTEXT = "self-training", "context"  # SegmentEvent.stage of those steps
 CONFIDENT_WIRE, CONFIDENT_BACKGROUND = 0.9, 0.1  # wire probabilities taken as labels when self-training
 MODELS = ("auto", "filters", "filters+encoder", "decoder", "decoder+filters", "decoder+finetune")
 FINETUNE_LR_FACTOR = 0.1  # the encoder's last stage learns this much slower than the decoder
 FILTER_MARGIN = 64  # px of image around a training crop that its filter responses are computed with
+AVERAGED = "averaged"  # model files of fewshot.averaged.AveragedModel
 DEFAULT_MODEL = "auto"  # pixel classifiers on filters (+ encoder), chosen on held-out labels
 
 
@@ -123,12 +125,13 @@ def make_trainer(encoder: Encoder, images: list[np.ndarray], labels: list[np.nda
     or ``filters+encoder`` trains that one; ``decoder`` the U-Net decoder (:class:`SegmentationTrainer`,
     ``kwargs`` go to it), ``decoder+filters`` the decoder that also sees the filter bank at full
     resolution, ``decoder+finetune`` the decoder and the encoder's last stage (on a private
-    copy of the encoder); with labels on several images ``auto`` also scores Otsu's threshold. ``previous``:
-    a model loaded from a file, trained on (its kind wins; Otsu's threshold has nothing to train: ``model``
-    chooses afresh).
+    copy of the encoder); with labels on several images ``auto`` also scores Otsu's threshold. With full
+    masks (every pixel labelled) ``auto`` averages the kept pixel classifier with a U-Net decoder
+    (:mod:`.averaged`). ``previous``: a model loaded from a file, trained on (its kind wins; Otsu's
+    threshold has nothing to train: ``model`` chooses afresh).
     ``names``: the images' files or layers, for error messages. ``context``: the pixel classifiers'
     context stage (:class:`.pixel_classifier.PixelTrainer`); ``kwargs`` go to the U-Net trainer only."""
-    from .pixel_classifier import AUTO_KINDS, PixelClassifier, PixelTrainer
+    from .pixel_classifier import AUTO_KINDS, PixelClassifier, PixelTrainer, ThresholdModel
 
     if model not in MODELS:
         raise NanowireSSLError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
@@ -143,6 +146,14 @@ def make_trainer(encoder: Encoder, images: list[np.ndarray], labels: list[np.nda
         if previous is not None and previous.unfreeze_last_stage:  # go on from its fine-tuned stage
             trainer.model.encoder.layer4.load_state_dict(previous.encoder.layer4.state_dict())
         return trainer
+    from .averaged import AveragedModel, AveragedTrainer
+
+    fresh = previous is None or isinstance(previous, ThresholdModel)  # a threshold has nothing to go on from
+    full_masks = not any((np.asarray(lab) == UNLABELLED).any() for lab in labels)
+    if isinstance(previous, AveragedModel) or (fresh and model == "auto" and full_masks):
+        previous = previous if isinstance(previous, AveragedModel) else None
+        return AveragedTrainer(encoder, images, labels, seed=seed, device=device, crop=crop, names=names,
+                               previous=previous, context=context, **kwargs)
     images, labels = training_data(images, labels, names)
     kinds = AUTO_KINDS if model == "auto" else (model,)
     return PixelTrainer(encoder, images, labels, kinds=kinds, seed=seed, device=device,
@@ -207,6 +218,7 @@ class SegmentEvent:
     n_steps: int
     loss: float
     seconds: float  # wall time of this step
+    stage: str = ""  # "" (the painted labels), "self-training", "context" or "decoder" (fewshot.averaged)
 
     @property
     def fraction(self) -> float:
@@ -417,7 +429,8 @@ class SegmentationTrainer:
             loss = self.train_step()
             self.losses.append(loss)
             self._track_best(loss)
-            yield SegmentEvent(step, total, loss, time.perf_counter() - t0)
+            yield SegmentEvent(step, total, loss, time.perf_counter() - t0,
+                               SELF_TRAINING if step >= n_steps else "")
 
     def _track_best(self, loss: float) -> None:
         """Keep a copy of the trainable tensors when the running loss reaches a new low."""
@@ -449,9 +462,13 @@ def decoder_state(model, *, encoder_hash: str, training: dict | None = None) -> 
     """``(tensors, metadata)`` of a ``decoder`` model file (also embedded in bundles) of a
     :class:`SegmentationModel` (``"model": "unet"``), a pixel classifier (``"model": "pixels"``) or Otsu's
     threshold (``"model": "otsu"``)."""
+    from .averaged import AveragedModel
     from .pixel_classifier import PixelClassifier, ThresholdModel
 
-    if isinstance(model, (PixelClassifier, ThresholdModel)):
+    if isinstance(model, AveragedModel):
+        config = {"model": AVERAGED, "members": [decoder_state(m, encoder_hash=encoder_hash)[1]
+                                                 for m in model.members]}
+    elif isinstance(model, (PixelClassifier, ThresholdModel)):
         config = {**model.config, "validation": model.validation}
     else:
         config = {"model": "unet", **model.decoder.config, "unfreeze_last_stage": model.unfreeze_last_stage,
@@ -491,13 +508,14 @@ def decoder_from_state(tensors: dict, meta: dict, encoder: Encoder, *, source: s
     encoder other than the one the decoder was trained on (another backbone is
     named as such), and a ``model`` this version does not know.
     """
+    from .averaged import AveragedModel
     from .pixel_classifier import OTSU, PixelClassifier, ThresholdModel
 
     kind = meta.get("model", "unet")
-    if kind not in ("unet", "pixels", OTSU):
+    if kind not in ("unet", "pixels", OTSU, AVERAGED):
         raise ModelFileError(f"{source}: holds a segmentation model of type {kind!r}, unknown to this version of "
                              "the plugin; update the plugin or train again")
-    needed = {"unet": ("encoder_channels", "width", "max_width"), OTSU: ("dark",),
+    needed = {"unet": ("encoder_channels", "width", "max_width"), OTSU: ("dark",), AVERAGED: ("members",),
               "pixels": ("use_encoder", "hidden", "components", "sigmas")}[kind]
     missing = [k for k in (*needed, "encoder_hash") if k not in meta]
     if missing:
@@ -511,6 +529,15 @@ def decoder_from_state(tensors: dict, meta: dict, encoder: Encoder, *, source: s
             f"{source}: this decoder was trained on another encoder ({trained_on}, hash "
             f"{meta['encoder_hash'][:12]}); load the encoder it was trained with"
         )
+    if kind == AVERAGED:
+        members = meta["members"]
+        if len(members) != 2 or [m.get("model") for m in members] != ["pixels", "unet"]:
+            raise ModelFileError(f"{source}: an averaged model must hold a pixel classifier and a U-Net decoder: "
+                                 "file corrupt or edited")
+        pixels, decoder = (decoder_from_state({k[len(f"members.{i}."):]: v for k, v in tensors.items()
+                                               if k.startswith(f"members.{i}.")}, m, encoder, source=source)
+                           for i, m in enumerate(members))
+        return AveragedModel(pixels, decoder).eval()
     if kind == "unet":
         decoder = UNetDecoder(meta["encoder_channels"], width=meta["width"], max_width=meta["max_width"],
                               filters=bool(meta.get("filters", False)))

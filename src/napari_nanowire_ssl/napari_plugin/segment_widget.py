@@ -75,6 +75,14 @@ STYLES = {"probability": {"colormap": "magma", "opacity": 0.5, "contrast_limits"
 HELP = "Scribbles: paint 2 = nanowire, 1 = background, 0 = leave unlabelled"
 NO_MODEL = "No trained decoder: paint scribbles and press Train, or load a decoder"
 PROGRESS_MAX = 1000
+# What the status line adds during each stage of training (SegmentEvent.stage): why the loss jumps.
+STAGE_NOTES = {
+    "self-training": " (self-training: confident pixels count as labels, so the loss jumps and is not comparable "
+                     "with before)",
+    "context": " (context stage: a second model reads the first one's probability map; its loss is its own)",
+    "decoder": " (U-Net decoder on the encoder's maps, to be averaged with the pixel model (full masks); its loss "
+               "is its own)",
+}
 BRUSH_SIZE = 3  # px: no wider than the thin (2-3 px) wires of SEM films; widen it for open background
 
 
@@ -333,22 +341,15 @@ class SegmentWidget(Container):
                         self.session.settings.tile, self._stop)
         total = n_steps + self_training + self.trainer.context_steps
         self._start(worker, f"training on '{layer.name}'…", total=total,
-                    yielded=lambda item: self._on_step(layer, n_steps, self_training, *item),
+                    yielded=lambda item: self._on_step(layer, *item),
                     returned=lambda result: self._on_trained(layer, result))
 
-    def _on_step(self, layer, n_steps: int, self_training: int, event, prob) -> None:
+    def _on_step(self, layer, event, prob) -> None:
         if prob is not None:
             self._show(layer, prob)
             return
         self._set_progress(event.fraction)
-        if event.step >= n_steps + self_training:
-            phase = (" (context stage: a second model reads the first one's probability map; its loss is its "
-                     "own)")
-        elif event.step >= n_steps:
-            phase = (" (self-training: confident pixels count as labels, so the loss jumps and is not comparable "
-                     "with before)")
-        else:
-            phase = ""
+        phase = STAGE_NOTES.get(event.stage, "")
         self.status.value = f"step {event.step + 1}/{event.n_steps}{phase}, loss {event.loss:.4f}; " \
                             f"{self.trainer.choice_line()}"
 
