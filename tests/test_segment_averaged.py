@@ -128,3 +128,20 @@ def test_a_file_whose_members_are_not_a_pixel_model_and_a_decoder_is_refused(enc
     with pytest.raises(ModelFileError, match=r"edited\.safetensors: an averaged model must hold a pixel "
                                              r"classifier and a U-Net decoder"):
         load_decoder(tmp_path / "edited.safetensors", encoder)
+
+
+def test_bundles_and_batch_runs_carry_the_averaged_model(encoder, tmp_path):
+    from PIL import Image
+
+    from napari_nanowire_ssl.batch import process_files
+    from napari_nanowire_ssl.bundle import Bundle, load_bundle, save_bundle
+
+    model = AveragedModel(*members(encoder)).eval()
+    save_bundle(tmp_path / "b.safetensors", Bundle(encoder, "test", decoder=model))
+    bundle = load_bundle(tmp_path / "b.safetensors")
+    assert isinstance(bundle.decoder, AveragedModel)
+    image = lines(1, seed=4)[0][0]
+    np.testing.assert_allclose(predict_tiled(bundle.decoder, image), predict_tiled(model, image), atol=1e-6)
+    Image.fromarray((image.clip(0, 1) * 255).astype(np.uint8)).save(tmp_path / "a.png")
+    [event] = list(process_files(bundle, [tmp_path / "a.png"], tmp_path / "out"))
+    assert event.row["error"] == "" and (tmp_path / "out" / "masks" / "a.tif").exists()
