@@ -25,11 +25,10 @@ from torch import nn
 
 from ..models.decoder import SegmentationModel
 from .pixel_classifier import AUTO_KINDS, OTSU, PixelClassifier, PixelTrainer
-from .segment import SegmentEvent, SegmentationTrainer, training_data
+from .segment import DECODER, SegmentEvent, SegmentationTrainer, training_data
 
 KIND = "pixels+decoder"
 DECODER_STEPS = 200  # the decoder's steps after the pixel classifier's (the CLI's default number of steps)
-STAGE = "decoder"  # SegmentEvent.stage of the decoder's steps
 
 
 class AveragedModel(nn.Module):
@@ -133,7 +132,7 @@ class AveragedTrainer:
         return self.averaged or self.pixel_trainer.model
 
     def steps(self, n_steps: int, *, self_training: int = 0, should_stop=None):
-        """The pixel classifier's events, then the decoder's :data:`DECODER_STEPS` (stage ``decoder``),
+        """The pixel classifier's events, then the decoder's :data:`DECODER_STEPS` (stage ``DECODER``),
         numbered on from them; nothing more when Otsu's threshold is kept or the pixel classifier's
         training was stopped."""
         last = None
@@ -144,7 +143,7 @@ class AveragedTrainer:
         done, total = last.n_steps, last.n_steps + DECODER_STEPS
         self.decoder_trainer = SegmentationTrainer(self.encoder, self.raw_images, self.labels, **self._decoder_args)
         for event in self.decoder_trainer.steps(DECODER_STEPS, should_stop=should_stop):
-            yield SegmentEvent(done + event.step, total, event.loss, event.seconds, STAGE)
+            yield SegmentEvent(done + event.step, total, event.loss, event.seconds, DECODER)
         if len(self.decoder_trainer.losses) == DECODER_STEPS:
             self.averaged = AveragedModel(self.pixel_trainer.restore_best(), self.decoder_trainer.restore_best())
 

@@ -61,7 +61,8 @@ from ..models.modelfile import encoder_identity, load_tensors, save_tensors
 
 RUNNING_LOSS_DECAY = 0.9  # exponential moving average of the loss, for choosing the best state
 SELF_TRAINING_STEPS = 100  # default steps on confident predictions after those on the strokes
-SELF_TRAINING, CONTEXT = "self-training", "context"  # SegmentEvent.stage of those steps
+# SegmentEvent.stage of the steps after those on the painted labels (fewshot.averaged: the decoder's)
+SELF_TRAINING, CONTEXT, DECODER = "self-training", "context", "decoder"
 CONFIDENT_WIRE, CONFIDENT_BACKGROUND = 0.9, 0.1  # wire probabilities taken as labels when self-training
 MODELS = ("auto", "filters", "filters+encoder", "decoder", "decoder+filters", "decoder+finetune")
 FINETUNE_LR_FACTOR = 0.1  # the encoder's last stage learns this much slower than the decoder
@@ -218,7 +219,7 @@ class SegmentEvent:
     n_steps: int
     loss: float
     seconds: float  # wall time of this step
-    stage: str = ""  # "" (the painted labels), "self-training", "context" or "decoder" (fewshot.averaged)
+    stage: str = ""  # "" (the painted labels), SELF_TRAINING, CONTEXT or DECODER
 
     @property
     def fraction(self) -> float:
@@ -460,8 +461,9 @@ class SegmentationTrainer:
 
 def decoder_state(model, *, encoder_hash: str, training: dict | None = None) -> tuple[dict, dict]:
     """``(tensors, metadata)`` of a ``decoder`` model file (also embedded in bundles) of a
-    :class:`SegmentationModel` (``"model": "unet"``), a pixel classifier (``"model": "pixels"``) or Otsu's
-    threshold (``"model": "otsu"``)."""
+    :class:`SegmentationModel` (``"model": "unet"``), a pixel classifier (``"model": "pixels"``), Otsu's
+    threshold (``"model": "otsu"``) or the two models of :mod:`.averaged` (``"model": "averaged"``, each
+    member's metadata in ``members``)."""
     from .averaged import AveragedModel
     from .pixel_classifier import PixelClassifier, ThresholdModel
 

@@ -40,8 +40,11 @@ from ..errors import NanowireSSLError
 from ..models.modelfile import encoder_identity
 from ..fewshot.policy import self_training_steps, training_crop
 from ..fewshot.segment import (
+    CONTEXT,
+    DECODER,
     DEFAULT_MODEL,
     MODELS,
+    SELF_TRAINING,
     SELF_TRAINING_STEPS,
     check_classes,
     check_labels,
@@ -77,11 +80,11 @@ NO_MODEL = "No trained decoder: paint scribbles and press Train, or load a decod
 PROGRESS_MAX = 1000
 # What the status line adds during each stage of training (SegmentEvent.stage): why the loss jumps.
 STAGE_NOTES = {
-    "self-training": " (self-training: confident pixels count as labels, so the loss jumps and is not comparable "
-                     "with before)",
-    "context": " (context stage: a second model reads the first one's probability map; its loss is its own)",
-    "decoder": " (U-Net decoder on the encoder's maps, to be averaged with the pixel model (full masks); its loss "
-               "is its own)",
+    SELF_TRAINING: " (self-training: confident pixels count as labels, so the loss jumps and is not comparable "
+                   "with before)",
+    CONTEXT: " (context stage: a second model reads the first one's probability map; its loss is its own)",
+    DECODER: " (U-Net decoder on the encoder's maps, to be averaged with the pixel model (full masks); its loss "
+             "is its own)",
 }
 BRUSH_SIZE = 3  # px: no wider than the thin (2-3 px) wires of SEM films; widen it for open background
 
