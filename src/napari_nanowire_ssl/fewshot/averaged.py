@@ -77,7 +77,8 @@ class AveragedTrainer:
     ``restore_best``, ``choice_line``, ``losses``, ``best_loss``, ``running_loss``, ``has_unpainted``,
     ``context_steps``: here every step after the pixel classifier's first stage and self-training).
 
-    ``previous``: an :class:`AveragedModel` to go on training (both members)."""
+    ``previous``: an :class:`AveragedModel` to go on training (both members; with strokes, the decoder
+    trains on the painted pixels only, without the pixel classifier's self-training)."""
 
     def __init__(self, encoder, images, labels, *, seed: int = 0, device="cpu", crop: int = 256,
                  previous: AveragedModel | None = None, names=None, context: bool = True, **decoder_kwargs):
