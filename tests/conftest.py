@@ -152,3 +152,20 @@ def type_into(qtbot, box, text: str) -> None:
     edit.selectAll()
     qtbot.keyClicks(edit, text)
     qtbot.keyClick(edit, Qt.Key.Key_Return)
+
+
+def lines(n=2, size=128, seed=0, ramp=0.0, count=4):
+    """``n`` (image, mask) pairs: ``count`` bright 3 px lines on a noisy dark background (brightening by
+    ``ramp`` from left to right): the filters' Hessian finds them; with a ramp, no threshold of the image does."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        image = (rng.normal(0.2, 0.05, (size, size)) + np.linspace(0, ramp, size)[None]).astype(np.float32)
+        mask = np.zeros((size, size), bool)
+        for r in rng.choice(np.arange(8, size - 8), count, replace=False):
+            mask[r - 1:r + 2] = True
+        image[mask] += 0.6
+        out.append((image, mask))
+    return out

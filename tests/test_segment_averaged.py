@@ -1,5 +1,6 @@
 """``auto`` with full masks: the kept pixel classifier averaged with a U-Net decoder (fewshot.averaged)."""
 
+import conftest
 import numpy as np
 import pytest
 import torch
@@ -30,17 +31,7 @@ def few_decoder_steps(monkeypatch):
 
 
 def lines(n=2, size=96, seed=0):
-    """Bright 3 px lines on a noisy dark background, and their masks."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        image = rng.normal(0.2, 0.05, (size, size)).astype(np.float32)
-        mask = np.zeros((size, size), bool)
-        for r in rng.choice(np.arange(8, size - 8), 3, replace=False):
-            mask[r - 1:r + 2] = True
-        image[mask] += 0.6
-        out.append((image, mask))
-    return out
+    return conftest.lines(n, size=size, seed=seed, count=3)
 
 
 def members(encoder):

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import lines
 from napari_nanowire_ssl.errors import ModelFileError
 from napari_nanowire_ssl.io import normalize
 from napari_nanowire_ssl.models.filters import PER_SCALE, SIGMAS, FilterBank, standardisation
@@ -80,21 +81,6 @@ def checkerboards(n=2, size=128, seed=0):
         cy, cx = rng.integers(32, size - 32, 2)
         mask = (yy - cy) ** 2 + (xx - cx) ** 2 < 30**2
         out.append((np.where(mask, 1 - board, board), mask))
-    return out
-
-
-def lines(n=2, size=128, seed=0, ramp=0.0):
-    """Bright 3 px lines on a noisy dark background (brightening by ``ramp`` from left to right): the
-    filters' Hessian finds them; with a ramp, no threshold of the image does."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        image = (rng.normal(0.2, 0.05, (size, size)) + np.linspace(0, ramp, size)[None]).astype(np.float32)
-        mask = np.zeros((size, size), bool)
-        for r in rng.choice(np.arange(8, size - 8), 4, replace=False):
-            mask[r - 1:r + 2] = True
-        image[mask] += 0.6
-        out.append((image, mask))
     return out
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from ..errors import NanowireSSLError
@@ -90,7 +91,7 @@ def train(encoder, args, decoder_model, *, show: bool):
     from tqdm import tqdm
 
     from ..fewshot.policy import self_training_steps, training_crop
-    from ..fewshot.segment import SELF_TRAINING_STEPS, make_trainer
+    from ..fewshot.segment import SELF_TRAINING, SELF_TRAINING_STEPS, make_trainer
     from ..io.datasets import load_training_set
     from ..labels import BACKGROUND, NANOWIRE
 
@@ -104,8 +105,11 @@ def train(encoder, args, decoder_model, *, show: bool):
     self_training = self_training_steps(wanted, trainer.has_unpainted)
     with tqdm(total=n_steps + self_training + trainer.context_steps, unit="step", desc="training", file=sys.stderr,
               disable=not show) as bar:
+        later = Counter()  # steps of the stages after the painted labels and self-training (context, decoder)
         for event in trainer.steps(n_steps, self_training=self_training):
             bar.update()
+            if event.stage not in ("", SELF_TRAINING):
+                later[event.stage] += 1
             if event.stage:
                 bar.set_postfix(stage=event.stage, loss=f"{trainer.running_loss:.3f}")
             elif (event.step + 1) % args.steps_per_epoch == 0:
@@ -114,10 +118,8 @@ def train(encoder, args, decoder_model, *, show: bool):
     model = trainer.restore_best()
     labelled = sum(int(np.isin(lab, (BACKGROUND, NANOWIRE)).sum()) for lab in labels)
     total = sum(lab.size for lab in labels)
-    later = "context and decoder" if getattr(trainer, "decoder_trainer", None) else "context"
     work = (f"{n_steps} steps + {self_training} self-training steps"
-            f"{f' + {trainer.context_steps} {later} steps' if trainer.context_steps else ''}"
-            if trainer.losses
+            + "".join(f" + {n} {stage} steps" for stage, n in later.items()) if trainer.losses
             else "no steps (the threshold kept has nothing to train)")
     loss = f"best running loss {trainer.best_loss:.3f}; " if trainer.losses else ""
     summary = (f"trained on {len(images)} images ({n_scribble} as scribbles; {labelled / total:.1%} of pixels "

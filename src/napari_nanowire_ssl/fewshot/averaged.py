@@ -20,12 +20,14 @@ Stop, the saved file), as with the context stage.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 
 from ..models.decoder import SegmentationModel
 from .pixel_classifier import AUTO_KINDS, OTSU, PixelClassifier, PixelTrainer
-from .segment import DECODER, SegmentEvent, SegmentationTrainer, training_data
+from .segment import DECODER, SegmentationTrainer, training_data
 
 KIND = "pixels+decoder"
 DECODER_STEPS = 200  # the decoder's steps after the pixel classifier's (the CLI's default number of steps)
@@ -138,13 +140,13 @@ class AveragedTrainer:
         training was stopped."""
         last = None
         for last in self.pixel_trainer.steps(n_steps, self_training=self_training, should_stop=should_stop):
-            yield SegmentEvent(last.step, last.n_steps + DECODER_STEPS, last.loss, last.seconds, last.stage)
+            yield replace(last, n_steps=last.n_steps + DECODER_STEPS)
         if last is None or last.step + 1 < last.n_steps or (should_stop is not None and should_stop()):
             return
         done, total = last.n_steps, last.n_steps + DECODER_STEPS
         self.decoder_trainer = SegmentationTrainer(self.encoder, self.raw_images, self.labels, **self._decoder_args)
         for event in self.decoder_trainer.steps(DECODER_STEPS, should_stop=should_stop):
-            yield SegmentEvent(done + event.step, total, event.loss, event.seconds, DECODER)
+            yield replace(event, step=done + event.step, n_steps=total, stage=DECODER)
         if len(self.decoder_trainer.losses) == DECODER_STEPS:
             self.averaged = AveragedModel(self.pixel_trainer.restore_best(), self.decoder_trainer.restore_best())
 
