@@ -167,9 +167,10 @@ def speed(encoder):
     rows.append([f"filter bank of the pixel classifiers, 1024 x 1024 ({bank.out_channels} channels), median of 3",
                  f"{np.median(times):.2f} s ({1.048576 / np.median(times):.1f} MP/s)"])
     trained = {}
-    for kind in ("filters", "filters+encoder", "decoder", "decoder+filters", AVERAGED_KIND):
-        if kind == AVERAGED_KIND:  # what auto trains from full masks: the two kinds above, averaged
-            model = AveragedModel(trained["filters"], trained["decoder"])
+    for kind in ("filters", "filters+encoder", "decoder", "decoder+filters", AVERAGED_KIND,
+                 f"{AVERAGED_KIND} (filters+encoder)"):
+        if kind.startswith(AVERAGED_KIND):  # what auto trains from full masks: a pixel kind and the decoder
+            model = AveragedModel(trained["filters+encoder" if "encoder" in kind else "filters"], trained["decoder"])
         else:
             t = make_trainer(encoder, [image], [labels], model=kind, seed=0)
             for _ in t.steps(2):

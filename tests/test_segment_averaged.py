@@ -34,23 +34,32 @@ def lines(n=2, size=96, seed=0):
     return conftest.lines(n, size=size, seed=seed, count=3)
 
 
-def members(encoder):
+def members(encoder, use_encoder=False):
     torch.manual_seed(1)
-    pixels = PixelClassifier(encoder, use_encoder=False)
+    pixels = PixelClassifier(encoder, use_encoder=use_encoder)
     torch.nn.init.normal_(pixels.first.weight, std=0.5)
+    for level in range(len(encoder.feature_channels) if use_encoder else 0):
+        torch.nn.init.normal_(getattr(pixels, f"pca{level}"))  # a PCA of zeros would hide the encoder's share
+        torch.nn.init.normal_(pixels.levels[level].weight, std=0.5)
     decoder = SegmentationModel(encoder, UNetDecoder(encoder.feature_channels, width=8))
     return pixels.eval(), decoder.eval()
 
 
-def test_the_averaged_model_predicts_the_mean_of_its_members_probabilities(encoder):
-    pixels, decoder = members(encoder)
+@pytest.mark.parametrize("use_encoder", [False, True])
+def test_the_averaged_model_predicts_the_mean_of_its_members_probabilities(encoder, use_encoder, monkeypatch):
+    pixels, decoder = members(encoder, use_encoder)
     model = AveragedModel(pixels, decoder).eval()
     image = lines(1)[0][0]
-    p, q, both = (predict_tiled(m, image) for m in (pixels, decoder, model))
+    p, q = (predict_tiled(m, image) for m in (pixels, decoder))
+    calls = []
+    forward_features = encoder.forward_features
+    monkeypatch.setattr(encoder, "forward_features", lambda x: calls.append(x.shape) or forward_features(x))
+    both = predict_tiled(model, image)
     assert np.abs(p - q).max() > 0.05  # the members differ, so the mean is a real test
     np.testing.assert_allclose(both, (p + q) / 2, atol=1e-5)
+    assert len(calls) == 1  # one tile; the members share the encoder's maps of it
     assert model.min_tile == pixels.min_tile  # tiles as large as the pixel classifier wants
-    assert model.description == "filters averaged with the U-Net decoder"
+    assert model.description == f"{pixels.kind} averaged with the U-Net decoder"
 
 
 def test_auto_averages_with_a_decoder_for_full_masks_only(encoder, few_decoder_steps):

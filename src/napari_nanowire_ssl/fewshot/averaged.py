@@ -25,7 +25,7 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from ..models.decoder import SegmentationModel
+from ..models.decoder import SegmentationModel, pad_to_multiple
 from .pixel_classifier import AUTO_KINDS, OTSU, PixelClassifier, PixelTrainer
 from .segment import DECODER, SegmentationTrainer, training_data
 
@@ -70,7 +70,13 @@ class AveragedModel(nn.Module):
         return {f"members.{i}.{k}": v for i, m in enumerate(self.members) for k, v in m.trainable_state().items()}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = torch.stack([torch.sigmoid(m(x).float()) for m in self.members]).mean(0)
+        if x.ndim == 3:
+            x = x.unsqueeze(1)
+        pixels, decoder = self.members
+        shared = None  # the encoder's maps, computed once when both members read the same encoder
+        if pixels.use_encoder and decoder.encoder is pixels.encoder:
+            shared = pixels.encoder.forward_features(pad_to_multiple(x)[0])
+        p = torch.stack([torch.sigmoid(m(x, encoder_features=shared).float()) for m in self.members]).mean(0)
         return torch.logit(p, eps=1e-6)
 
 

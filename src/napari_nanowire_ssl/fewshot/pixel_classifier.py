@@ -203,35 +203,40 @@ class PixelClassifier(nn.Module):
         return {k: v for k, v in self.state_dict().items()
                 if not k.startswith("encoder.") and (self.has_context or not k.startswith("context_"))}
 
-    def _projected(self, level: int, m: torch.Tensor) -> torch.Tensor:
-        """First-layer contribution of encoder map ``level`` at its own resolution."""
+    def _pca_map(self, level: int, m: torch.Tensor) -> torch.Tensor:
+        """PCA components of encoder map ``level`` at its own resolution, ``(B, k, h, w)``."""
         pca = getattr(self, f"pca{level}")
-        z = F.conv2d(m.float() - getattr(self, f"pca_mean{level}").view(1, -1, 1, 1), pca[:, :, None, None])
-        return self.levels[level](z)
+        return F.conv2d(m.float() - getattr(self, f"pca_mean{level}").view(1, -1, 1, 1), pca[:, :, None, None])
 
     def project(self, encoder_feats: list[torch.Tensor]) -> torch.Tensor:
         """PCA of sampled pixels' encoder vectors (one ``(N, C_l)`` per level), concatenated: ``(N, sum k)``."""
         return torch.cat([(e.float() - getattr(self, f"pca_mean{level}")) @ getattr(self, f"pca{level}").T
                           for level, e in enumerate(encoder_feats)], 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, encoder_features: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """``encoder_features``: the encoder's maps of ``x`` padded to a multiple of the stride, when the
+        caller has them already (a model averaged with a decoder on the same encoder)."""
         if x.ndim == 3:
             x = x.unsqueeze(1)
         f = self.filters(x)
-        h = _standardised_conv(f, self.first.weight, self.first.bias, self.filter_mean, self.filter_std)
+        first = [(f, *_folded(self.first.weight, self.first.bias, self.filter_mean, self.filter_std))]
         if self.use_encoder:
             padded, (hh, ww) = pad_to_multiple(x)
-            for level, m in enumerate(self.encoder.forward_features(padded)):
-                up = F.interpolate(self._projected(level, m), size=padded.shape[-2:], mode="bilinear",
+            if encoder_features is None:
+                encoder_features = self.encoder.forward_features(padded)
+            for level, m in enumerate(encoder_features):
+                # Upsampled after the PCA (k channels), before the first layer (hidden channels): the two
+                # are linear and commute, and k is the smaller.
+                up = F.interpolate(self._pca_map(level, m), size=padded.shape[-2:], mode="bilinear",
                                    align_corners=False)
-                h = h + up[..., :hh, :ww]
-        logits = self.body(h)
+                first.append((up[..., :hh, :ww], self.levels[level].weight[:, :, 0, 0], None))
+        logits = _mlp_map(first, self.body)
         if not self.has_context:
             return logits
         c = self.context_filters(torch.sigmoid(logits).to(x.dtype))
         weight, n = self.context_first.weight, f.shape[1]  # input channels: the image's filters, then c
-        h = _standardised_conv(f, weight[:, :n], self.context_first.bias, self.filter_mean, self.filter_std)
-        return self.context_body(h + _standardised_conv(c, weight[:, n:], None, self.context_mean, self.context_std))
+        return _mlp_map([(f, *_folded(weight[:, :n], self.context_first.bias, self.filter_mean, self.filter_std)),
+                         (c, *_folded(weight[:, n:], None, self.context_mean, self.context_std))], self.context_body)
 
     def pixel_logits(self, filters: torch.Tensor, projected: torch.Tensor | None) -> torch.Tensor:
         """Logits ``(N,)`` of sampled pixels from their raw filter vectors ``(N, C)`` and (encoder
@@ -336,13 +341,30 @@ class ThresholdModel(nn.Module):
         return self.SHARPNESS * self.polarity.to(x.device) * x[:, 1:].float()
 
 
-def _standardised_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, mean: torch.Tensor,
-                       std: torch.Tensor) -> torch.Tensor:
-    """The 1x1 convolution ``weight`` of ``(x - mean) / std`` (per channel), the standardisation folded into the
-    weights and bias: no standardised copy of the whole image's responses is made."""
+def _folded(weight: torch.Tensor, bias: torch.Tensor | None, mean: torch.Tensor,
+            std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(w, b)`` of the 1x1 convolution ``weight`` applied to ``(x - mean) / std`` (per channel): the
+    standardisation folded into the weights and bias, so no standardised copy of the responses is made."""
     w = weight[:, :, 0, 0] / std
-    b = -(w @ mean) if bias is None else bias - w @ mean
-    return F.conv2d(x, w[:, :, None, None], b)
+    return w, (-(w @ mean) if bias is None else bias - w @ mean)
+
+
+INFERENCE_ROWS = 32  # image rows per band of the MLP in forward: one band's hidden activations stay in the cache
+
+
+def _mlp_map(first: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]], tail: nn.Sequential,
+             rows: int = INFERENCE_ROWS) -> torch.Tensor:
+    """``(B, 1, H, W)`` logits of an MLP on every pixel: its first layer the sum of linear layers ``(w, b)``
+    of the pixels of ``(B, C, H, W)`` maps, then :func:`_tail`. Computed band by band of ``rows`` image
+    rows as matrix products: several times faster on a CPU than 1x1 convolutions of the whole image,
+    whose hidden maps (hidden x H x W floats each) go through memory (docs/benchmarks.md)."""
+    b, _, height, width = first[0][0].shape
+    bands = []
+    for r in range(0, height, rows):
+        h = sum(F.linear(maps[:, :, r:r + rows].permute(0, 2, 3, 1).reshape(-1, maps.shape[1]), w, bias)
+                for maps, w, bias in first)
+        bands.append(_tail_linear(tail, h).reshape(b, -1, width))
+    return torch.cat(bands, 1)[:, None]
 
 
 def _tail(hidden: int) -> nn.Sequential:

@@ -184,13 +184,16 @@ class SegmentationModel(nn.Module):
             features = [*features, self.encoder.layer4(features[3])]
         return self.decoder(features, filters)[..., : size[0], : size[1]]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, 1, H, W)`` for any ``H, W >= 32`` (padded to multiples of 32 internally)."""
+    def forward(self, x: torch.Tensor, encoder_features: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Logits ``(B, 1, H, W)`` for any ``H, W >= 32`` (padded to multiples of 32 internally);
+        ``encoder_features``: the encoder's maps of the padded ``x``, when the caller has them already."""
         if x.ndim == 3:
             x = x.unsqueeze(1)
         x, size = pad_to_multiple(x)
         filters = self.decoder.standardised_filters(x) if self.decoder.uses_filters else None
-        return self.decode(self.encoder.forward_features(x), size, filters)
+        if encoder_features is None:
+            encoder_features = self.encoder.forward_features(x)
+        return self.decode(encoder_features, size, filters)
 
     @torch.no_grad()
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:

@@ -97,22 +97,27 @@ class FilterBank(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float()
-        out = [x]
+        # Each response is written once, into its channels of the output (no concatenation of copies).
+        out = x.new_empty(x.shape[0], self.out_channels, *x.shape[-2:])
+        out[:, :1] = x
+        n = len(PER_SCALE)
         for i, (s, f) in enumerate(zip(self.sigmas, self.factors)):
             level = x if f == 1 else F.avg_pool2d(x, f, ceil_mode=True, count_include_pad=False)
-            responses = self._scale(level, i, s / f)
-            if f > 1:
-                responses = F.interpolate(responses, size=x.shape[-2:], mode="bilinear", align_corners=False)
-            out.append(responses)
-        return torch.cat(out, 1)
+            channels = out[:, 1 + i * n:1 + (i + 1) * n]
+            if f == 1:
+                for k, response in enumerate(self._scale(level, i, s)):
+                    channels[:, k:k + 1] = response
+            else:
+                channels[:] = F.interpolate(torch.cat(self._scale(level, i, s / f), 1), size=x.shape[-2:],
+                                            mode="bilinear", align_corners=False)
+        return out
 
-    def _scale(self, x: torch.Tensor, i: int, s: float) -> torch.Tensor:
-        """The :data:`PER_SCALE` responses at scale ``s`` (px of ``x``)."""
+    def _scale(self, x: torch.Tensor, i: int, s: float) -> list[torch.Tensor]:
+        """The :data:`PER_SCALE` responses at scale ``s`` (px of ``x``), ``(B, 1, H, W)`` each."""
         g = _blur(x, getattr(self, f"k{i}"))
         gy, gx = _diff(g, 2), _diff(g, 3)
         gyy, gxx, gxy = _diff(gy, 2), _diff(gx, 3), _diff(gx, 2)
         h_max, h_min = _eig2(gyy, gxy, gxx)
         tensor = _blur(torch.cat([gy * gy, gx * gy, gx * gx], 1), getattr(self, f"k{i}_outer"))
         t_max, t_min = _eig2(tensor[:, 0:1], tensor[:, 1:2], tensor[:, 2:3])
-        return torch.cat([g, s * torch.sqrt(gx**2 + gy**2), s**2 * h_max, s**2 * h_min, s**2 * t_max,
-                          s**2 * t_min], 1)
+        return [g, s * torch.sqrt(gx**2 + gy**2), s**2 * h_max, s**2 * h_min, s**2 * t_max, s**2 * t_min]
