@@ -50,6 +50,19 @@ def test_out_of_memory_halves_batch_then_tile_and_says_so(model):
     np.testing.assert_array_equal(mask, expected[1])
 
 
+def test_the_tile_fallback_goes_below_a_models_minimum_tile(model):
+    """A pixel classifier asks for tiles of at least ``min_tile`` px; out of memory, smaller tiles are used
+    all the same (and the message says their true size)."""
+    image = generate("network", size=256, seed=0).image
+    greedy = Greedy(model, max_pixels=128 * 128)
+    greedy.min_tile = 256
+    said = []
+    prob, _ = segment_image(greedy, image, tile=64, batch_size=1, on_fallback=said.append)
+    assert greedy.batches[0] == (1, 1, 256, 256)  # widened to the model's minimum first
+    assert said == ["Out of CPU memory: continuing with 128 px tiles"] and greedy.batches[-1] == (1, 1, 128, 128)
+    np.testing.assert_array_equal(prob, segment_image(model, image, tile=128, batch_size=1)[0])
+
+
 def test_out_of_memory_with_the_smallest_tiles_is_a_one_line_error(model):
     image = generate("network", size=256, seed=0).image
     with pytest.raises(NanowireSSLError, match=r"^out of memory predicting a 256x256 image even with 128 px tiles"):

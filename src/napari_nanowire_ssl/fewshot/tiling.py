@@ -63,11 +63,19 @@ def _check_options(tile: int, overlap: int, batch_size: int) -> None:
         raise NanowireSSLError(f"batch size must be at least 1, got {batch_size}")
 
 
+def widened_tile(model: nn.Module, tile: int) -> int:
+    """The tile :func:`predict_tiled` uses for ``model`` by default: ``tile``, or the model's ``min_tile``
+    when larger (the pixel classifiers: their filters cost the same per pixel at any tile size, so
+    overlaps are pure waste)."""
+    return max(tile, getattr(model, "min_tile", 0))
+
+
 def predict_tiled(
     model: nn.Module,
     image: np.ndarray,
     *,
     tile: int = DEFAULT_TILE,
+    widen: bool = True,
     overlap: int | None = None,
     batch_size: int = 4,
     device: str | torch.device | None = None,
@@ -78,9 +86,9 @@ def predict_tiled(
 
     ``model`` maps ``(B, 1, h, w)`` images in [0, 1] to logits of the same size
     (a :class:`~napari_nanowire_ssl.models.decoder.SegmentationModel`).
-    A model with a ``min_tile`` attribute gets tiles at least that large (the
-    pixel classifiers: their filters cost the same per pixel at any tile size,
-    so overlaps are pure waste). A model with a ``prepare_input(image) -> (C, H, W)``
+    ``widen``: tiles at least as large as the model's ``min_tile`` (:func:`widened_tile`);
+    off, ``tile`` as given (the fallback of :func:`segment_image` after running
+    out of memory). A model with a ``prepare_input(image) -> (C, H, W)``
     method gets tiles of what it makes of the whole normalised image (a statistic
     of the whole image, not of a tile: Otsu's threshold). ``device=None`` keeps the model where it is. ``progress(done, total)`` is
     called after every batch of tiles (counted over all slices);
@@ -88,7 +96,7 @@ def predict_tiled(
     prediction stops and ``None`` is returned.
     """
     overlap = tile_overlap(tile) if overlap is None else overlap
-    tile = max(tile, getattr(model, "min_tile", 0))
+    tile = widened_tile(model, tile) if widen else tile
     prepare = getattr(model, "prepare_input", None)
     _check_options(tile, overlap, batch_size)
     image = np.asarray(image)
@@ -157,12 +165,13 @@ def segment_image(model: nn.Module, image: np.ndarray, *, threshold: float = WIR
     ``on_fallback`` each time in a line for the user; out of memory on the
     CPU with the smallest tiles, it stops with a one-line error.
     """
-    tile, batch_size = kwargs.pop("tile", DEFAULT_TILE), kwargs.pop("batch_size", 4)
+    tile, batch_size = widened_tile(model, kwargs.pop("tile", DEFAULT_TILE)), kwargs.pop("batch_size", 4)
     overlap = kwargs.pop("overlap", None)  # None: the policy's overlap for the tile in use
     while True:
         try:
-            prob = predict_tiled(model, without_banner(image, crop_bottom), tile=tile, batch_size=batch_size,
-                                 overlap=None if overlap is None else min(overlap, tile // 2), **kwargs)
+            prob = predict_tiled(model, without_banner(image, crop_bottom), tile=tile, widen=False,
+                                 batch_size=batch_size, overlap=None if overlap is None else min(overlap, tile // 2),
+                                 **kwargs)
             break
         except torch.OutOfMemoryError:
             device = next(model.parameters()).device
