@@ -8,9 +8,11 @@ the encoder's five feature maps, each reduced by a fixed PCA (whitened,
 :data:`COMPONENTS` components, fitted on the training pixels) and upsampled
 bilinearly; a small MLP (two hidden layers of :data:`HIDDEN` units, 1x1
 convolutions) maps them to a nanowire logit. The
-first layer is linear, so it is applied to each encoder map at its own
-resolution and the result upsampled: exact, and no full-resolution copy of
-hundreds of encoder channels is ever made.
+PCA is applied to each encoder map at its own resolution and only its
+components are upsampled: no full-resolution copy of hundreds of encoder
+channels is ever made. On whole images the MLP runs on bands of rows as
+matrix products (:func:`_mlp_map`), its hidden activations never a whole
+image's worth.
 
 Training (:class:`PixelTrainer`) draws up to :data:`MAX_PIXELS` labelled
 pixels, and Adam minimises the binary cross-entropy on batches of
