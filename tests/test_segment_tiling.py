@@ -10,7 +10,7 @@ from torch import nn
 from napari_nanowire_ssl.errors import NanowireSSLError
 from napari_nanowire_ssl.fewshot.segment import SegmentationTrainer
 from napari_nanowire_ssl.labels import labels_from_mask
-from napari_nanowire_ssl.fewshot.tiling import blend_window, predict_tiled, segment_image, tile_starts
+from napari_nanowire_ssl.fewshot.tiling import blend_window, predict_tiled, segment_image, tile_starts, window_side
 from napari_nanowire_ssl.io.normalize import normalize
 from napari_nanowire_ssl.models.encoder import Encoder
 from napari_nanowire_ssl.synth import generate
@@ -47,10 +47,19 @@ def test_tile_grid_and_window():
     assert w.min() > 0 and w[32:96].min() == 1 and np.allclose(w, w[::-1]) and w[0] < 0.02
 
 
-@pytest.mark.parametrize("shape", [(256, 320), (300, 200), (50, 70)])
-def test_blending_reconstructs_exactly(shape):
+def test_windows_are_as_short_as_their_count_allows():
+    # 1024 px in 512 px tiles: three windows either way (starts 0, 448, 512 before); 384 px ones suffice.
+    assert window_side(1024, 512, 64) == 384 and tile_starts(1024, 384, 64) == [0, 320, 640]
+    # The default's 1280 px side: two windows of 672 px, not two of 1024 overlapping by 768 px.
+    assert window_side(1280, 1024, 64) == 672 and tile_starts(1280, 672, 64) == [0, 608]
+    assert window_side(513, 512, 64) == 320  # one pixel too many for one window: two short ones
+    assert window_side(919, 1024, 64) == 928 and window_side(320, 128, 32) == 128  # one window; no change
+
+
+@pytest.mark.parametrize("shape,tile", [((256, 320), 128), ((300, 200), 128), ((50, 70), 128), ((520, 130), 256)])
+def test_blending_reconstructs_exactly(shape, tile):
     image = np.random.default_rng(0).uniform(0, 1000, shape).astype(np.float32)
-    out = predict_tiled(Echo(), image, tile=128, overlap=32)
+    out = predict_tiled(Echo(), image, tile=tile, overlap=32)
     assert out.shape == shape and out.dtype == np.float32
     np.testing.assert_allclose(out, np.clip(normalize(image), 1e-6, 1 - 1e-6), atol=1e-5)
 

@@ -2,8 +2,9 @@
 
 The image is normalised with :func:`~napari_nanowire_ssl.io.normalize.normalize`
 (robust percentiles to [0, 1], per slice of a stack), exactly as the training
-images were. It is then cut into ``tile`` x ``tile`` windows that overlap by
-at least ``overlap`` px; the last window of a row or column is shifted back to
+images were. It is then cut into windows of at most ``tile`` x ``tile`` px
+that overlap by at least ``overlap`` px, each side as short as the same number
+of windows allows (:func:`window_side`); the last window of a row or column is shifted back to
 end at the image edge, so no window reaches outside the image. Images smaller
 than a tile are reflection-padded to a multiple of 32 and predicted whole.
 
@@ -44,6 +45,17 @@ def tile_starts(n: int, tile: int, overlap: int) -> list[int]:
         return [0]
     starts = list(range(0, n - tile, tile - overlap))
     return starts + [n - tile]
+
+
+def window_side(n: int, tile: int, overlap: int) -> int:
+    """Side of the windows along a side of ``n`` px: at most ``tile``, and the smallest multiple of the
+    stride with which that many windows still cover ``n`` (a 1024 px side takes three 384 px windows
+    instead of three 512 px ones: the same count, less overlap to compute). ``n`` rounded up to the
+    stride when it fits one window."""
+    if n <= tile:
+        return min(tile, -(-n // STRIDE) * STRIDE)
+    count = -(-(n - overlap) // (tile - overlap))
+    return min(tile, -(-(n + (count - 1) * overlap) // (count * STRIDE)) * STRIDE)
 
 
 def blend_window(tile: int, overlap: int) -> np.ndarray:
@@ -108,7 +120,7 @@ def predict_tiled(
     dev = next(model.parameters()).device
     slices = image[None] if image.ndim == 2 else image
     h, w = slices.shape[-2:]
-    th, tw = (min(tile, -(-n // STRIDE) * STRIDE) for n in (h, w))
+    th, tw = (window_side(n, tile, overlap) for n in (h, w))
     ys, xs = tile_starts(h, th, overlap), tile_starts(w, tw, overlap)
     wy, wx = blend_window(th, min(overlap, th // 2)), blend_window(tw, min(overlap, tw // 2))
     weight = wy[:, None] * wx[None, :]
