@@ -4,8 +4,8 @@ The image is normalised with :func:`~napari_nanowire_ssl.io.normalize.normalize`
 (robust percentiles to [0, 1], per slice of a stack), exactly as the training
 images were. It is then cut into windows of at most ``tile`` x ``tile`` px
 that overlap by at least ``overlap`` px, each side as short as the same number
-of windows allows (:func:`window_side`); the last window of a row or column is shifted back to
-end at the image edge, so no window reaches outside the image. Images smaller
+of windows allows (:func:`window_side`); the last window of a row or column is
+shifted back to end at the image edge, so no window reaches outside the image. Images smaller
 than a tile are reflection-padded to a multiple of 32 and predicted whole.
 
 Blending: each window's probabilities are weighted by a separable window that
@@ -77,8 +77,8 @@ def _check_options(tile: int, overlap: int, batch_size: int) -> None:
 
 def widened_tile(model: nn.Module, tile: int) -> int:
     """The tile :func:`predict_tiled` uses for ``model`` by default: ``tile``, or the model's ``min_tile``
-    when larger (the pixel classifiers: their filters cost the same per pixel at any tile size, so
-    overlaps are pure waste)."""
+    when larger (the pixel classifiers: they need little memory per pixel, so larger windows mean fewer
+    seams and less overlap to compute)."""
     return max(tile, getattr(model, "min_tile", 0))
 
 
