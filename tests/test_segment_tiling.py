@@ -102,6 +102,24 @@ def test_progress_and_stop():
     assert len(asked) == 3
 
 
+def test_a_model_asking_for_a_wider_blend_gets_it():
+    """A pixel classifier's filters reach 4 sigma of its largest scale: the overlap is at least that."""
+    from napari_nanowire_ssl.fewshot.pixel_classifier import PixelClassifier
+
+    assert PixelClassifier(Encoder("resnet18"), use_encoder=False, context_sigmas=(1.0, 32.0)).min_overlap == 128
+    image = np.random.default_rng(1).random((200, 200), dtype=np.float32)
+    totals = {}
+    for min_overlap in (0, 32):
+        echo = Echo()
+        echo.min_overlap = min_overlap
+        seen = []
+        out = predict_tiled(echo, image, tile=64, batch_size=4, progress=lambda d, t: seen.append(t))
+        np.testing.assert_allclose(out, np.clip(normalize(image), 1e-6, 1 - 1e-6), atol=1e-5)
+        totals[min_overlap] = seen[-1]
+    # 64 px tiles overlap by 16 px (the policy): 4 x 4 windows; by 32 px: 6 x 6, in batches of 4.
+    assert totals == {0: 4, 32: 9}
+
+
 def test_bad_options():
     image = np.zeros((64, 64), np.float32)
     image[0, 0] = 1

@@ -46,6 +46,10 @@ class AveragedModel(nn.Module):
         self.min_tile = max(getattr(m, "min_tile", 0) for m in self.members)
 
     @property
+    def min_overlap(self) -> int:
+        return max(getattr(m, "min_overlap", 0) for m in self.members)
+
+    @property
     def pixels(self) -> PixelClassifier:
         return self.members[0]
 

@@ -127,6 +127,13 @@ class PixelClassifier(nn.Module):
 
     min_tile = 1024  # px: tiled inference uses windows at least this large (see fewshot.tiling.predict_tiled)
 
+    @property
+    def min_overlap(self) -> int:
+        """Px of overlap tiled inference blends over at least: the reach of the banks' largest Gaussian
+        (4 sigma); with less, seams show where a window's border distorts the responses (docs/benchmarks.md)."""
+        sigmas = [*self.filters.sigmas, *(self.context_filters.sigmas if self.has_context else ())]
+        return int(round(4 * max(sigmas)))
+
     def __init__(self, encoder: Encoder, *, use_encoder: bool, hidden: int = HIDDEN,
                  components: list[int] | None = None, sigmas=SIGMAS, context_sigmas=()):
         super().__init__()

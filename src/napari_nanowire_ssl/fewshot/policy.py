@@ -3,7 +3,8 @@ in one place so that Predict, Predict folder and a batch run give the same mask.
 
 - training crop: 256 px, or the largest image side rounded up to the network's stride when smaller;
 - inference tile: a multiple of the stride, at least :data:`MIN_TILE` px (512 by default);
-- tile overlap: a quarter of the tile, at most 64 px;
+- tile overlap: a quarter of the tile, at most 64 px (more where a model asks for it: a pixel
+  classifier's filter reach, `fewshot.tiling.widened_overlap`);
 - self-training: only when some pixels are unpainted (full masks leave nothing to pseudo-label);
 - wire: a pixel whose wire probability is above :data:`WIRE_THRESHOLD`.
 """

@@ -82,6 +82,13 @@ def widened_tile(model: nn.Module, tile: int) -> int:
     return max(tile, getattr(model, "min_tile", 0))
 
 
+def widened_overlap(model: nn.Module, tile: int) -> int:
+    """The overlap :func:`predict_tiled` blends over by default for ``model`` and ``tile``: the policy's
+    (:func:`~.policy.tile_overlap`), or the model's ``min_overlap`` when larger (the reach of a pixel
+    classifier's filters), at most half the tile."""
+    return min(tile // 2, max(tile_overlap(tile), getattr(model, "min_overlap", 0)))
+
+
 def predict_tiled(
     model: nn.Module,
     image: np.ndarray,
@@ -98,6 +105,7 @@ def predict_tiled(
 
     ``model`` maps ``(B, 1, h, w)`` images in [0, 1] to logits of the same size
     (a :class:`~napari_nanowire_ssl.models.decoder.SegmentationModel`).
+    ``overlap=None``: :func:`widened_overlap`.
     ``widen``: tiles at least as large as the model's ``min_tile`` (:func:`widened_tile`);
     off, ``tile`` as given (the fallback of :func:`segment_image` after running
     out of memory). A model with a ``prepare_input(image) -> (C, H, W)``
@@ -107,8 +115,8 @@ def predict_tiled(
     ``should_stop()`` is asked before every batch and, when true, the
     prediction stops and ``None`` is returned.
     """
-    overlap = tile_overlap(tile) if overlap is None else overlap
     tile = widened_tile(model, tile) if widen else tile
+    overlap = widened_overlap(model, tile) if overlap is None else overlap
     prepare = getattr(model, "prepare_input", None)
     _check_options(tile, overlap, batch_size)
     image = np.asarray(image)
@@ -178,7 +186,7 @@ def segment_image(model: nn.Module, image: np.ndarray, *, threshold: float = WIR
     CPU with the smallest tiles, it stops with a one-line error.
     """
     tile, batch_size = widened_tile(model, kwargs.pop("tile", DEFAULT_TILE)), kwargs.pop("batch_size", 4)
-    overlap = kwargs.pop("overlap", None)  # None: the policy's overlap for the tile in use
+    overlap = kwargs.pop("overlap", None)  # None: widened_overlap for the tile in use
     while True:
         try:
             prob = predict_tiled(model, without_banner(image, crop_bottom), tile=tile, widen=False,
