@@ -53,7 +53,21 @@ def test_windows_are_as_short_as_their_count_allows():
     # The default's 1280 px side: two windows of 672 px, not two of 1024 overlapping by 768 px.
     assert window_side(1280, 1024, 64) == 672 and tile_starts(1280, 672, 64) == [0, 608]
     assert window_side(513, 512, 64) == 320  # one pixel too many for one window: two short ones
-    assert window_side(919, 1024, 64) == 928 and window_side(320, 128, 32) == 128  # one window; no change
+    assert window_side(919, 1024, 64) == 919 and window_side(320, 128, 32) == 128  # one window, unpadded
+
+
+def test_a_pixel_classifier_sees_a_small_image_as_in_training():
+    """An image that fits one window is predicted unpadded: a pixel classifier's map equals its forward on
+    the whole normalised image (padding to a multiple of 32 shifted its coarse filter scales)."""
+    from napari_nanowire_ssl.fewshot.pixel_classifier import PixelClassifier
+
+    torch.manual_seed(0)
+    pixels = PixelClassifier(Encoder("resnet18"), use_encoder=False, context_sigmas=(1.0, 16.0)).eval()
+    torch.nn.init.normal_(pixels.first.weight, std=0.5)
+    image = np.random.default_rng(3).random((100, 70), dtype=np.float32)
+    with torch.no_grad():
+        whole = torch.sigmoid(pixels(torch.from_numpy(normalize(image))[None, None]))[0, 0].numpy()
+    np.testing.assert_allclose(predict_tiled(pixels, image), whole, atol=1e-6)
 
 
 @pytest.mark.parametrize("shape,tile", [((256, 320), 128), ((300, 200), 128), ((50, 70), 128), ((520, 130), 256)])

@@ -6,7 +6,9 @@ images were. It is then cut into windows of at most ``tile`` x ``tile`` px
 that overlap by at least ``overlap`` px, each side as short as the same number
 of windows allows (:func:`window_side`); the last window of a row or column is
 shifted back to end at the image edge, so no window reaches outside the image. Images smaller
-than a tile are reflection-padded to a multiple of 32 and predicted whole.
+than a tile are predicted whole, unpadded: a model pads what it needs itself
+(the encoder to a multiple of 32), and the pixel classifiers see the image
+exactly as in training (padding it shifted their coarse filter scales).
 
 Blending: each window's probabilities are weighted by a separable window that
 ramps linearly from ~0 at the tile edge to 1 at ``overlap`` px inside. Tile
@@ -50,10 +52,10 @@ def tile_starts(n: int, tile: int, overlap: int) -> list[int]:
 def window_side(n: int, tile: int, overlap: int) -> int:
     """Side of the windows along a side of ``n`` px: at most ``tile``, and the smallest multiple of the
     stride with which that many windows still cover ``n`` (a 1024 px side takes three 384 px windows
-    instead of three 512 px ones: the same count, less overlap to compute). ``n`` rounded up to the
-    stride when it fits one window."""
+    instead of three 512 px ones: the same count, less overlap to compute). ``n`` itself when it fits
+    one window."""
     if n <= tile:
-        return min(tile, -(-n // STRIDE) * STRIDE)
+        return n
     count = -(-(n - overlap) // (tile - overlap))
     return min(tile, -(-(n + (count - 1) * overlap) // (count * STRIDE)) * STRIDE)
 
@@ -133,15 +135,14 @@ def predict_tiled(
     wy, wx = blend_window(th, min(overlap, th // 2)), blend_window(tw, min(overlap, tw // 2))
     weight = wy[:, None] * wx[None, :]
     # Sum of the weights of all windows covering each row / column (see the module docstring).
-    norm_y, norm_x = np.zeros(max(h, th), np.float32), np.zeros(max(w, tw), np.float32)
+    norm_y, norm_x = np.zeros(h, np.float32), np.zeros(w, np.float32)
     for y in ys:
         norm_y[y:y + th] += wy
     for x in xs:
         norm_x[x:x + tw] += wx
     corners = [(y, x) for y in ys for x in xs]
     total, done = len(slices) * -(-len(corners) // batch_size), 0
-    # Accumulated in place; padded (by < 32 px) only for images smaller than a tile.
-    out = np.zeros((len(slices), max(h, th), max(w, tw)), np.float32)
+    out = np.zeros((len(slices), h, w), np.float32)  # accumulated in place
     was_training = model.training
     model.eval()
     try:
@@ -149,8 +150,6 @@ def predict_tiled(
             for k, raw in enumerate(slices):
                 src = normalize(raw, name=f"slice {k}" if image.ndim == 3 else "image")
                 src = prepare(src) if prepare is not None else src[None]  # (C, H, W)
-                if th > h or tw > w:
-                    src = np.pad(src, ((0, 0), (0, max(0, th - h)), (0, max(0, tw - w))), mode="reflect")
                 acc = out[k]
                 for b in range(0, len(corners), batch_size):
                     if should_stop is not None and should_stop():
@@ -167,7 +166,6 @@ def predict_tiled(
                 acc /= norm_x[None, :]
     finally:
         model.train(was_training)
-    out = np.ascontiguousarray(out[:, :h, :w])
     return out[0] if image.ndim == 2 else out
 
 
