@@ -43,7 +43,10 @@ class AveragedModel(nn.Module):
         super().__init__()
         self.members = nn.ModuleList([pixels, decoder])
         self.encoder = pixels.encoder  # shared by both members
-        self.min_tile = max(getattr(m, "min_tile", 0) for m in self.members)
+
+    @property
+    def min_tile(self) -> int:
+        return max(getattr(m, "min_tile", 0) for m in self.members)
 
     @property
     def min_overlap(self) -> int:

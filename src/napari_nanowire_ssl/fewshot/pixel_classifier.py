@@ -370,8 +370,10 @@ def _mlp_map(first: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]
     b, _, height, width = first[0][0].shape
     bands = []
     for r in range(0, height, rows):
-        h = sum(F.linear(maps[:, :, r:r + rows].permute(0, 2, 3, 1).reshape(-1, maps.shape[1]), w, bias)
-                for maps, w, bias in first)
+        h = None
+        for maps, w, bias in first:  # summed in place: one hidden band allocated per input map, none more
+            z = F.linear(maps[:, :, r:r + rows].permute(0, 2, 3, 1).reshape(-1, maps.shape[1]), w, bias)
+            h = z if h is None else h.add_(z)
         bands.append(_tail_linear(tail, h).reshape(b, -1, width))
     return torch.cat(bands, 1)[:, None]
 
