@@ -14,6 +14,7 @@ from napari_nanowire_ssl.fewshot.pixel_classifier import (
     CONTEXT_STEPS,
     KINDS,
     OTSU,
+    OTSU_SIGMAS,
     SIGMAS as PIXEL_SIGMAS,
     PixelClassifier,
     ThresholdModel,
@@ -253,10 +254,11 @@ def test_the_filters_win_where_they_suffice(encoder):
     assert np.mean((predict_tiled(trainer.restore_best(), image) > 0.5) == mask) > 0.98
 
 
-def plates(backgrounds=(0.2, 0.5, 0.35), size=192, seed=0):
+def plates(backgrounds=(0.2, 0.5, 0.35), size=192, seed=0, noise=0.01):
     """Flat discs 0.2 brighter than a flat background whose level differs from image to image (pinned
     black and white patches keep the normalisation from undoing it): a model of the labelled
-    intensities mistakes one image's background for another's discs; each image's threshold does not."""
+    intensities mistakes one image's background for another's discs; each image's threshold does not.
+    ``noise``: the standard deviation of white noise added."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:size, :size]
     out = []
@@ -264,7 +266,7 @@ def plates(backgrounds=(0.2, 0.5, 0.35), size=192, seed=0):
         mask = np.zeros((size, size), bool)
         for cy, cx in rng.integers(40, size - 40, (2, 2)):
             mask |= (yy - cy) ** 2 + (xx - cx) ** 2 < 28**2
-        image = np.where(mask, b + 0.2, b) + rng.normal(0, 0.01, (size, size))
+        image = np.where(mask, b + 0.2, b) + rng.normal(0, noise, (size, size))
         image[:16, :16], image[-16:, -16:] = 0.0, 1.0
         out.append((image.astype(np.float32), mask & ~np.pad(np.ones((16, 16), bool), ((0, size - 16),) * 2)))
     return out
@@ -272,22 +274,27 @@ def plates(backgrounds=(0.2, 0.5, 0.35), size=192, seed=0):
 
 @pytest.mark.slow
 def test_otsu_is_kept_where_a_threshold_of_each_image_carries_and_learnt_models_do_not(encoder, tmp_path):
-    pairs = plates()
+    pairs = plates(noise=0.1)  # noise half the discs' contrast: a threshold of each pixel speckles, of a blur not
     trainer = make_trainer(NoiseEncoder("resnet18").eval(), [p[0] for p in pairs],
                            [labels_from_mask(p[1]) for p in pairs], seed=0)  # auto, with the decoder it may add
     assert list(trainer.steps(120)) == []
     assert trainer.chosen == OTSU and isinstance(trainer.model, ThresholdModel), trainer.validation
     assert trainer.validation[OTSU] > max(trainer.validation[k] for k in KINDS) + 0.05
     assert trainer.losses == [] and trainer.context_steps == 0  # nothing to train after the choice, no decoder
-    assert trainer.choice_line().startswith("model: otsu (bright target) (validation Dice on each of 3 labelled "
-                                            "images held out in turn: filters ")
-    [(image, mask)] = plates(backgrounds=(0.6,), seed=5)
     model = trainer.restore_best()
-    assert np.mean((predict_tiled(model, image) > 0.5) == mask) > 0.99
+    assert model.sigma in OTSU_SIGMAS[1:], model.sigma
+    assert trainer.choice_line().startswith(f"model: otsu (bright target, Gaussian blur of {model.sigma:g} px "
+                                            "first) (validation Dice on each of 3 labelled images held out in "
+                                            "turn: filters ")
+    [(image, mask)] = plates(backgrounds=(0.6,), seed=5, noise=0.1)
+    assert np.mean(otsu_mask(normalize(image), dark=False) == mask) < 0.95  # the image itself speckles
+    assert np.mean((predict_tiled(model, image) > 0.5) == mask) > 0.98
     save_decoder(model, tmp_path / "otsu.safetensors", encoder_hash=tensor_hash(encoder.state_dict()))
-    assert read_metadata(tmp_path / "otsu.safetensors", kind="decoder")["dark"] is False
+    meta = read_metadata(tmp_path / "otsu.safetensors", kind="decoder")
+    assert meta["dark"] is False and meta["sigma"] == model.sigma
     loaded = load_decoder(tmp_path / "otsu.safetensors", encoder)
     assert isinstance(loaded, ThresholdModel) and loaded.validation == model.validation
+    assert loaded.sigma == model.sigma
     np.testing.assert_array_equal(predict_tiled(loaded, image), predict_tiled(model, image))
     # trained on, a threshold gives way to a fresh choice
     again = make_trainer(encoder, [image], [labels_from_mask(mask)], previous=loaded, seed=0)
@@ -305,7 +312,11 @@ def test_otsu_thresholds_the_whole_image_and_takes_its_polarity_from_the_labels(
         direct = model(torch.from_numpy(normalize(image))[None, None])[0, 0].numpy() > 0
     assert np.array_equal(direct, expected)
     assert model.description == "otsu (dark target)" and ThresholdModel(encoder, dark=False).config == {
-        "model": OTSU, "dark": False}
+        "model": OTSU, "dark": False, "sigma": 0.0}
+    blurred = ThresholdModel(encoder, dark=True, sigma=4)  # the threshold of the blurred whole image
+    expected = otsu_mask(normalize(image), dark=True, sigma=4)
+    assert np.array_equal(predict_tiled(blurred, image) > 0.5, expected)
+    assert 0.01 < np.mean(expected != otsu_mask(normalize(image), dark=True)) < 0.5
     bright = [(np.where(m, 0.9, 0.1) + rng.normal(0, 0.02, m.shape)).astype(np.float32) for _, m in plates()]
     labels = [labels_from_mask(m) for _, m in plates()]
     assert otsu_polarity(bright, labels) is False and otsu_polarity([1 - b for b in bright], labels) is True
@@ -379,6 +390,11 @@ def test_old_decoder_files_still_load_and_unknown_models_are_refused(encoder, tm
     old = {k: v for k, v in meta.items() if k != "model"}  # files written before the pixel classifiers
     save_tensors(tmp_path / "old.safetensors", tensors, old)
     assert isinstance(load_decoder(tmp_path / "old.safetensors", encoder), SegmentationModel)
+    otsu_tensors, otsu_meta = decoder_state(ThresholdModel(encoder, dark=True, sigma=2),
+                                            encoder_hash=tensor_hash(encoder.state_dict()))
+    del otsu_meta["sigma"]  # files written before the Otsu candidate could blur
+    save_tensors(tmp_path / "otsu.safetensors", otsu_tensors, otsu_meta)
+    assert load_decoder(tmp_path / "otsu.safetensors", encoder).config == {"model": OTSU, "dark": True, "sigma": 0.0}
     save_tensors(tmp_path / "new.safetensors", tensors, {**meta, "model": "transformer"})
     with pytest.raises(ModelFileError, match=r"new\.safetensors: holds a segmentation model of type 'transformer', "
                                              "unknown to this version"):

@@ -27,12 +27,14 @@ out (:func:`image_folds`; groups of images when there are more than
 images' pixels and is scored on that image's; the Dice pooled over the folds
 decides, and the kept candidate then trains from scratch on all the
 labels. Otsu's threshold of each image (:class:`ThresholdModel`, its polarity
-chosen on the other images' labels) is scored on the same held-out images and
-kept when it carries to them better than both learnt models (ties go to
+chosen on the other images' labels, after the Gaussian blur of
+:data:`OTSU_SIGMAS` that scores best) is scored on the same held-out images
+and kept when it carries to them better than both learnt models (ties go to
 them): where the images differ in brightness and contrast from one to the
 next (figures of several papers or sessions), a threshold of each image can
-transfer better than any model of the labelled pixels' intensities. It measures what the user wants, a model that carries to images it was
-not trained on; held-out blocks of the training images reward fitting those
+transfer better than any model of the labelled pixels' intensities. Held-out
+images measure what the user wants, a model that carries to images it was not
+trained on; held-out blocks of the training images reward fitting those
 images (docs/benchmarks.md). With one labelled image the candidates train side
 by side on the labelled pixels outside a random quarter of :data:`BLOCK` px
 blocks, and after half the steps the one with the higher Dice on the held-out
@@ -77,7 +79,7 @@ from ..models.decoder import pad_to_multiple
 from ..models.device import select_device
 from ..models.encoder import Encoder
 from ..models.filters import SIGMAS as BANK_SIGMAS
-from ..models.filters import FilterBank, standardisation
+from ..models.filters import FilterBank, smooth, standardisation
 from .segment import (
     BACKGROUND,
     CONFIDENT_BACKGROUND,
@@ -95,6 +97,10 @@ KINDS = ("filters", "filters+encoder")
 # (with one image its blocks would score a threshold chosen on that very image).
 OTSU = "otsu"
 AUTO_KINDS = (*KINDS, OTSU)
+# Gaussian blurs (px) the Otsu candidate may threshold after, the one that scores best on the held-out
+# images kept (ties: the lighter): noise and fine texture (lattice fringes, film grain) no longer speckle
+# the mask where that carries better (0 = the image itself; the bank's first scales).
+OTSU_SIGMAS = (0.0, *BANK_SIGMAS[:4])
 # The bank's scales and a coarser one (px), context for objects much wider than a wire: a particle's
 # flat interior is told from flat background there (chosen on benchmark splits, docs/benchmarks.md).
 # The context stage runs the bank at these scales on the first stage's probability map (auto-context).
@@ -281,27 +287,30 @@ def otsu_threshold(image: np.ndarray) -> float:
     return float(threshold_otsu(np.asarray(image, np.float32)))
 
 
-def otsu_mask(image: np.ndarray, *, dark: bool) -> np.ndarray:
-    """The target side of Otsu's threshold of a normalised image: below it (``dark``) or above."""
+def otsu_mask(image: np.ndarray, *, dark: bool, sigma: float = 0.0) -> np.ndarray:
+    """The target side of Otsu's threshold of a normalised image, blurred by a Gaussian of ``sigma`` px
+    first (none for 0): below it (``dark``) or above."""
+    image = smooth(np.asarray(image, np.float32), sigma)
     t = otsu_threshold(image)
     return image < t if dark else image > t
 
 
-def otsu_polarity(images: list[np.ndarray], labels: list[np.ndarray]) -> bool:
+def otsu_polarity(images: list[np.ndarray], labels: list[np.ndarray], sigma: float = 0.0) -> bool:
     """True (target darker than the threshold) when that agrees better, on average over the images, with
-    their labelled pixels (ties: dark)."""
+    their labelled pixels (ties: dark); the threshold that of :func:`otsu_mask` with ``sigma``."""
     agree = {}
     for dark in (True, False):
-        scores = [((otsu_mask(im, dark=dark) == (lab == NANOWIRE))[lab != UNLABELLED]).mean()
+        scores = [((otsu_mask(im, dark=dark, sigma=sigma) == (lab == NANOWIRE))[lab != UNLABELLED]).mean()
                   for im, lab in zip(images, labels) if (lab != UNLABELLED).any()]
         agree[dark] = float(np.mean(scores))
     return agree[True] >= agree[False]
 
 
 class ThresholdModel(nn.Module):
-    """Otsu's threshold of each whole image, the target on its dark or bright side: the classical peer as
-    a segmentation model (``(B, 1, H, W)`` images in [0, 1] -> logits), same interface as
-    :class:`PixelClassifier` for tiled inference, model files and bundles."""
+    """Otsu's threshold of each whole image (blurred by a Gaussian of ``sigma`` px first, none for 0), the
+    target on its dark or bright side: the classical peer as a segmentation model (``(B, 1, H, W)`` images
+    in [0, 1] -> logits), same interface as :class:`PixelClassifier` for tiled inference, model files and
+    bundles."""
 
     min_tile = PixelClassifier.min_tile
     kind = OTSU
@@ -309,10 +318,11 @@ class ThresholdModel(nn.Module):
     unfreeze_last_stage = False
     SHARPNESS = 200.0  # logit per unit of normalised intensity away from the threshold: a mask, not a ramp
 
-    def __init__(self, encoder: Encoder, *, dark: bool):
+    def __init__(self, encoder: Encoder, *, dark: bool, sigma: float = 0.0):
         super().__init__()
         self.encoder = encoder  # never run; ties the model file to the encoder, as every decoder file
         self.register_buffer("polarity", torch.tensor([-1.0 if dark else 1.0]))
+        self.sigma = float(sigma)
         self.validation: dict[str, float] = {}
 
     @property
@@ -326,20 +336,22 @@ class ThresholdModel(nn.Module):
 
     @property
     def description(self) -> str:
-        return f"{OTSU} ({'dark' if self.dark else 'bright'} target)"
+        blur = f", Gaussian blur of {self.sigma:g} px first" if self.sigma else ""
+        return f"{OTSU} ({'dark' if self.dark else 'bright'} target{blur})"
 
     @property
     def config(self) -> dict:
-        return {"model": OTSU, "dark": self.dark}
+        return {"model": OTSU, "dark": self.dark, "sigma": self.sigma}
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         return {"polarity": self.polarity}
 
     def prepare_input(self, image: np.ndarray) -> np.ndarray:
-        """``(2, H, W)``: the image and its distance from the threshold of the whole image (not of a tile);
-        cut into tiles by ``fewshot.tiling.predict_tiled``."""
+        """``(2, H, W)``: the image and its blurred copy's distance from that copy's threshold, both of the whole
+        image (not of a tile); cut into tiles by ``fewshot.tiling.predict_tiled``."""
         image = np.asarray(image, np.float32)
-        return np.stack([image, image - np.float32(otsu_threshold(image))])
+        blurred = smooth(image, self.sigma)
+        return np.stack([image, blurred - np.float32(otsu_threshold(blurred))])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``(B, 1, H, W)`` images, or tiles of :meth:`prepare_input` (``(B, 2, H, W)``)."""
@@ -543,6 +555,7 @@ class PixelTrainer:
         # Groups of images held out in turn for the choice (leave-images-out); none: held-out blocks.
         self.folds = image_folds(labels) if self.chosen is None else []
         self.otsu = previous is None and OTSU in kinds and bool(self.folds)  # Otsu's threshold competes
+        self.otsu_sigma = 0.0  # its blur, chosen with it on the held-out images
         self._prepare(split=self.chosen is None)
 
     @property
@@ -729,25 +742,30 @@ class PixelTrainer:
                 targets.append(held.target)
             self.validation[kind] = _dice(torch.cat(logits), torch.cat(targets))  # pooled over the folds
         if self.otsu:
-            self.validation[OTSU] = self._otsu_validation()
+            self.validation[OTSU], self.otsu_sigma = self._otsu_validation()
         self._keep_best()
         if self.chosen == OTSU:
             self.context_steps = 0
         return True
 
-    def _otsu_validation(self) -> float:
-        """Pooled Dice of Otsu's threshold on the labelled pixels of each group of :attr:`folds`, its
-        polarity chosen on the other images' labels."""
-        predicted, targets = [], []
-        for group in self.folds:
-            others = [k for k in range(len(self.images)) if k not in group]
-            dark = otsu_polarity([self.images[k] for k in others], [self.labels[k] for k in others])
-            for k in group:
-                labelled = self.labels[k] != UNLABELLED
-                predicted.append(otsu_mask(self.images[k], dark=dark)[labelled])
-                targets.append(self.labels[k][labelled] == NANOWIRE)
-        return _dice(torch.from_numpy(np.concatenate(predicted)).float() - 0.5,
-                     torch.from_numpy(np.concatenate(targets)).float())
+    def _otsu_validation(self) -> tuple[float, float]:
+        """``(Dice, sigma)``: the best over :data:`OTSU_SIGMAS` (ties: the lighter blur) of the pooled Dice of
+        Otsu's threshold on the labelled pixels of each group of :attr:`folds`, its polarity chosen on the
+        other images' labels."""
+        scores = {}
+        for sigma in OTSU_SIGMAS:
+            predicted, targets = [], []
+            for group in self.folds:
+                others = [k for k in range(len(self.images)) if k not in group]
+                dark = otsu_polarity([self.images[k] for k in others], [self.labels[k] for k in others], sigma)
+                for k in group:
+                    labelled = self.labels[k] != UNLABELLED
+                    predicted.append(otsu_mask(self.images[k], dark=dark, sigma=sigma)[labelled])
+                    targets.append(self.labels[k][labelled] == NANOWIRE)
+            scores[sigma] = _dice(torch.from_numpy(np.concatenate(predicted)).float() - 0.5,
+                                  torch.from_numpy(np.concatenate(targets)).float())
+        sigma = max(OTSU_SIGMAS, key=lambda s: scores[s])  # ties: the first, the lighter blur
+        return scores[sigma], sigma
 
     def _keep_best(self) -> None:
         """Keep the candidate with the best :attr:`validation` (the encoder's by :data:`ENCODER_MARGIN`)."""
@@ -755,7 +773,8 @@ class PixelTrainer:
                    for k in self.validation}
         self.chosen = max(self.validation, key=lambda k: self.validation[k] - penalty[k])  # ties: the first
         model = self.candidates.get(self.chosen) or ThresholdModel(
-            self.encoder, dark=otsu_polarity(self.images, self.labels)).to(self.device)
+            self.encoder, dark=otsu_polarity(self.images, self.labels, self.otsu_sigma),
+            sigma=self.otsu_sigma).to(self.device)
         model.validation = dict(self.validation)
         self.candidates = {self.chosen: model}
 

@@ -545,7 +545,8 @@ def decoder_from_state(tensors: dict, meta: dict, encoder: Encoder, *, source: s
                               filters=bool(meta.get("filters", False)))
         model = SegmentationModel(encoder, decoder, unfreeze_last_stage=bool(meta.get("unfreeze_last_stage", False)))
     elif kind == OTSU:
-        model = ThresholdModel(encoder, dark=bool(meta["dark"]))
+        # files written before the Otsu candidate could blur have no "sigma": none
+        model = ThresholdModel(encoder, dark=bool(meta["dark"]), sigma=float(meta.get("sigma", 0.0)))
     else:
         model = PixelClassifier.from_config(encoder, meta)  # the one rebuild of a pixel model's metadata
     model.validation = dict(meta.get("validation", {}))

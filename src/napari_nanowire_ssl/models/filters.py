@@ -62,6 +62,14 @@ def _blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
+def smooth(image, sigma: float):
+    """A 2D numpy image blurred by the bank's Gaussian of ``sigma`` px (the image itself for 0)."""
+    if sigma <= 0:
+        return image
+    x = torch.from_numpy(image.astype("float32", copy=False))[None, None]
+    return _blur(x, gaussian_kernel(sigma))[0, 0].numpy()
+
+
 def _diff(x: torch.Tensor, axis: int) -> torch.Tensor:
     """Central difference along H (axis 2) or W (axis 3), replicated borders."""
     pad = (1, 1, 0, 0) if axis == 3 else (0, 0, 1, 1)
