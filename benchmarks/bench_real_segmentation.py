@@ -46,7 +46,7 @@ from peers import otsu_masks, otsu_polarity, rf_features, rf_masks
 from real_sets import REAL, SETS, load_set, splits
 
 from napari_nanowire_ssl.fewshot.metrics import dice
-from napari_nanowire_ssl.fewshot.policy import DEFAULT_TILE
+from napari_nanowire_ssl.fewshot.policy import DEFAULT_TILE, training_crop
 from napari_nanowire_ssl.fewshot.segment import (
     SELF_TRAINING_STEPS,
     make_trainer,
@@ -77,7 +77,7 @@ def scribble_labels(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def ours(encoder, images, labels, tests, *, model: str, steps: int, seed: int):
     t0 = time.perf_counter()
     trainer = make_trainer(encoder, images, labels, model=model, seed=seed, device="cpu",
-                           crop=min(256, -(-max(max(im.shape) for im in images) // 32) * 32))
+                           crop=training_crop(images))
     self_training = SELF_TRAINING_STEPS if trainer.has_unpainted else 0
     for _ in trainer.steps(steps, self_training=self_training):
         pass

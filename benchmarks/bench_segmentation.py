@@ -51,6 +51,7 @@ from peers import otsu_dice, rf_dice
 from real_sets import REAL, load_set
 
 from napari_nanowire_ssl.fewshot.metrics import dice
+from napari_nanowire_ssl.fewshot.policy import training_crop
 from napari_nanowire_ssl.fewshot.segment import (
     SELF_TRAINING_STEPS,
     SegmentationTrainer,
@@ -74,15 +75,11 @@ def synth_set(n: int, size: int, offset: int):
     return [generate(MORPHS[i % 2], size=size, seed=offset + i) for i in range(n)]
 
 
-def crop_for(images) -> int:
-    return min(256, -(-max(max(im.shape) for im in images) // 32) * 32)
-
-
 def train(encoder, images, labels, steps: int, seed: int = 0, decoder=None, self_training: int = 0):
     """Train ``steps`` (+ ``self_training``) steps, continuing ``decoder`` if given; the best model,
     seconds, seconds per step."""
     t0 = time.perf_counter()
-    trainer = SegmentationTrainer(encoder, images, labels, crop=crop_for(images), seed=seed, device="cpu",
+    trainer = SegmentationTrainer(encoder, images, labels, crop=training_crop(images), seed=seed, device="cpu",
                                   decoder=decoder)
     events = list(trainer.steps(steps, self_training=self_training))
     model = trainer.restore_best()
@@ -178,7 +175,7 @@ def main() -> int:
         rng = np.random.default_rng(seed)
         labs = [scribbles(m, rng) for m in train_masks]
         cov, wire_cov = coverage(labs, train_masks)
-        trainer = SegmentationTrainer(encoder, train_images, labs, crop=crop_for(train_images), seed=seed,
+        trainer = SegmentationTrainer(encoder, train_images, labs, crop=training_crop(train_images), seed=seed,
                                       device="cpu")
         for _ in trainer.steps(steps):
             pass

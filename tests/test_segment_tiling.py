@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from napari_nanowire_ssl.errors import NanowireSSLError
+from napari_nanowire_ssl.fewshot.policy import round_to_stride, training_crop
 from napari_nanowire_ssl.fewshot.segment import SegmentationTrainer
 from napari_nanowire_ssl.labels import labels_from_mask
 from napari_nanowire_ssl.fewshot.tiling import blend_window, predict_tiled, segment_image, tile_starts, window_side
@@ -54,6 +55,12 @@ def test_windows_are_as_short_as_their_count_allows():
     assert window_side(1280, 1024, 64) == 672 and tile_starts(1280, 672, 64) == [0, 608]
     assert window_side(513, 512, 64) == 320  # one pixel too many for one window: two short ones
     assert window_side(919, 1024, 64) == 919 and window_side(320, 128, 32) == 128  # one window, unpadded
+
+
+def test_training_crops_and_windows_round_up_to_the_stride_alike():
+    assert [round_to_stride(n) for n in (1, 32, 33, 919)] == [32, 32, 64, 928]
+    assert training_crop([np.zeros((100, 70)), np.zeros((20, 40))]) == 128  # the largest side, rounded up
+    assert training_crop([np.zeros((3, 300, 20))]) == 256  # never above the policy's crop
 
 
 def test_a_pixel_classifier_sees_a_small_image_as_in_training():

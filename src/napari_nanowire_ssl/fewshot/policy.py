@@ -21,10 +21,14 @@ MIN_TILE = 64
 MAX_OVERLAP = 64
 
 
+def round_to_stride(n: int) -> int:
+    """The smallest multiple of the network's stride of at least ``n`` px."""
+    return -(-n // STRIDE) * STRIDE
+
+
 def training_crop(images) -> int:
     """Training crop side for these images (no padding work on small images)."""
-    side = max(max(image.shape[-2:]) for image in images)
-    return min(CROP, -(-side // STRIDE) * STRIDE)
+    return min(CROP, round_to_stride(max(max(image.shape[-2:]) for image in images)))
 
 
 def check_tile(tile, what: str = "tile") -> int:

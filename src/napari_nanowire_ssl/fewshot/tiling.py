@@ -38,7 +38,7 @@ from ..io.normalize import check_network_input, normalize
 from ..io.banner import with_banner_rows, without_banner
 from ..models.decoder import STRIDE
 from ..models.device import autocast_context, select_device
-from .policy import DEFAULT_TILE, WIRE_THRESHOLD, tile_overlap
+from .policy import DEFAULT_TILE, WIRE_THRESHOLD, round_to_stride, tile_overlap
 
 
 def tile_starts(n: int, tile: int, overlap: int) -> list[int]:
@@ -57,7 +57,7 @@ def window_side(n: int, tile: int, overlap: int) -> int:
     if n <= tile:
         return n
     count = -(-(n - overlap) // (tile - overlap))
-    return min(tile, -(-(n + (count - 1) * overlap) // (count * STRIDE)) * STRIDE)
+    return min(tile, round_to_stride(-(-(n + (count - 1) * overlap) // count)))
 
 
 def blend_window(tile: int, overlap: int) -> np.ndarray:
