@@ -274,7 +274,7 @@ def plates(backgrounds=(0.2, 0.5, 0.35), size=192, seed=0, noise=0.01):
 
 @pytest.mark.slow
 def test_otsu_is_kept_where_a_threshold_of_each_image_carries_and_learnt_models_do_not(encoder, tmp_path):
-    pairs = plates(noise=0.1)  # noise half the discs' contrast: a threshold of each pixel speckles, of a blur not
+    pairs = plates(noise=0.05)  # noise a quarter of the contrast: a threshold of each pixel speckles, of a blur not
     trainer = make_trainer(NoiseEncoder("resnet18").eval(), [p[0] for p in pairs],
                            [labels_from_mask(p[1]) for p in pairs], seed=0)  # auto, with the decoder it may add
     assert list(trainer.steps(120)) == []
@@ -286,9 +286,9 @@ def test_otsu_is_kept_where_a_threshold_of_each_image_carries_and_learnt_models_
     assert trainer.choice_line().startswith(f"model: otsu (bright target, Gaussian blur of {model.sigma:g} px "
                                             "first) (validation Dice on each of 3 labelled images held out in "
                                             "turn: filters ")
-    [(image, mask)] = plates(backgrounds=(0.6,), seed=5, noise=0.1)
-    assert np.mean(otsu_mask(normalize(image), dark=False) == mask) < 0.95  # the image itself speckles
-    assert np.mean((predict_tiled(model, image) > 0.5) == mask) > 0.98
+    [(image, mask)] = plates(backgrounds=(0.6,), seed=5, noise=0.05)
+    assert np.mean(otsu_mask(normalize(image), dark=False) != mask) > 0.03  # the image itself speckles
+    assert np.mean((predict_tiled(model, image) > 0.5) != mask) < 0.01
     save_decoder(model, tmp_path / "otsu.safetensors", encoder_hash=tensor_hash(encoder.state_dict()))
     meta = read_metadata(tmp_path / "otsu.safetensors", kind="decoder")
     assert meta["dark"] is False and meta["sigma"] == model.sigma
