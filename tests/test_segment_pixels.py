@@ -301,6 +301,18 @@ def test_otsu_is_kept_where_a_threshold_of_each_image_carries_and_learnt_models_
     assert set(again.pixel_trainer.candidates) == set(KINDS)
 
 
+def test_only_the_unblurred_threshold_competes_with_the_learnt_models(encoder):
+    """A blur chosen among several is scored on the same held-out images it was chosen on: that best score
+    must not compete, or a threshold would win on the choosing alone."""
+    pairs = plates(noise=0.1)
+    trainer = make_trainer(NoiseEncoder("resnet18").eval(), [p[0] for p in pairs],
+                           [labels_from_mask(p[1]) for p in pairs], seed=0).pixel_trainer
+    assert trainer.choose_by_images(60)
+    learnt = max(trainer.validation[k] for k in KINDS)
+    assert trainer.validation[OTSU] == trainer._otsu_score(0.0) < learnt < trainer._otsu_score(1.0)
+    assert trainer.chosen in KINDS
+
+
 def test_otsu_thresholds_the_whole_image_and_takes_its_polarity_from_the_labels(encoder):
     rng = np.random.default_rng(0)
     image = rng.random((40, 1100)).astype(np.float32)

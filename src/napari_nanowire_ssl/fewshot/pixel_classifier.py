@@ -556,7 +556,6 @@ class PixelTrainer:
         # Groups of images held out in turn for the choice (leave-images-out); none: held-out blocks.
         self.folds = image_folds(labels) if self.chosen is None else []
         self.otsu = previous is None and OTSU in kinds and bool(self.folds)  # Otsu's threshold competes
-        self.otsu_sigma = 0.0  # its blur, chosen with it on the held-out images
         self._prepare(split=self.chosen is None)
 
     @property
@@ -743,41 +742,40 @@ class PixelTrainer:
                 targets.append(held.target)
             self.validation[kind] = _dice(torch.cat(logits), torch.cat(targets))  # pooled over the folds
         if self.otsu:
-            self.validation[OTSU], self.otsu_sigma = self._otsu_validation()
+            self.validation[OTSU] = self._otsu_score()
         self._keep_best()
         if self.chosen == OTSU:
             self.context_steps = 0
         return True
 
-    def _otsu_validation(self) -> tuple[float, float]:
-        """``(Dice, sigma)`` of Otsu's threshold, scored by its pooled Dice on the labelled pixels of each group
-        of :attr:`folds`, its polarity chosen on the other images' labels: the score of the image itself
-        (what competes with the learnt models) and the blur of :data:`OTSU_SIGMAS` that scores best (ties:
-        the lighter; what is kept). The best of several scores is biased upwards by the choosing, so it
-        would compete unfairly with the learnt models' single scores; on a DeepSEM split it kept a blurred
-        threshold that fails the test images (docs/benchmarks.md)."""
-        scores = {}
-        for sigma in OTSU_SIGMAS:
-            predicted, targets = [], []
-            for group in self.folds:
-                others = [k for k in range(len(self.images)) if k not in group]
-                dark = otsu_polarity([self.images[k] for k in others], [self.labels[k] for k in others], sigma)
-                for k in group:
-                    labelled = self.labels[k] != UNLABELLED
-                    predicted.append(otsu_mask(self.images[k], dark=dark, sigma=sigma)[labelled])
-                    targets.append(self.labels[k][labelled] == NANOWIRE)
-            scores[sigma] = _dice(torch.from_numpy(np.concatenate(predicted)).float() - 0.5,
-                                  torch.from_numpy(np.concatenate(targets)).float())
-        return scores[0.0], max(OTSU_SIGMAS, key=lambda s: scores[s])  # ties: the first, the lighter blur
+    def _otsu_score(self, sigma: float = 0.0) -> float:
+        """Pooled Dice of Otsu's threshold after a blur of ``sigma`` px on the labelled pixels of each group of
+        :attr:`folds`, its polarity chosen on the other images' labels."""
+        predicted, targets = [], []
+        for group in self.folds:
+            others = [k for k in range(len(self.images)) if k not in group]
+            dark = otsu_polarity([self.images[k] for k in others], [self.labels[k] for k in others], sigma)
+            for k in group:
+                labelled = self.labels[k] != UNLABELLED
+                predicted.append(otsu_mask(self.images[k], dark=dark, sigma=sigma)[labelled])
+                targets.append(self.labels[k][labelled] == NANOWIRE)
+        return _dice(torch.from_numpy(np.concatenate(predicted)).float() - 0.5,
+                     torch.from_numpy(np.concatenate(targets)).float())
+
+    def _threshold_model(self) -> ThresholdModel:
+        """The kept Otsu candidate, after the blur of :data:`OTSU_SIGMAS` that scores best on the held-out
+        images (ties: the lighter). Only the unblurred threshold's score competed with the learnt models:
+        the best of several scores is biased upwards by the choosing (docs/benchmarks.md)."""
+        scores = {sigma: self.validation[OTSU] if sigma == 0 else self._otsu_score(sigma) for sigma in OTSU_SIGMAS}
+        sigma = max(OTSU_SIGMAS, key=lambda s: scores[s])  # ties: the first, the lighter blur
+        return ThresholdModel(self.encoder, dark=otsu_polarity(self.images, self.labels, sigma), sigma=sigma)
 
     def _keep_best(self) -> None:
         """Keep the candidate with the best :attr:`validation` (the encoder's by :data:`ENCODER_MARGIN`)."""
         penalty = {k: ENCODER_MARGIN if k in self.candidates and self.candidates[k].use_encoder else 0.0
                    for k in self.validation}
         self.chosen = max(self.validation, key=lambda k: self.validation[k] - penalty[k])  # ties: the first
-        model = self.candidates.get(self.chosen) or ThresholdModel(
-            self.encoder, dark=otsu_polarity(self.images, self.labels, self.otsu_sigma),
-            sigma=self.otsu_sigma).to(self.device)
+        model = self.candidates.get(self.chosen) or self._threshold_model().to(self.device)
         model.validation = dict(self.validation)
         self.candidates = {self.chosen: model}
 
