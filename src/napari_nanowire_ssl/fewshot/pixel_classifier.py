@@ -299,12 +299,15 @@ def otsu_mask(image: np.ndarray, *, dark: bool, sigma: float = 0.0) -> np.ndarra
 def otsu_polarity(images: list[np.ndarray], labels: list[np.ndarray], sigma: float = 0.0) -> bool:
     """True (target darker than the threshold) when that agrees better, on average over the images, with
     their labelled pixels (ties: dark); the threshold that of :func:`otsu_mask` with ``sigma``."""
-    agree = {}
-    for dark in (True, False):
-        scores = [((otsu_mask(im, dark=dark, sigma=sigma) == (lab == NANOWIRE))[lab != UNLABELLED]).mean()
-                  for im, lab in zip(images, labels) if (lab != UNLABELLED).any()]
-        agree[dark] = float(np.mean(scores))
-    return agree[True] >= agree[False]
+    agree = {True: [], False: []}
+    for im, lab in zip(images, labels):
+        labelled = lab != UNLABELLED
+        if labelled.any():
+            im = smooth(np.asarray(im, np.float32), sigma)
+            t, wire = otsu_threshold(im), (lab == NANOWIRE)[labelled]
+            agree[True].append(((im < t)[labelled] == wire).mean())
+            agree[False].append(((im > t)[labelled] == wire).mean())
+    return float(np.mean(agree[True])) >= float(np.mean(agree[False]))
 
 
 class ThresholdModel(nn.Module):
@@ -751,13 +754,14 @@ class PixelTrainer:
     def _otsu_score(self, sigma: float = 0.0) -> float:
         """Pooled Dice of Otsu's threshold after a blur of ``sigma`` px on the labelled pixels of each group of
         :attr:`folds`, its polarity chosen on the other images' labels."""
+        images = [smooth(im, sigma) for im in self.images]  # blurred once, thresholded as they are
         predicted, targets = [], []
         for group in self.folds:
-            others = [k for k in range(len(self.images)) if k not in group]
-            dark = otsu_polarity([self.images[k] for k in others], [self.labels[k] for k in others], sigma)
+            others = [k for k in range(len(images)) if k not in group]
+            dark = otsu_polarity([images[k] for k in others], [self.labels[k] for k in others])
             for k in group:
                 labelled = self.labels[k] != UNLABELLED
-                predicted.append(otsu_mask(self.images[k], dark=dark, sigma=sigma)[labelled])
+                predicted.append(otsu_mask(images[k], dark=dark)[labelled])
                 targets.append(self.labels[k][labelled] == NANOWIRE)
         return _dice(torch.from_numpy(np.concatenate(predicted)).float() - 0.5,
                      torch.from_numpy(np.concatenate(targets)).float())
