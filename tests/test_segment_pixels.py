@@ -1,5 +1,7 @@
 """Filter bank and pixel classifiers: responses, the choice on held-out labels, model files."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +9,7 @@ import torch
 from conftest import lines
 from napari_nanowire_ssl.errors import ModelFileError
 from napari_nanowire_ssl.io import normalize
-from napari_nanowire_ssl.models.filters import PER_SCALE, SIGMAS, FilterBank, standardisation
+from napari_nanowire_ssl.models.filters import PER_SCALE, SIGMAS, FilterBank, smooth, standardisation
 from napari_nanowire_ssl.fewshot.pixel_classifier import (
     AUTO_KINDS,
     CONTEXT_SIGMAS,
@@ -97,6 +99,18 @@ def test_filter_bank_channels_and_responses():
     r = bank(x)[0]
     hessian_min = r[bank.names.index("hessian_min_2")]
     assert hessian_min[32, 32] < -0.2 and abs(hessian_min[32, 5]) < 1e-3  # strongly curved on the ridge only
+
+
+def test_smooth_is_the_banks_gaussian_and_takes_read_only_images():
+    image = np.random.default_rng(0).random((30, 41)).astype(np.float32)
+    image.setflags(write=False)  # as a memory-mapped file gives it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns of tensors on read-only arrays
+        blurred = smooth(image, 2.0)
+    bank = FilterBank((2.0,))
+    expected = bank(torch.from_numpy(image.copy())[None, None])[0, bank.names.index("gaussian_2")].numpy()
+    np.testing.assert_allclose(blurred, expected, atol=1e-6)
+    assert smooth(image, 0.0) is image
 
 
 def test_the_cpu_blur_matches_the_torch_convolutions_the_gpu_runs(monkeypatch):

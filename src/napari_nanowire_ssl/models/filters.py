@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from scipy import ndimage
 from torch import nn
@@ -66,7 +67,7 @@ def smooth(image, sigma: float):
     """A 2D numpy image blurred by the bank's Gaussian of ``sigma`` px (the image itself for 0)."""
     if sigma <= 0:
         return image
-    x = torch.from_numpy(image.astype("float32", copy=False))[None, None]
+    x = torch.from_numpy(np.require(image, np.float32, ["C", "W"]))[None, None]  # a read-only image copied
     return _blur(x, gaussian_kernel(sigma))[0, 0].numpy()
 
 
