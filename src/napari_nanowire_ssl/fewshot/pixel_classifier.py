@@ -288,11 +288,16 @@ def otsu_threshold(image: np.ndarray) -> float:
     return float(threshold_otsu(np.asarray(image, np.float32)))
 
 
+def _blurred_threshold(image: np.ndarray, sigma: float) -> tuple[np.ndarray, float]:
+    """The image blurred by a Gaussian of ``sigma`` px (itself for 0), and Otsu's threshold of that."""
+    image = smooth(np.asarray(image, np.float32), sigma)
+    return image, otsu_threshold(image)
+
+
 def otsu_mask(image: np.ndarray, *, dark: bool, sigma: float = 0.0) -> np.ndarray:
     """The target side of Otsu's threshold of a normalised image, blurred by a Gaussian of ``sigma`` px
     first (none for 0): below it (``dark``) or above."""
-    image = smooth(np.asarray(image, np.float32), sigma)
-    t = otsu_threshold(image)
+    image, t = _blurred_threshold(image, sigma)
     return image < t if dark else image > t
 
 
@@ -303,8 +308,8 @@ def otsu_polarity(images: list[np.ndarray], labels: list[np.ndarray], sigma: flo
     for im, lab in zip(images, labels):
         labelled = lab != UNLABELLED
         if labelled.any():
-            im = smooth(np.asarray(im, np.float32), sigma)
-            t, wire = otsu_threshold(im), (lab == NANOWIRE)[labelled]
+            im, t = _blurred_threshold(im, sigma)
+            wire = (lab == NANOWIRE)[labelled]
             agree[True].append(((im < t)[labelled] == wire).mean())
             agree[False].append(((im > t)[labelled] == wire).mean())
     return float(np.mean(agree[True])) >= float(np.mean(agree[False]))
@@ -354,8 +359,8 @@ class ThresholdModel(nn.Module):
         """``(2, H, W)``: the image and its blurred copy's distance from that copy's threshold, both of the whole
         image (not of a tile); cut into tiles by ``fewshot.tiling.predict_tiled``."""
         image = np.asarray(image, np.float32)
-        blurred = smooth(image, self.sigma)
-        return np.stack([image, blurred - np.float32(otsu_threshold(blurred))])
+        blurred, t = _blurred_threshold(image, self.sigma)
+        return np.stack([image, blurred - np.float32(t)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``(B, 1, H, W)`` images, or tiles of :meth:`prepare_input` (``(B, 2, H, W)``)."""
