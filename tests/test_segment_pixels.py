@@ -408,6 +408,12 @@ def test_pixel_model_file_round_trip_and_metadata(encoder, tmp_path):
     again = make_trainer(encoder, [image], [labels_from_mask(lines(1, seed=3)[0][1])], previous=loaded)
     assert loaded.has_context and loaded.config["context_sigmas"] == list(CONTEXT_SIGMAS)
     assert again.chosen == loaded.kind and next(iter(again.steps(1))).n_steps == 1 + CONTEXT_STEPS
+    scores = ", ".join(f"{k} {v:.3f}" for k, v in model.validation.items())
+    assert again.choice_line() == (f"model: {loaded.description} (trained on from the previous model, whose kind "
+                                   f"was kept by validation Dice {scores})")
+    loaded.validation = {}  # e.g. a kind asked for by name
+    assert make_trainer(encoder, [image], [labels_from_mask(lines(1, seed=3)[0][1])], previous=loaded
+                        ).choice_line() == f"model: {loaded.description} (trained on from the previous model)"
 
 
 def test_old_decoder_files_still_load_and_unknown_models_are_refused(encoder, tmp_path):

@@ -551,6 +551,7 @@ class PixelTrainer:
             self.candidates = {k: PixelClassifier(encoder, use_encoder=(k == "filters+encoder")).to(self.device)
                                for k in learnt}
         self.fresh = previous is None
+        self.continued = previous is not None  # training on from a model: its kind was chosen before, if at all
         self.context_steps = CONTEXT_STEPS if context or (previous is not None and previous.has_context) else 0
         self.context_set: _PixelSet | None = None
         self.choosing = len(self.candidates) > 1  # several candidates: the choice on held-out labels
@@ -850,6 +851,10 @@ class PixelTrainer:
         """One line for the status bar and the CLI summary: the chosen kind and the validation scores."""
         name = self.model.description
         if not self.validation:
+            if self.continued:
+                earlier = ", ".join(f"{k} {v:.3f}" for k, v in self.model.validation.items())
+                return f"model: {name} (trained on from the previous model" + \
+                    (f", whose kind was kept by validation Dice {earlier})" if earlier else ")")
             if not self.choosing:
                 return f"model: {name} (as asked, not validated)"
             return f"model: {name} (not validated: too few labels to hold some out)" if self.chosen \
