@@ -1,7 +1,7 @@
 """Segmentation on the real image sets with expert masks, beside the classical peers.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_real_segmentation.py \
-        [--sets isbi2012_em emps_particles deepsem_nanomembranes] [--shots 1 2 4 8 scribbles] \
+        [--sets isbi2012_em emps_particles deepsem_nanomembranes] [--shots 1 2 4 8 scribbles corrected] \
         [--seeds 0 1 2] [--methods ours random rf otsu] [--model auto]
 
 For every set (:mod:`real_sets`: ISBI 2012 membranes, EMPS particles,
@@ -10,7 +10,11 @@ the same for every method and every number of labelled images. Training on 1,
 2, 4, 8 fully labelled images (``N`` = shots; more than a set has left are
 skipped), and on ``scribbles``: simulated strokes (``synth.strokes.scribbles``,
 stroke counts scaled to the image area, < 5 % of the pixels) on the 4 images
-of the 4-shot split. Methods:
+of the 4-shot split; ``corrected``: those strokes, then one round of corrections as a user
+makes them after looking at the prediction of the training images
+(``synth.strokes.correction_strokes``: the 3 largest wrong regions of each), and
+Train again (the widget's workflow: ours goes on from its model, the forest is
+refitted; Otsu has nothing to correct and keeps the strokes' polarity). Methods:
 
 - ``ours``: the plugin's pipeline with its defaults (``fewshot.segment.make_trainer``,
   ``--model``, the CLI's 200 steps + self-training on scribbles) and the shipped encoder;
@@ -35,6 +39,7 @@ import platform
 import sys
 import time
 from collections import Counter, defaultdict
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -57,10 +62,11 @@ from napari_nanowire_ssl.fewshot.averaged import AveragedModel
 from napari_nanowire_ssl.fewshot.tiling import predict_tiled
 from napari_nanowire_ssl.models.default import load_default_encoder
 from napari_nanowire_ssl.models.encoder import Encoder
-from napari_nanowire_ssl.synth.strokes import scribbles
+from napari_nanowire_ssl.synth.strokes import correction_strokes, scribbles
 
 STEPS = 200  # the CLI's default (4 epochs x 50 steps)
 SCRIBBLE_SHOTS = 4
+STROKE_SHOTS = ("scribbles", "corrected")  # shots drawn as strokes on SCRIBBLE_SHOTS images
 
 
 def log(*a):
@@ -74,10 +80,12 @@ def scribble_labels(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
                      n_edge=int(round(6 * scale)))
 
 
-def ours(encoder, images, labels, tests, *, model: str, steps: int, seed: int):
+def ours(encoder, images, labels, tests, *, model: str, steps: int, seed: int, previous=None):
+    """The pipeline trained on ``labels`` (going on from ``previous``, as the widget's Train does):
+    its masks of ``tests``, the model, the seconds taken."""
     t0 = time.perf_counter()
     trainer = make_trainer(encoder, images, labels, model=model, seed=seed, device="cpu",
-                           crop=training_crop(images))
+                           crop=training_crop(images), previous=previous)
     self_training = SELF_TRAINING_STEPS if trainer.has_unpainted else 0
     for _ in trainer.steps(steps, self_training=self_training):
         pass
@@ -85,7 +93,17 @@ def ours(encoder, images, labels, tests, *, model: str, steps: int, seed: int):
     secs = time.perf_counter() - t0
     masks = [predict_tiled(net, im) > 0.5 for im in tests]
     log(f"  {trainer.choice_line()}")
-    return masks, net.kind, secs
+    return masks, net, secs
+
+
+def labelled_share(labels) -> float:
+    """The fraction of the pixels that ``labels`` paint."""
+    return sum(int((lab != 0).sum()) for lab in labels) / sum(lab.size for lab in labels)
+
+
+def corrected_labels(predicted, masks, labels):
+    """``labels`` with one round of a user's corrections of the ``predicted`` training masks."""
+    return [correction_strokes(p, m, lab) for p, m, lab in zip(predicted, masks, labels)]
 
 
 AGNW_STROKES = {"n_wire": 10, "n_open": 5, "n_edge": 5}  # 10 wire and 10 background strokes
@@ -231,11 +249,11 @@ def main(argv=None) -> int:
         # (shots, method) -> (predicted, true) pixels of all of them, flattened: the pooled Dice, steadier
         # than the median where a set has few test images or an empty mask (one false pixel gives it 0)
         pooled = defaultdict(lambda: ([], []))
-        chosen, seconds, coverage = defaultdict(Counter), defaultdict(list), []
+        chosen, seconds, coverage, corrected_coverage = defaultdict(Counter), defaultdict(list), [], []
         for seed in args.seeds:
             rf_cache.clear()
             for shots in args.shots:
-                n = SCRIBBLE_SHOTS if shots == "scribbles" else int(shots)
+                n = SCRIBBLE_SHOTS if shots in STROKE_SHOTS else int(shots)
                 try:
                     train, test = splits(name, n, seed)
                 except ValueError as exc:
@@ -243,23 +261,35 @@ def main(argv=None) -> int:
                     continue
                 tr_images, tests = [images[i] for i in train], [images[i] for i in test]
                 truths = [masks[i].astype(bool) for i in test]
-                if shots == "scribbles":
+                if shots in STROKE_SHOTS:
                     rng = np.random.default_rng([seed, 7])
                     labels = [scribble_labels(masks[i], rng) for i in train]
-                    coverage.append(sum(int((lab != 0).sum()) for lab in labels) / sum(lab.size for lab in labels))
+                    coverage.append(labelled_share(labels))
                 else:
                     labels = [labels_from_mask(masks[i]) for i in train]
                 for method in args.methods:
                     t0 = time.perf_counter()
+                    fixed = labels
                     if method in encoders:
-                        predicted, kind, _ = ours(encoders[method], tr_images, labels, tests, model=args.model,
-                                                  steps=args.steps, seed=seed)
-                        chosen[(shots, method)][kind] += 1
+                        run = partial(ours, encoders[method], tr_images, model=args.model, steps=args.steps,
+                                      seed=seed)
+                        if shots == "corrected":
+                            first, net, _ = run(labels, tr_images)
+                            fixed = corrected_labels(first, [masks[i] for i in train], labels)
+                            predicted, net, _ = run(fixed, tests, previous=net)
+                        else:
+                            predicted, net, _ = run(labels, tests)
+                        chosen[(shots, method)][net.kind] += 1
                     elif method == "rf":
-                        predicted = rf_masks(tr_images, labels, tests, seed=seed, features=cached_features)
+                        run = partial(rf_masks, tr_images, seed=seed, features=cached_features)
+                        if shots == "corrected":
+                            fixed = corrected_labels(run(labels, tr_images), [masks[i] for i in train], labels)
+                        predicted = run(fixed, tests)
                     else:
                         predicted = otsu_masks(tests, dark=otsu_polarity(tr_images, labels))
                     seconds[(shots, method)].append(time.perf_counter() - t0)
+                    if shots == "corrected":
+                        corrected_coverage.append(labelled_share(fixed))
                     d = [dice(m, t) for m, t in zip(predicted, truths)]
                     results[(shots, method)] += d
                     pooled[(shots, method)][0].extend(m.ravel() for m in predicted)
@@ -270,7 +300,9 @@ def main(argv=None) -> int:
         for shots in args.shots:
             if not any((shots, m) in results for m in args.methods):
                 continue
-            row = [shots if shots != "scribbles" else f"scribbles on 4 images ({max(coverage):.1%} of pixels at most)"]
+            row = [f"scribbles on 4 images ({max(coverage):.1%} of pixels at most)" if shots == "scribbles"
+                   else f"scribbles + one round of corrections ({max(corrected_coverage):.1%} at most)"
+                   if shots == "corrected" else shots]
             for m in args.methods:
                 d = results.get((shots, m))
                 row.append("" if not d else f"{np.median(d):.3f}")
