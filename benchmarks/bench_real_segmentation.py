@@ -13,8 +13,8 @@ stroke counts scaled to the image area, < 5 % of the pixels) on the 4 images
 of the 4-shot split; ``corrected``: those strokes, then one round of corrections as a user
 makes them after looking at the prediction of the training images
 (``synth.strokes.correction_strokes``: the 3 largest wrong regions of each), and
-Train again (the widget's workflow: ours goes on from its model, the forest is
-refitted; Otsu has nothing to correct and keeps the strokes' polarity). Methods:
+Train again on all the strokes (the widget's workflow on the same image: ours and the
+forest train afresh; Otsu has nothing to correct and keeps the strokes' polarity). Methods:
 
 - ``ours``: the plugin's pipeline with its defaults (``fewshot.segment.make_trainer``,
   ``--model``, the CLI's 200 steps + self-training on scribbles) and the shipped encoder;
@@ -80,12 +80,11 @@ def scribble_labels(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
                      n_edge=int(round(6 * scale)))
 
 
-def ours(encoder, images, labels, tests, *, model: str, steps: int, seed: int, previous=None):
-    """The pipeline trained on ``labels`` (going on from ``previous``, as the widget's Train does):
-    its masks of ``tests``, the model, the seconds taken."""
+def ours(encoder, images, labels, tests, *, model: str, steps: int, seed: int):
+    """The pipeline trained on ``labels``: its masks of ``tests``, the model, the seconds taken."""
     t0 = time.perf_counter()
     trainer = make_trainer(encoder, images, labels, model=model, seed=seed, device="cpu",
-                           crop=training_crop(images), previous=previous)
+                           crop=training_crop(images))
     self_training = SELF_TRAINING_STEPS if trainer.has_unpainted else 0
     for _ in trainer.steps(steps, self_training=self_training):
         pass
@@ -276,7 +275,7 @@ def main(argv=None) -> int:
                         if shots == "corrected":
                             first, net, _ = run(labels, tr_images)
                             fixed = corrected_labels(first, [masks[i] for i in train], labels)
-                            predicted, net, _ = run(fixed, tests, previous=net)
+                            predicted, net, _ = run(fixed, tests)  # afresh, as the widget on the same image
                         else:
                             predicted, net, _ = run(labels, tests)
                         chosen[(shots, method)][net.kind] += 1

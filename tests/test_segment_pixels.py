@@ -31,10 +31,11 @@ from napari_nanowire_ssl.fewshot.segment import (
     decoder_state,
     load_decoder,
     make_trainer,
+    retrains_afresh,
     save_decoder,
 )
 from napari_nanowire_ssl.labels import labels_from_mask
-from napari_nanowire_ssl.fewshot.averaged import AveragedTrainer
+from napari_nanowire_ssl.fewshot.averaged import AveragedModel, AveragedTrainer
 from napari_nanowire_ssl.fewshot.tiling import predict_tiled
 from napari_nanowire_ssl.models.decoder import SegmentationModel, UNetDecoder
 from napari_nanowire_ssl.models.encoder import Encoder
@@ -455,3 +456,11 @@ def test_bundles_and_batch_runs_carry_the_pixel_model(encoder, tmp_path):
     Image.fromarray((image.clip(0, 1) * 255).astype(np.uint8)).save(tmp_path / "a.png")
     [event] = list(process_files(bundle, [tmp_path / "a.png"], tmp_path / "out"))
     assert event.row["error"] == "" and (tmp_path / "out" / "masks" / "a.tif").exists()
+
+
+def test_pixel_models_retrain_afresh_and_decoders_go_on(encoder):
+    """Train again on the same strokes: the pixel models (seconds) start afresh, the decoders (minutes) go on."""
+    pixels = PixelClassifier(encoder, use_encoder=False)
+    unet = SegmentationModel(encoder, UNetDecoder(encoder.feature_channels, width=8))
+    assert retrains_afresh(pixels) and retrains_afresh(ThresholdModel(encoder, dark=True))
+    assert not retrains_afresh(unet) and not retrains_afresh(AveragedModel(pixels, unet))

@@ -62,7 +62,8 @@ def outputs(viewer, kind):
     return [layer for layer in viewer.layers if layer.metadata.get(module.OUTPUT_KIND) == kind]
 
 
-def test_train_predicts_into_own_layers_and_continues_from_the_decoder(make_napari_viewer, qtbot, errors):
+def test_train_predicts_into_own_layers_then_retrains_afresh_or_goes_on(make_napari_viewer, qtbot, errors,
+                                                                        tmp_path):
     viewer, widget, sample = make_widget(make_napari_viewer)
     widget.new_scribble_layer()
     scribbles = viewer.layers["wires scribbles"]
@@ -106,12 +107,16 @@ def test_train_predicts_into_own_layers_and_continues_from_the_decoder(make_napa
     # Outputs are not offered as inputs.
     assert widget.image.choices == (viewer.layers["wires"],) and widget.scribbles.choices == (scribbles,)
 
+    # Train again on the same strokes (plus corrections): the pixel model learnt from them alone, so a
+    # fresh one trains on all of them, its kind chosen again.
     first = widget.model
     widget.n_steps.value, widget.self_training.value = 3, 0
     widget.probability.native.click()  # "also show the probability map"
-    run_and_wait(qtbot, widget, lambda: (widget.train(), setattr(widget, "continued", widget.trainer)))
-    assert widget.model is widget.continued.model and widget.model.kind == first.kind  # trained on, same kind
-    assert len(widget.continued.losses) == 3 + CONTEXT_STEPS
+    run_and_wait(qtbot, widget, lambda: (widget.train(), setattr(widget, "again", widget.trainer),
+                                         setattr(widget, "started", widget.status.value)))
+    assert widget.started == "training afresh on all the strokes of 'wires'…"
+    assert not widget.again.continued and widget.model is widget.again.model and widget.model is not first
+    assert len(widget.again.losses) == 3 + CONTEXT_STEPS and "(validation Dice on held-out" in widget.status.value
     assert [layer.name for layer in viewer.layers] == ["wires", "wires scribbles", "wires nanowires",
                                                        "wires nanowire probability"]
     prob = viewer.layers["wires nanowire probability"]
@@ -120,6 +125,16 @@ def test_train_predicts_into_own_layers_and_continues_from_the_decoder(make_napa
     assert prob.colormap.name == "magma" and prob.opacity == 0.5
     np.testing.assert_array_equal(viewer.layers["wires nanowires"].data, (prob.data > 0.5).astype(np.uint8))
     np.testing.assert_array_equal(scribbles.data, painted)
+    # A model from a file learnt from strokes the widget has not seen: Train goes on from it, same kind.
+    widget.decoder_file.value = tmp_path / "decoder.safetensors"
+    widget.save()
+    widget.load()
+    loaded = widget.model
+    run_and_wait(qtbot, widget, lambda: (widget.train(), setattr(widget, "continued", widget.trainer),
+                                         setattr(widget, "started", widget.status.value)))
+    assert widget.started == "training on 'wires'…" and widget.continued.continued
+    assert widget.model.kind == loaded.kind and "(trained on from the previous model" in widget.status.value
+    assert errors == []
 
 
 def test_stop_ends_training_and_keeps_the_best_model(make_napari_viewer, qtbot, errors):

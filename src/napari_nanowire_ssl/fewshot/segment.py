@@ -161,6 +161,17 @@ def make_trainer(encoder: Encoder, images: list[np.ndarray], labels: list[np.nda
                         previous=previous if isinstance(previous, PixelClassifier) else None, context=context)
 
 
+def retrains_afresh(model) -> bool:
+    """Whether Train again, on the strokes ``model`` alone learnt from plus new ones (a round of
+    corrections), trains a fresh model instead of going on from it. The pixel classifiers and Otsu's
+    threshold do: they train in seconds, the choice is made again on all the strokes, and fresh models
+    scored better than going on on the corrected image itself (docs/benchmarks.md). The U-Net decoders
+    (alone or averaged), minutes to train, go on."""
+    from .averaged import AveragedModel
+
+    return not isinstance(model, (SegmentationModel, AveragedModel))
+
+
 def confident_labels(model, images, painted, *, wire: float, background: float, should_stop=None):
     """Self-training labels (both trainers'): the painted labels, plus unpainted pixels that ``model``
     predicts with wire probability above ``wire`` (nanowire) or below ``background`` (background);

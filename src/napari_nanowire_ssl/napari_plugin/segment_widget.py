@@ -11,7 +11,9 @@ Predictions (:func:`~..fewshot.tiling.segment_image`) never touch the
 scribbles: they go to one layer per image, ``<image> nanowires`` (1 =
 nanowire), and, when asked for, ``<image> nanowire probability``; the widget
 owns them (marked in their metadata) and updates them in place. Training
-again continues from the current decoder.
+again starts afresh on all the strokes when the current model learnt from
+those of the same image alone and is a quick pixel model
+(:func:`~..fewshot.segment.retrains_afresh`); otherwise it goes on from it.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from ..fewshot.segment import (
     load_decoder,
     make_trainer,
     model_description,
+    retrains_afresh,
     save_decoder,
 )
 from ..fewshot.tiling import predict_tiled, segment_image, wire_mask
@@ -107,6 +110,10 @@ class SegmentWidget(Container):
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.trainer = None
+        # (image layer, scribble layer, model): the model learnt from that pair's strokes alone, so Train
+        # on them again may start afresh (fewshot.segment.retrains_afresh) with nothing lost.
+        self._learnt_from: tuple | None = None
+        self._pending: tuple | None = None  # the pair the training under way learns from alone (None: more)
         self._placeholders = []  # output layers added hidden before training, shown when their data come
         self._tiles = _TileProgress()
         self._tiles.advanced.connect(self._set_progress)
@@ -318,7 +325,7 @@ class SegmentWidget(Container):
 
     @reports_errors
     def train(self) -> None:
-        """Train on the chosen image and scribbles (continuing from the current decoder)."""
+        """Train on the chosen image and scribbles (afresh, or going on from the current model: see the module)."""
         layer, scribbles = self.image.value, self.scribbles.value
         image, rows = self._checked_image(layer)
         if scribbles is None:
@@ -333,8 +340,11 @@ class SegmentWidget(Container):
         check_labels(image, labels, name=f"Layer '{scribbles.name}'{above}")
         check_classes([labels], [f"Layer '{scribbles.name}'{above}"])
         encoder = self.session.active_encoder()
+        learnt = self._learnt_from
+        own = learnt is not None and learnt[0] is layer and learnt[1] is scribbles and learnt[2] is self.model
+        previous = None if own and retrains_afresh(self.model) else self.model
         self.trainer = make_trainer(encoder, [image], [labels.copy()], model=self.model_kind.value,
-                                    previous=self.model, crop=training_crop([image]),
+                                    previous=previous, crop=training_crop([image]),
                                     batch_size=self.batch_size.value, device=self.device.value,
                                     names=[f"Layer '{layer.name}'"])
         self._add_placeholders(layer, shape)
@@ -343,7 +353,10 @@ class SegmentWidget(Container):
         worker = _train(self.trainer, image, rows, n_steps, self_training, self.preview_every.value,
                         self.session.settings.tile, self._stop)
         total = n_steps + self_training + self.trainer.context_steps
-        self._start(worker, f"training on '{layer.name}'…", total=total,
+        # What the new model will have learnt from: this pair's strokes alone, or more (unknown: None).
+        self._pending = (layer, scribbles) if previous is None or own else None
+        where = f"afresh on all the strokes of '{layer.name}'" if own and previous is None else f"on '{layer.name}'"
+        self._start(worker, f"training {where}…", total=total,
                     yielded=lambda item: self._on_step(layer, *item),
                     returned=lambda result: self._on_trained(layer, result))
 
@@ -359,6 +372,7 @@ class SegmentWidget(Container):
     def _on_trained(self, layer, result) -> None:
         trainer = self.trainer
         self.session.set_decoder(trainer.model)
+        self._learnt_from = None if self._pending is None else (*self._pending, trainer.model)
         steps = len(trainer.losses)
         if result is None:
             self.status.value = f"stopped after {steps} steps; the best state is kept (best loss " \
