@@ -165,8 +165,8 @@ def retrains_afresh(model) -> bool:
     """Whether Train again, on the strokes ``model`` alone learnt from plus new ones (a round of
     corrections), trains a fresh model instead of going on from it. The pixel classifiers and Otsu's
     threshold do: they train in seconds, the choice is made again on all the strokes, and fresh models
-    scored better than going on on the corrected image itself (docs/benchmarks.md). The U-Net decoders
-    (alone or averaged), minutes to train, go on."""
+    scored as well as going on or better (docs/benchmarks.md: going on first trains on the strokes alone
+    again, so it keeps little). The U-Net decoders (alone or averaged), minutes to train, go on."""
     from .averaged import AveragedModel
 
     return not isinstance(model, (SegmentationModel, AveragedModel))
