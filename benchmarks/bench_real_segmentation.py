@@ -54,6 +54,7 @@ from napari_nanowire_ssl.fewshot.metrics import dice
 from napari_nanowire_ssl.fewshot.policy import DEFAULT_TILE, training_crop
 from napari_nanowire_ssl.fewshot.segment import (
     SELF_TRAINING_STEPS,
+    labelled_fraction,
     make_trainer,
 )
 from napari_nanowire_ssl.labels import labels_from_mask
@@ -93,11 +94,6 @@ def ours(encoder, images, labels, tests, *, model: str, steps: int, seed: int):
     masks = [predict_tiled(net, im) > 0.5 for im in tests]
     log(f"  {trainer.choice_line()}")
     return masks, net, secs
-
-
-def labelled_share(labels) -> float:
-    """The fraction of the pixels that ``labels`` paint."""
-    return sum(int((lab != 0).sum()) for lab in labels) / sum(lab.size for lab in labels)
 
 
 def corrected_labels(predicted, masks, labels):
@@ -259,13 +255,14 @@ def main(argv=None) -> int:
                     log(f"{name} seed {seed} {shots}: skipped ({exc})")
                     continue
                 tr_images, tests = [images[i] for i in train], [images[i] for i in test]
+                tr_masks = [masks[i] for i in train]
                 truths = [masks[i].astype(bool) for i in test]
                 if shots in STROKE_SHOTS:
                     rng = np.random.default_rng([seed, 7])
-                    labels = [scribble_labels(masks[i], rng) for i in train]
-                    coverage.append(labelled_share(labels))
+                    labels = [scribble_labels(m, rng) for m in tr_masks]
+                    coverage.append(labelled_fraction(labels))
                 else:
-                    labels = [labels_from_mask(masks[i]) for i in train]
+                    labels = [labels_from_mask(m) for m in tr_masks]
                 for method in args.methods:
                     t0 = time.perf_counter()
                     fixed = labels
@@ -274,7 +271,7 @@ def main(argv=None) -> int:
                                       seed=seed)
                         if shots == "corrected":
                             first, net, _ = run(labels, tr_images)
-                            fixed = corrected_labels(first, [masks[i] for i in train], labels)
+                            fixed = corrected_labels(first, tr_masks, labels)
                             predicted, net, _ = run(fixed, tests)  # afresh, as the widget on the same image
                         else:
                             predicted, net, _ = run(labels, tests)
@@ -282,13 +279,13 @@ def main(argv=None) -> int:
                     elif method == "rf":
                         run = partial(rf_masks, tr_images, seed=seed, features=cached_features)
                         if shots == "corrected":
-                            fixed = corrected_labels(run(labels, tr_images), [masks[i] for i in train], labels)
+                            fixed = corrected_labels(run(labels, tr_images), tr_masks, labels)
                         predicted = run(fixed, tests)
                     else:
                         predicted = otsu_masks(tests, dark=otsu_polarity(tr_images, labels))
                     seconds[(shots, method)].append(time.perf_counter() - t0)
                     if shots == "corrected":
-                        corrected_coverage.append(labelled_share(fixed))
+                        corrected_coverage.append(labelled_fraction(fixed))
                     d = [dice(m, t) for m, t in zip(predicted, truths)]
                     results[(shots, method)] += d
                     pooled[(shots, method)][0].extend(m.ravel() for m in predicted)

@@ -520,6 +520,11 @@ def _dice(logits: torch.Tensor, target: torch.Tensor) -> float:
     return 1.0 if denom == 0 else 2 * int((pred & t).sum()) / denom
 
 
+def _scores(validation: dict[str, float]) -> str:
+    """Validation Dice per candidate, as status lines show them: ``filters 0.912, otsu 0.740``."""
+    return ", ".join(f"{k} {v:.3f}" for k, v in validation.items())
+
+
 class PixelTrainer:
     """Trains and chooses among :data:`KINDS` pixel classifiers; interface of :class:`.segment.SegmentationTrainer`
     (``steps``, ``restore_best``, ``add_confident_labels``, ``model``, ``best_loss``, ``losses``).
@@ -852,14 +857,14 @@ class PixelTrainer:
         name = self.model.description
         if not self.validation:
             if self.continued:
-                earlier = ", ".join(f"{k} {v:.3f}" for k, v in self.model.validation.items())
+                earlier = _scores(self.model.validation)
                 return f"model: {name} (trained on from the previous model" + \
                     (f", whose kind was kept by validation Dice {earlier})" if earlier else ")")
             if not self.choosing:
                 return f"model: {name} (as asked, not validated)"
             return f"model: {name} (not validated: too few labels to hold some out)" if self.chosen \
                 else f"model: {name}"
-        scores = ", ".join(f"{k} {v:.3f}" for k, v in self.validation.items())
+        scores = _scores(self.validation)
         n_images = sum(len(g) for g in self.folds)
         where = ("held-out labelled blocks" if not self.folds
                  else f"each of {n_images} labelled images held out in turn" if n_images == len(self.folds)

@@ -113,7 +113,6 @@ class SegmentWidget(Container):
         # (image layer, scribble layer, model): the model learnt from that pair's strokes alone, so Train
         # on them again may start afresh (fewshot.segment.retrains_afresh) with nothing lost.
         self._learnt_from: tuple | None = None
-        self._pending: tuple | None = None  # the pair the training under way learns from alone (None: more)
         self._placeholders = []  # output layers added hidden before training, shown when their data come
         self._tiles = _TileProgress()
         self._tiles.advanced.connect(self._set_progress)
@@ -354,11 +353,11 @@ class SegmentWidget(Container):
                         self.session.settings.tile, self._stop)
         total = n_steps + self_training + self.trainer.context_steps
         # What the new model will have learnt from: this pair's strokes alone, or more (unknown: None).
-        self._pending = (layer, scribbles) if previous is None or own else None
+        pair = (layer, scribbles) if previous is None or own else None
         where = f"afresh on all the strokes of '{layer.name}'" if own and previous is None else f"on '{layer.name}'"
         self._start(worker, f"training {where}…", total=total,
                     yielded=lambda item: self._on_step(layer, *item),
-                    returned=lambda result: self._on_trained(layer, result))
+                    returned=lambda result: self._on_trained(layer, result, pair))
 
     def _on_step(self, layer, event, prob) -> None:
         if prob is not None:
@@ -369,10 +368,11 @@ class SegmentWidget(Container):
         self.status.value = f"step {event.step + 1}/{event.n_steps}{phase}, loss {event.loss:.4f}; " \
                             f"{self.trainer.choice_line()}"
 
-    def _on_trained(self, layer, result) -> None:
+    def _on_trained(self, layer, result, pair) -> None:
+        """``pair``: the (image, scribble) layers whose strokes alone the model learnt from, or None."""
         trainer = self.trainer
         self.session.set_decoder(trainer.model)
-        self._learnt_from = None if self._pending is None else (*self._pending, trainer.model)
+        self._learnt_from = None if pair is None else (*pair, trainer.model)
         steps = len(trainer.losses)
         if result is None:
             self.status.value = f"stopped after {steps} steps; the best state is kept (best loss " \
