@@ -37,6 +37,9 @@ def test_fill_fraction_counts_the_most_common_value_per_row_and_segment():
     np.testing.assert_allclose(fill_fraction(rows), [5 / 8, 1 / 8])
     # In halves: the first row's mode 5 fills 3 of 4 and 2 of 4.
     np.testing.assert_allclose(fill_fraction(rows, 2), [2 / 4, 0.0])
+    # More segments than columns: one column each (no empty segment, no division by zero).
+    np.testing.assert_allclose(fill_fraction(np.array([[7, 7, 1], [4, 4, 4]]), 8), [0.0, 1.0])
+    assert detect_banner(np.zeros((3, 3))) == 0
 
 
 @pytest.mark.parametrize("rows,fill,border", [(40, 0.0, 0), (25, 255.0, 0), (60, 90.0, 2)])

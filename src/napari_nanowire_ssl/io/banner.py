@@ -58,7 +58,7 @@ def fill_fraction(rows: np.ndarray, segments: int = 1) -> np.ndarray:
     longest = lengths.argmax(axis=1)  # the run id (within its row) of the mode
     first = np.argmax(run - (np.arange(n) * w)[:, None] == longest[:, None], axis=1)
     equal = rows == ordered[np.arange(n), first][:, None]
-    starts = np.linspace(0, w, segments + 1).astype(int)[:-1]
+    starts = np.linspace(0, w, min(segments, w) + 1).astype(int)[:-1]  # no empty segment in a narrow image
     counts = np.add.reduceat(equal, starts, axis=1)
     return (counts / np.diff(np.append(starts, w))).min(axis=1)
 
