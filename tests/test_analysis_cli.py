@@ -139,6 +139,20 @@ def test_cli_bad_input_exits_2_naming_the_file(tmp_path, capsys, problem):
     assert not out.exists()
 
 
+def test_cli_skips_a_bad_mask_among_good_ones_and_keeps_an_earlier_csv(tmp_path, capsys):
+    Image.fromarray(_cross()).save(tmp_path / "m.png")
+    (tmp_path / "bad.png").write_bytes(b"this is not a png")
+    out = tmp_path / "m.csv"
+    assert main(["analyze", str(tmp_path), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert [r["path"] for r in csv.DictReader(out.open())] == [str(tmp_path / "m.png")]
+    assert "1 mask(s) measured" in captured.out and captured.out.rstrip().endswith("(1 failed)")
+    assert captured.err.startswith(f"warning: {tmp_path / 'bad.png'}: ") and captured.err.count("\n") == 1
+    before = out.read_bytes()
+    assert main(["analyze", str(tmp_path / "bad.png"), "--out", str(out)]) == 2  # nothing measured
+    assert capsys.readouterr().err.startswith(f"error: {tmp_path / 'bad.png'}: ") and out.read_bytes() == before
+
+
 def test_cli_network_columns_and_branch_table_read_back(tmp_path, capsys):
     m = np.zeros((120, 200), np.uint8)
     for k in range(4):

@@ -114,16 +114,40 @@ def test_classify_errors(workspace, tmp_path, capsys):
     assert "--save-head: needs --train" in capsys.readouterr().err
 
 
+def test_classify_skips_an_unreadable_image_and_keeps_the_truth_in_line(workspace, tmp_path, capsys):
+    data, enc = workspace / "data", str(workspace / "enc.safetensors")
+    pred = tmp_path / "pred"
+    for cls in ("network", "singular"):
+        (pred / cls).mkdir(parents=True)
+        for f in sorted((data / cls).glob("*.png"))[:2]:
+            (pred / cls / f.name).write_bytes(f.read_bytes())
+    (pred / "network" / "a_broken.png").write_bytes(b"not a png at all")  # sorts first in its class
+    out = tmp_path / "p.csv"
+    train = ["classify", "--train", str(data), "--encoder", enc, "--truth-from-folders", "--out", str(out)]
+    assert main([*train, "--predict", str(pred)]) == 0
+    captured = capsys.readouterr()
+    assert "classified 4 of 5 images into 4 classes" in captured.out and "(1 failed)" in captured.out
+    assert [line for line in captured.err.splitlines() if line.startswith("warning:")] == [
+        line for line in captured.err.splitlines() if line.startswith(f"warning: {pred / 'network' / 'a_broken.png'}: ")]
+    table = rows(out)
+    assert [Path(r[0]).parent.name for r in table[1:]] == [r[-1] for r in table[1:]] == ["network"] * 2 + ["singular"] * 2
+    before = out.read_bytes()
+    assert main([*train, "--predict", str(pred / "network" / "a_broken.png")]) == 2
+    assert f"error: {pred / 'network' / 'a_broken.png'}: " in capsys.readouterr().err and out.read_bytes() == before
+
+
 def test_merge_restores_the_original_order(tmp_path):
     files = [f"img{i}.png" for i in range(7)]
     probs = np.eye(2)[np.arange(7) % 2]
     out = tmp_path / "preds.csv"
     parts = [part_path(out, r) for r in range(3)]
-    for r in range(3):  # rank r classified files r, r + 3, ...
-        write_predictions(parts[r], files[r::3], probs[r::3], ["even", "odd"])
-    merge_parts(out, parts)
+    for r in range(3):  # rank r classified files r, r + 3, ...; rank 1 could not read img4.png
+        kept = [k for k in range(r, 7, 3) if k != 4]
+        write_predictions(parts[r], [files[k] for k in kept], probs[kept], ["even", "odd"])
+    merge_parts(out, parts, files)
     table = rows(out)
-    assert [r[0] for r in table[1:]] == files and [r[1] for r in table[1:]] == ["even", "odd"] * 3 + ["even"]
+    assert [r[0] for r in table[1:]] == files[:4] + files[5:]
+    assert [r[1] for r in table[1:]] == ["even", "odd", "even", "odd", "odd", "even"]
     assert not any(p.exists() for p in parts)
 
 

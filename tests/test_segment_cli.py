@@ -72,7 +72,7 @@ def test_trains_and_writes_binary_masks(ws, tmp_path, capsys):
                      r"turn: filters 0\.\d{3}, filters\+encoder 0\.\d{3}, otsu 0\.\d{3}\)", printed), printed
     meta = read_metadata(tmp_path / "dec.safetensors", kind="decoder")
     assert meta["model"] == "otsu" and meta["training"]["choice"] in printed
-    assert "segmented 3 images" in printed
+    assert "segmented 3 of 3 images" in printed
     shapes = {"p1": (96, 96), "p2": (96, 128), "p3": (3, 64, 64)}
     for stem, shape in shapes.items():
         mask = tifffile.imread(out / f"{stem}.tif")
@@ -124,6 +124,33 @@ def test_mask_conventions(tmp_path):
         Image.fromarray(mask).save(tmp_path / f"{name}.png")
         labels, is_scribble = read_labels(tmp_path / f"{name}.png")
         assert not is_scribble and labels[2:4].min() == 2 and labels[4:].max() == 1
+
+
+def test_a_file_that_cannot_be_segmented_is_skipped_and_reported(ws, tmp_path, capsys):
+    """One bad file among the ones to predict does not cost the others (or the training); when all are
+    bad the command fails with the first reason and keeps nothing."""
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    (pred / "good.png").write_bytes((ws / "pred" / "p1.png").read_bytes())
+    (pred / "broken.png").write_bytes(b"not a png at all")
+    tifffile.imwrite(pred / "tiny.tif", np.zeros((3, 3), np.float32))
+    dec, out = tmp_path / "dec.safetensors", tmp_path / "out"
+    assert segment(ws, "--train", ws / "train", "--predict", pred, "--out", out, "--save-decoder", dec) == 0
+    captured = capsys.readouterr()
+    assert "segmented 1 of 3 images" in captured.out and "(2 failed)" in captured.out
+    warnings = [line for line in captured.err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2 and warnings[0].startswith(f"warning: {pred / 'broken.png'}: ")
+    assert warnings[1].startswith(f"warning: {pred / 'tiny.tif'}: ")
+    assert sorted(p.name for p in out.iterdir()) == ["good.tif"]
+    assert segment(ws, "--decoder", dec, "--predict", pred / "good.png", "--out", tmp_path / "alone") == 0
+    np.testing.assert_array_equal(tifffile.imread(out / "good.tif"), tifffile.imread(tmp_path / "alone" / "good.tif"))
+    capsys.readouterr()
+    (pred / "good.png").unlink()
+    assert segment(ws, "--decoder", dec, "--predict", pred, "--out", tmp_path / "none") == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith(f"error: {pred / 'broken.png'}: ") and err[-1].endswith(
+        "(and 1 more file(s) failed, warned above)")
+    assert err[-2].startswith(f"warning: {pred / 'tiny.tif'}: ")
 
 
 @pytest.mark.parametrize("case, message", [

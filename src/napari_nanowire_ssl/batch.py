@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .bundle import Bundle
-from .errors import NanowireSSLError
+from .errors import NanowireSSLError, naming
 from .io.banner import AUTO as BANNER_AUTO, banner_crop, with_banner_rows, without_banner
 
 RESULTS_CSV = "results.csv"
@@ -171,8 +171,7 @@ def process_files(bundle: Bundle, files: list[Path], out_dir: Path, *, csv_name:
                     Image.fromarray(overlay_rgb(image.data, result["mask"], result["percolating"])).save(
                         overlays_dir / f"{path.stem}.png")
             except NanowireSSLError as exc:
-                message = str(exc)
-                row["error"] = message if str(path) in message else f"{path}: {message}"
+                row["error"] = naming(path, exc)
             writer.writerow({k: "" if v is None else v for k, v in row.items()})
             fh.flush()
             yield BatchEvent(i, len(files), path, row)

@@ -30,3 +30,9 @@ def check_file(path, error: type[NanowireSSLError] = NanowireSSLError, what: str
     if path.stat().st_size == 0:
         raise error(f"{path}: the {what} is empty (0 bytes)")
     return path
+
+
+def naming(path, exc: Exception) -> str:
+    """``exc``'s message, beginning with ``path`` unless it names the file already."""
+    message = str(exc)
+    return message if str(path) in message else f"{path}: {message}"

@@ -84,8 +84,9 @@ def run_masks(args: argparse.Namespace) -> int:
 
     from ..analysis.measure import COLUMNS, analyse_mask, read_mask
     from ..analysis.network import BRANCH_COLUMNS, branch_table
-    from ..errors import NanowireSSLError
+    from ..errors import NanowireSSLError, naming
     from ..io.reader import list_images
+    from .failures import failed_note, report_failures
 
     if args.wire_resistance is not None and args.pixel_size is None:
         raise NanowireSSLError("--wire-resistance: needs --pixel-size (the wire resistance is per um)")
@@ -94,7 +95,7 @@ def run_masks(args: argparse.Namespace) -> int:
                                "give masks a number of rows")
     files = list_images(args.inputs, what="mask")
     options = {**OPTION_DEFAULTS, **explicit_options(args)}
-    rows, branches = [], []
+    rows, branches, failed = [], [], []
     for path in files:
         try:
             analysis = analyse_mask(read_mask(path), pixel_size_nm=args.pixel_size, crop_bottom=args.crop_bottom or 0,
@@ -102,23 +103,24 @@ def run_masks(args: argparse.Namespace) -> int:
                                     junction_resistance_ohm=args.junction_resistance, electrodes=args.electrodes,
                                     **options)
         except NanowireSSLError as exc:
-            message = str(exc)
-            raise type(exc)(message if str(path) in message else f"{path}: {message}") from None
+            failed.append(naming(path, exc))
+            continue
         rows.append({"path": str(path), **analysis.row})
         if args.branches is not None:
             current = None if analysis.resistance is None else analysis.resistance.branch_current
             table = branch_table(analysis.wires.graph, pixel_size_nm=args.pixel_size, current=current)
             branches += [{"path": str(path), **{k: table[k][i] for k in BRANCH_COLUMNS}}
                          for i in range(analysis.wires.graph.n_branches)]
+    report_failures(failed, len(rows))  # before writing: a run that measured nothing keeps an earlier CSV
     out = Path(args.out)
     _write_csv(out, ("path", *COLUMNS), rows)
     if args.branches is not None:
         _write_csv(Path(args.branches), ("path", *BRANCH_COLUMNS), branches)
     n_perc = sum(r["percolates"] for r in rows)
-    mean_density = sum(r["pixel_density"] for r in rows) / len(rows)
-    print(f"{len(rows)} mask(s) measured, {n_perc} percolate ({options['criterion']}), "
-          f"mean pixel density {mean_density:.3f}; wrote {out}"
-          + (f" and {args.branches} ({len(branches)} branches)" if args.branches is not None else ""))
+    density = f", mean pixel density {sum(r['pixel_density'] for r in rows) / len(rows):.3f}" if rows else ""
+    print(f"{len(rows)} mask(s) measured, {n_perc} percolate ({options['criterion']}){density}; wrote {out}"
+          + (f" and {args.branches} ({len(branches)} branches)" if args.branches is not None else "")
+          + failed_note(failed))
     return 0
 
 
@@ -141,6 +143,7 @@ def run_bundle(args: argparse.Namespace) -> int:
     from ..batch import process_files
     from ..bundle import check_options, load_bundle
     from ..errors import NanowireSSLError
+    from .failures import failed_note, report_failures
     from ..io.reader import list_images
 
     if args.branches is not None or args.wire_resistance is not None:
@@ -156,14 +159,13 @@ def run_bundle(args: argparse.Namespace) -> int:
             rows.append(event.row)
             bar.update()
     failed = [row["error"] for row in rows if row["error"]]
-    for message in failed:
-        print(f"warning: {message}", file=sys.stderr)
     done = [row for row in rows if not row["error"]]
+    report_failures(failed, len(done))
     summary = [f"{len(done)} image(s) processed with {bundle.describe()}"]
     if bundle.decoder is not None and done:
         summary.append(f"{sum(bool(r['percolates']) for r in done)} percolate")
     if bundle.head is not None and done:
         labels = [r["label"] for r in done]
         summary.append(", ".join(f"{labels.count(c)} {c}" for c in bundle.head.class_names))
-    print(f"{'; '.join(summary)}; wrote {out}" + (f" ({len(failed)} failed)" if failed else ""))
-    return 1 if failed and not done else 0
+    print(f"{'; '.join(summary)}; wrote {out}{failed_note(failed)}")
+    return 0

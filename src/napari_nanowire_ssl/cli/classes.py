@@ -15,18 +15,45 @@ def encode_files(encoder, files: list[Path], *, cache, tiling: dict, crop_bottom
     (:func:`..io.banner.banner_crop` of ``crop_bottom``), with a progress bar over images."""
     from tqdm import tqdm
 
-    from ..fewshot.classify import read_single_image
     from ..fewshot.features import image_features
-    from ..io.banner import banner_crop, without_banner
 
     with tqdm(total=len(files), unit="image", desc="encoding", file=sys.stderr, disable=not show) as bar:
         def images():
             for f in files:
-                image = read_single_image(f)
-                yield without_banner(image, banner_crop(image, crop_bottom, name=str(f)))
+                yield _read(f, crop_bottom)
                 bar.update()  # the previous image is encoded when the next one is asked for
 
         return image_features(encoder, images(), names=[str(f) for f in files], cache=cache, **tiling)
+
+
+def encode_each(encoder, files: list[Path], *, cache, tiling: dict, crop_bottom: int | str = BANNER_AUTO,
+                show: bool = True):
+    """As :func:`encode_files` for files to classify, one at a time: a file that cannot be read or
+    encoded is left out (the policy of :mod:`.failures`). Returns (features of the others, those
+    files, the reasons of the failed ones)."""
+    import numpy as np
+    from tqdm import tqdm
+
+    from ..errors import NanowireSSLError, naming
+    from ..fewshot.features import image_features
+
+    features, done, failed = [], [], []
+    for f in tqdm(files, unit="image", desc="encoding", file=sys.stderr, disable=not show):
+        try:
+            features.append(image_features(encoder, [_read(f, crop_bottom)], names=[str(f)], cache=cache, **tiling)[0])
+            done.append(f)
+        except NanowireSSLError as exc:
+            failed.append(naming(f, exc))
+    return np.array(features, dtype=np.float32), done, failed
+
+
+def _read(f: Path, crop_bottom: int | str):
+    """The single image of file ``f`` without its banner."""
+    from ..fewshot.classify import read_single_image
+    from ..io.banner import banner_crop, without_banner
+
+    image = read_single_image(f)
+    return without_banner(image, banner_crop(image, crop_bottom, name=str(f)))
 
 
 def labelled_files(root: Path) -> tuple[list[Path], list[str], list[str]]:

@@ -20,7 +20,8 @@ import csv
 from pathlib import Path
 
 from .distributed import bundle_parts, process_group, ranks
-from .classes import encode_files, labelled_files
+from .classes import encode_each, encode_files, labelled_files
+from .failures import failed_note, report_failures
 from .options import add_crop_bottom, add_device, add_encoder, load_encoder
 
 
@@ -67,24 +68,26 @@ def write_predictions(path: Path, files, probabilities, class_names) -> None:
             writer.writerow([str(f), class_names[int(p.argmax())], *(f"{v:.6f}" for v in p), "yes" if flag else ""])
 
 
-def folder_truth(files: list[Path], roots) -> list[str]:
-    """The class of each file: its first sub-folder under the ``--predict`` folder it was found in."""
+def folder_truth(files: list[Path], roots) -> dict[str, str]:
+    """The class of each file (by its path): its first sub-folder under the ``--predict`` folder it was
+    found in."""
     from ..errors import NanowireSSLError
 
     folders = [Path(r) for r in roots if Path(r).is_dir()]
-    truth = []
+    truth = {}
     for f in files:
         under = next((r for r in folders if f.is_relative_to(r) and len(f.relative_to(r).parts) > 1), None)
         if under is None:
             raise NanowireSSLError(f"{f}: --truth-from-folders needs every image in a class sub-folder of a "
                                    "--predict folder")
-        truth.append(f.relative_to(under).parts[0])
+        truth[str(f)] = f.relative_to(under).parts[0]
     return truth
 
 
-def finish_predictions(out: Path, class_names: list[str], truth: list[str] | None) -> float | None:
-    """Add the ``label_next`` rank (and ``truth``) columns to the CSV; with ``truth`` write the confusion
-    matrix beside it and return the accuracy."""
+def finish_predictions(out: Path, class_names: list[str], truth: dict[str, str] | None) -> tuple[float | None, int]:
+    """Add the ``label_next`` rank (and ``truth``, the class of each path) columns to the CSV; with
+    ``truth`` and some rows write the confusion matrix beside it. Returns (the accuracy or None, the
+    number of rows)."""
     import numpy as np
 
     from ..fewshot.classify import label_next
@@ -93,40 +96,41 @@ def finish_predictions(out: Path, class_names: list[str], truth: list[str] | Non
     with open(out, newline="") as fh:
         table = list(csv.reader(fh))
     header, body = table[0], table[1:]
-    probs = np.array([[float(v) for v in r[2:2 + len(class_names)]] for r in body]).reshape(len(body), -1)
+    probs = np.array([[float(v) for v in r[2:2 + len(class_names)]] for r in body]).reshape(len(body), len(class_names))
     rank = np.empty(len(body), dtype=int)
     rank[label_next(probs)] = np.arange(1, len(body) + 1) if len(body) else []
     with open(out, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(header + ["label_next"] + (["truth"] if truth is not None else []))
         for k, r in enumerate(body):
-            writer.writerow(r + [rank[k]] + ([truth[k]] if truth is not None else []))
-    if truth is None:
-        return None
-    predicted = [r[1] for r in body]
-    labels = list(class_names) + sorted(set(truth) - set(class_names))
-    matrix = confusion_matrix(truth, predicted, labels)
+            writer.writerow(r + [rank[k]] + ([truth[r[0]]] if truth is not None else []))
+    if truth is None or not body:
+        return None, len(body)
+    predicted, true = [r[1] for r in body], [truth[r[0]] for r in body]
+    labels = list(class_names) + sorted(set(true) - set(class_names))
+    matrix = confusion_matrix(true, predicted, labels)
     write_confusion_csv(matrix, labels, out.with_name(f"{out.stem}_confusion.csv"))
     plot_confusion(matrix, labels, out.with_name(f"{out.stem}_confusion.png"))
-    return float(np.mean([t == p for t, p in zip(truth, predicted)]))
+    return float(np.mean([t == p for t, p in zip(true, predicted)])), len(body)
 
 
 def part_path(out: Path, rank: int) -> Path:
     return out.with_name(f".{out.name}.part{rank}")
 
 
-def merge_parts(out: Path, parts: list[Path]) -> None:
-    """Interleave rank r's rows (files r, r + N, ...) back into the original order, then delete the parts."""
+def merge_parts(out: Path, parts: list[Path], files: list[Path]) -> None:
+    """The rows of every process's part, in the order of ``files`` (a process leaves out the files
+    it could not classify), into ``out``; then delete the parts."""
     tables = []
     for part in parts:
         with open(part, newline="") as fh:
             tables.append(list(csv.reader(fh)))
-    header, bodies = tables[0][0], [t[1:] for t in tables]
+    position = {str(f): k for k, f in enumerate(files)}
+    header, body = tables[0][0], [row for t in tables for row in t[1:]]
     with open(out, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(header)
-        for k in range(max(len(b) for b in bodies)):
-            writer.writerows(b[k] for b in bodies if k < len(b))
+        writer.writerows(sorted(body, key=lambda row: position[row[0]]))
     for part in parts:
         part.unlink()
 
@@ -165,21 +169,22 @@ def run(args) -> int:
             if args.save_head is not None:
                 head.save(args.save_head)
                 print(f"wrote {args.save_head}")
-    mine = me.shard(predict_files)
-    probs = head.predict_proba(encode_files(encoder, mine, cache=cache, tiling=head.tiling,
-                                                crop_bottom=args.crop_bottom, show=main_rank)) \
-        if mine else []
-    if world == 1:
-        write_predictions(args.out, mine, probs, head.class_names)
-    else:
+    feats, done, failed = encode_each(encoder, me.shard(predict_files), cache=cache, tiling=head.tiling,
+                                      crop_bottom=args.crop_bottom, show=main_rank)
+    probs = head.predict_proba(feats) if done else []
+    if world > 1:
         with process_group(world) as dist:
-            write_predictions(part_path(args.out, rank), mine, probs, head.class_names)
+            write_predictions(part_path(args.out, rank), done, probs, head.class_names)
             dist.barrier()
             if main_rank:
-                merge_parts(args.out, [part_path(args.out, r) for r in range(world)])
+                merge_parts(args.out, [part_path(args.out, r) for r in range(world)], predict_files)
+    report_failures(failed, len(done))  # every process its own files; a lone one before it writes
+    if world == 1:
+        write_predictions(args.out, done, probs, head.class_names)
     if main_rank:
-        accuracy = finish_predictions(args.out, head.class_names, truth)
-        print(f"classified {len(predict_files)} images into {len(head.class_names)} classes; wrote {args.out}")
+        accuracy, n_rows = finish_predictions(args.out, head.class_names, truth)
+        print(f"classified {n_rows} of {len(predict_files)} images into {len(head.class_names)} classes; "
+              f"wrote {args.out}" + (failed_note(failed) if world == 1 else ""))
         if accuracy is not None:
             print(f"accuracy {accuracy:.3f} against the folder names; confusion matrix in "
                   f"{args.out.stem}_confusion.csv and .png")

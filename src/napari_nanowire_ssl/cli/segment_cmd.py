@@ -30,9 +30,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from ..errors import NanowireSSLError
+from ..errors import NanowireSSLError, naming
 from ..fewshot.policy import DEFAULT_TILE
 from .distributed import bundle_parts, process_group, ranks
+from .failures import failed_note, report_failures
 from .options import add_crop_bottom, add_device, add_encoder, add_seed, load_encoder
 
 MODELS = ("auto", "filters", "filters+encoder", "decoder", "decoder+filters", "decoder+finetune")  # fewshot.segment.MODELS (not imported: fast --help)
@@ -181,21 +182,26 @@ def run(args) -> int:
         if dist is not None and args.train is not None:
             share_weights(model, dist)
         mine = list(zip(me.shard(predict_files), me.shard(outputs)))
-        wire_fractions = []
+        wire_fractions, failed = [], []
         t0 = time.perf_counter()
         with tqdm(total=len(mine), unit="file", desc="segmenting", file=sys.stderr, disable=not me.main) as bar:
             for src, dst in mine:
-                image = read_image(src).data
-                rows = banner_crop(image, args.crop_bottom, name=str(src))
-                _, mask = segment_image(model, image, tile=args.tile, crop_bottom=rows)
-                tifffile.imwrite(dst, mask.astype(np.uint8), photometric="minisblack", compression="zlib")
-                wire_fractions.append(float(mask.mean()))
+                try:
+                    image = read_image(src).data
+                    rows = banner_crop(image, args.crop_bottom, name=str(src))
+                    _, mask = segment_image(model, image, tile=args.tile, crop_bottom=rows)
+                except NanowireSSLError as exc:
+                    failed.append(naming(src, exc))
+                else:
+                    tifffile.imwrite(dst, mask.astype(np.uint8), photometric="minisblack", compression="zlib")
+                    wire_fractions.append(float(mask.mean()))
                 bar.update()
         if dist is not None:
             dist.barrier()
+    report_failures(failed, len(wire_fractions))  # every process reports its own files
     if me.main:
-        share = "" if me.world == 1 else f" (this process: {len(mine)} of them, {me.world} processes)"
+        share = "" if me.world == 1 else f" (this process's share of {len(predict_files)}, {me.world} processes)"
         median = f"; median nanowire fraction {np.median(wire_fractions):.1%}" if wire_fractions else ""
-        print(f"segmented {len(predict_files)} images in {time.perf_counter() - t0:.1f} s{share}{median}; "
-              f"wrote masks to {args.out}")
+        print(f"segmented {len(wire_fractions)} of {len(mine)} images in {time.perf_counter() - t0:.1f} s"
+              f"{share}{median}; wrote masks to {args.out}{failed_note(failed)}")
     return 0
