@@ -134,13 +134,15 @@ def test_a_file_that_cannot_be_segmented_is_skipped_and_reported(ws, tmp_path, c
     (pred / "good.png").write_bytes((ws / "pred" / "p1.png").read_bytes())
     (pred / "broken.png").write_bytes(b"not a png at all")
     tifffile.imwrite(pred / "tiny.tif", np.zeros((3, 3), np.float32))
+    tifffile.imwrite(pred / "flat.tif", np.full((64, 64), 5, np.uint8))
     dec, out = tmp_path / "dec.safetensors", tmp_path / "out"
     assert segment(ws, "--train", ws / "train", "--predict", pred, "--out", out, "--save-decoder", dec) == 0
     captured = capsys.readouterr()
-    assert "segmented 1 of 3 images" in captured.out and "(2 failed)" in captured.out
+    assert "segmented 1 of 4 images" in captured.out and "(3 failed)" in captured.out
     warnings = [line for line in captured.err.splitlines() if line.startswith("warning:")]
-    assert len(warnings) == 2 and warnings[0].startswith(f"warning: {pred / 'broken.png'}: ")
-    assert warnings[1].startswith(f"warning: {pred / 'tiny.tif'}: ")
+    assert len(warnings) == 3 and warnings[0].startswith(f"warning: {pred / 'broken.png'}: ")
+    assert warnings[1] == f"warning: {pred / 'flat.tif'}: the image is constant (every pixel is 5); nothing to analyse"
+    assert warnings[2].startswith(f"warning: {pred / 'tiny.tif'}: ")
     assert sorted(p.name for p in out.iterdir()) == ["good.tif"]
     assert segment(ws, "--decoder", dec, "--predict", pred / "good.png", "--out", tmp_path / "alone") == 0
     np.testing.assert_array_equal(tifffile.imread(out / "good.tif"), tifffile.imread(tmp_path / "alone" / "good.tif"))
@@ -149,7 +151,7 @@ def test_a_file_that_cannot_be_segmented_is_skipped_and_reported(ws, tmp_path, c
     assert segment(ws, "--decoder", dec, "--predict", pred, "--out", tmp_path / "none") == 2
     err = capsys.readouterr().err.splitlines()
     assert err[-1].startswith(f"error: {pred / 'broken.png'}: ") and err[-1].endswith(
-        "(and 1 more file(s) failed, warned above)")
+        "(and 2 more file(s) failed, warned above)")
     assert err[-2].startswith(f"warning: {pred / 'tiny.tif'}: ")
 
 

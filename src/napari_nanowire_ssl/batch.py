@@ -105,8 +105,8 @@ def analyse_image(bundle: Bundle, image: np.ndarray, *, pixel_size_nm: float | N
     if bundle.decoder is not None:
         options = bundle.options
         tile = options["tile"]
-        out = segment_image(bundle.decoder, image, tile=tile, crop_bottom=rows,
-                            threshold=options["threshold"], should_stop=should_stop, on_fallback=on_fallback)
+        out = segment_image(bundle.decoder, image, tile=tile, crop_bottom=rows, threshold=options["threshold"],
+                            should_stop=should_stop, on_fallback=on_fallback, name=name)
         if out is None:
             return None
         mask = out[1]

@@ -189,7 +189,7 @@ def run(args) -> int:
                 try:
                     image = read_image(src).data
                     rows = banner_crop(image, args.crop_bottom, name=str(src))
-                    _, mask = segment_image(model, image, tile=args.tile, crop_bottom=rows)
+                    _, mask = segment_image(model, image, tile=args.tile, crop_bottom=rows, name=str(src))
                 except NanowireSSLError as exc:
                     failed.append(naming(src, exc))
                 else:

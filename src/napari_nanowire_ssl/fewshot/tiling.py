@@ -102,6 +102,7 @@ def predict_tiled(
     device: str | torch.device | None = None,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    name: str = "image",
 ) -> np.ndarray | None:
     """Nanowire probability map, float32 of the image's shape (``(H, W)`` or a stack ``(N, H, W)``).
 
@@ -115,7 +116,7 @@ def predict_tiled(
     of the whole image, not of a tile: Otsu's threshold). ``device=None`` keeps the model where it is. ``progress(done, total)`` is
     called after every batch of tiles (counted over all slices);
     ``should_stop()`` is asked before every batch and, when true, the
-    prediction stops and ``None`` is returned.
+    prediction stops and ``None`` is returned. ``name`` (a file or layer) names the image in errors.
     """
     tile = widened_tile(model, tile) if widen else tile
     overlap = widened_overlap(model, tile) if overlap is None else overlap
@@ -124,7 +125,7 @@ def predict_tiled(
     image = np.asarray(image)
     if image.ndim not in (2, 3):
         raise NanowireSSLError(f"expected a 2D image or an (N, H, W) stack, got shape {image.shape}")
-    check_network_input(image)
+    check_network_input(image, name=name)
     if device is not None:
         model.to(select_device(device))
     dev = next(model.parameters()).device
@@ -148,7 +149,7 @@ def predict_tiled(
     try:
         with torch.inference_mode(), autocast_context(dev):
             for k, raw in enumerate(slices):
-                src = normalize(raw, name=f"slice {k}" if image.ndim == 3 else "image")
+                src = normalize(raw, name=f"{name}, slice {k}" if image.ndim == 3 else name)
                 src = prepare(src) if prepare is not None else src[None]  # (C, H, W)
                 acc = out[k]
                 for b in range(0, len(corners), batch_size):
