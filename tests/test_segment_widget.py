@@ -151,6 +151,48 @@ def test_stop_ends_training_and_keeps_the_best_model(make_napari_viewer, qtbot, 
     assert viewer.layers["wires nanowires"] is mask and mask.visible and mask.data.shape == (128, 128)
 
 
+def test_train_takes_the_strokes_of_every_open_image_by_default(make_napari_viewer, qtbot, errors):
+    viewer, widget, sample = make_widget(make_napari_viewer)
+    other = generate("dispersed", size=96, seed=2)
+    viewer.add_image(other.image, name="more")
+    viewer.add_image(generate("network", size=64, seed=3).image, name="unpainted")
+    viewer.add_labels(strokes(sample.mask), name="wires scribbles")
+    viewer.add_labels(strokes(other.mask), name="more scribbles")  # found by its name
+    viewer.add_labels(np.zeros((64, 64), np.uint8), name="unpainted scribbles")  # no strokes: left out
+    widget.image.value, widget.scribbles.value = viewer.layers["wires"], viewer.layers["wires scribbles"]
+    widget.n_steps.value, widget.self_training.value, widget.preview_every.value = 4, 0, 2
+    assert widget.all_images.value  # the default
+
+    def train(name):
+        run_and_wait(qtbot, widget, lambda: (widget.train(), setattr(widget, name, widget.status.value)))
+
+    train("first")
+    assert widget.first == "training on 'wires' and 'more'…"
+    # Labels on two images: each is held out in turn to choose the model; both are predicted.
+    assert "(validation Dice on each of 2 labelled images held out in turn:" in widget.status.value
+    # (Four steps are too few for a learnt model to carry to the other image: Otsu's threshold is kept.)
+    assert widget.status.value.startswith("nothing trained (the threshold kept has nothing to learn); 'wires' "
+                                          "and 'more' predicted; model: otsu")
+    assert [layer.data.shape for layer in outputs(viewer, "nanowires")] == [(128, 128), (96, 96)]
+    assert [layer.name for layer in outputs(viewer, "nanowires")] == ["wires nanowires", "more nanowires"]
+    # Again on the same strokes (whichever image is chosen): a fresh model on all of them.
+    widget.image.value, widget.scribbles.value = viewer.layers["more"], viewer.layers["more scribbles"]
+    train("again")
+    assert widget.again == "training afresh on all the strokes of 'more' and 'wires'…"
+    # Off: the chosen pair alone (a threshold has nothing to go on from: the choice is made again).
+    widget.all_images.value = False
+    train("alone")
+    assert widget.alone == "training on 'more'…" and "(validation Dice on held-out labelled blocks" in widget.status.value
+    # A scribble layer of another size is named, and nothing is trained.
+    widget.all_images.value = True
+    viewer.layers.remove("more scribbles")
+    viewer.add_labels(strokes(np.ones((32, 32), bool)), name="more scribbles")
+    widget.image.value, widget.scribbles.value = viewer.layers["wires"], viewer.layers["wires scribbles"]
+    model = widget.model
+    widget.train()
+    assert errors == ["Layer 'more scribbles' is 32x32 but image 'more' is 96x96"] and widget.model is model
+
+
 def test_predict_all_updates_one_pair_per_image(make_napari_viewer, qtbot, errors):
     viewer, widget, _ = make_widget(make_napari_viewer)
     viewer.add_image(generate("dispersed", size=96, seed=2).image, name="other")

@@ -5,14 +5,18 @@ Scribbles are a Labels layer with the plugin's convention (0 = not labelled,
 :func:`~..fewshot.segment.make_trainer` (``model``: auto by default, the pixel
 classifier chosen on held-out strokes) in a generator worker with a live loss
 and a preview of the mask; Stop keeps the best state. The status line names
-the model kept and its validation Dice. The predicted wires are drawn in the
-colour of the nanowire strokes (label 2).
+the model kept and its validation Dice. With "train on the strokes of every
+open image" (on by default) Train also takes every other open image whose
+scribble layer, named ``<image> scribbles`` as New scribble layer names it,
+holds strokes: with labels on several images the model is chosen on each
+image held out in turn, and every image trained on is predicted at the end.
+The predicted wires are drawn in the colour of the nanowire strokes (label 2).
 Predictions (:func:`~..fewshot.tiling.segment_image`) never touch the
 scribbles: they go to one layer per image, ``<image> nanowires`` (1 =
 nanowire), and, when asked for, ``<image> nanowire probability``; the widget
 owns them (marked in their metadata) and updates them in place. Training
 again starts afresh on all the strokes when the current model learnt from
-those of the same image alone and is a quick pixel model
+those of the same images alone and is a quick pixel model
 (:func:`~..fewshot.segment.retrains_afresh`); otherwise it goes on from it.
 """
 
@@ -92,6 +96,17 @@ STAGE_NOTES = {
 BRUSH_SIZE = 3  # px: no wider than the thin (2-3 px) wires of SEM films; widen it for open background
 
 
+def scribble_layer_name(image_layer) -> str:
+    """The name of an image's scribble layer: New scribble layer gives it, Train finds it by it."""
+    return f"{image_layer.name} scribbles"
+
+
+def quoted(layers) -> str:
+    """'a', 'a' and 'b', 'a', 'b' and 'c': layer names for a status line."""
+    names = [f"'{layer.name}'" for layer in layers]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 def shape_text(shape) -> str:
     return "x".join(str(n) for n in shape)
 
@@ -110,8 +125,8 @@ class SegmentWidget(Container):
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.trainer = None
-        # (image layer, scribble layer, model): the model learnt from that pair's strokes alone, so Train
-        # on them again may start afresh (fewshot.segment.retrains_afresh) with nothing lost.
+        # ((image layer, scribble layer) pairs, model): the model learnt from those pairs' strokes alone,
+        # so Train on them again may start afresh (fewshot.segment.retrains_afresh) with nothing lost.
         self._learnt_from: tuple | None = None
         self._placeholders = []  # output layers added hidden before training, shown when their data come
         self._tiles = _TileProgress()
@@ -137,6 +152,11 @@ class SegmentWidget(Container):
                     "changed. 0 = off")
         self.batch_size = SpinBox(label="batch size", value=self.session.settings.batch_size, min=1, max=256)
         self.preview_every = SpinBox(label="preview every (steps, 0 = off)", value=20, min=0, max=100_000)
+        self.all_images = CheckBox(
+            text="train on the strokes of every open image", value=True,
+            tooltip="Also the other open images whose scribble layer ('<image> scribbles', as New scribble "
+                    "layer names it) holds strokes; the model is then chosen on each image held out in turn, "
+                    "and every image trained on is predicted. Off: the chosen image and scribbles only")
         self.probability = CheckBox(text="also show the probability map", value=False,
                                     tooltip="Besides the mask, an image layer '<image> nanowire probability' "
                                     "(0-1) that previews and predictions update")
@@ -163,6 +183,7 @@ class SegmentWidget(Container):
             self.new_scribbles_button,
             Container(widgets=[self.model_kind, self.n_steps, self.self_training, self.batch_size,
                                self.preview_every, self.device]),
+            self.all_images,
             self.probability,
             Container(widgets=[self.train_button, self.stop_button], layout="horizontal", labels=False),
             self.progress, self.status,
@@ -214,7 +235,7 @@ class SegmentWidget(Container):
         layer = self.image.value
         self._checked_image(layer)
         scribbles = self.viewer.add_labels(np.zeros(full_resolution(layer).shape[:2], np.uint8),
-                                           name=f"{layer.name} scribbles", **placement(layer))
+                                           name=scribble_layer_name(layer), **placement(layer))
         scribbles.selected_label = 2
         scribbles.brush_size = BRUSH_SIZE
         scribbles.mode = "paint"
@@ -322,42 +343,69 @@ class SegmentWidget(Container):
 
     # --- training -------------------------------------------------------------------------
 
-    @reports_errors
-    def train(self) -> None:
-        """Train on the chosen image and scribbles (afresh, or going on from the current model: see the module)."""
-        layer, scribbles = self.image.value, self.scribbles.value
-        image, rows = self._checked_image(layer)
-        if scribbles is None:
-            raise NanowireSSLError("No scribble layer: press 'New scribble layer' and paint 2 = nanowire, "
-                                   "1 = background")
+    def _checked_labels(self, layer, scribbles, rows: int) -> np.ndarray:
+        """The strokes of ``scribbles`` on image ``layer`` above its ``rows``-row banner, checked."""
         labels, shape = full_resolution(scribbles), full_resolution(layer).shape[:2]
         if labels.shape != shape:
             raise NanowireSSLError(f"Layer '{scribbles.name}' is {shape_text(labels.shape)} but image "
                                    f"'{layer.name}' is {shape_text(shape)}")
-        labels = without_banner(labels, rows)
-        above = f" (above its {rows}-row bottom crop)" if rows else ""
-        check_labels(image, labels, name=f"Layer '{scribbles.name}'{above}")
-        check_classes([labels], [f"Layer '{scribbles.name}'{above}"])
+        return without_banner(labels, rows)
+
+    def _training_pairs(self) -> list[tuple]:
+        """The chosen (image, scribbles) pair, then, with :attr:`all_images`, every other image's pair
+        whose scribble layer (found by :func:`scribble_layer_name`) holds strokes."""
+        layer, scribbles = self.image.value, self.scribbles.value
+        pairs = [(layer, scribbles)]
+        if self.all_images.value:
+            by_name = {s.name: s for s in self._scribble_layers()}
+            for other in self._image_layers():
+                strokes = by_name.get(scribble_layer_name(other))
+                if other is not layer and strokes is not None and strokes is not scribbles \
+                        and np.asarray(full_resolution(strokes)).any():
+                    pairs.append((other, strokes))
+        return pairs
+
+    @reports_errors
+    def train(self) -> None:
+        """Train on the chosen image and scribbles, and on the other images' strokes when asked
+        (afresh, or going on from the current model: see the module)."""
+        pairs = self._training_pairs()
+        images, labels, names, jobs = [], [], [], []
+        for layer, scribbles in pairs:
+            image, rows = self._checked_image(layer)
+            if scribbles is None:
+                raise NanowireSSLError("No scribble layer: press 'New scribble layer' and paint 2 = nanowire, "
+                                       "1 = background")
+            lab = self._checked_labels(layer, scribbles, rows)
+            name = f"Layer '{scribbles.name}'" + (f" (above its {rows}-row bottom crop)" if rows else "")
+            check_labels(image, lab, name=name)
+            images.append(image)
+            labels.append(lab.copy())
+            names.append(name)
+            jobs.append((layer, image, rows))
+        check_classes(labels, names)
         encoder = self.session.active_encoder()
         learnt = self._learnt_from
-        own = learnt is not None and learnt[0] is layer and learnt[1] is scribbles and learnt[2] is self.model
+        own = learnt is not None and _same_pairs(learnt[0], pairs) and learnt[1] is self.model
         previous = None if own and retrains_afresh(self.model) else self.model
-        self.trainer = make_trainer(encoder, [image], [labels.copy()], model=self.model_kind.value,
-                                    previous=previous, crop=training_crop([image]),
+        self.trainer = make_trainer(encoder, images, labels, model=self.model_kind.value,
+                                    previous=previous, crop=training_crop(images),
                                     batch_size=self.batch_size.value, device=self.device.value,
-                                    names=[f"Layer '{layer.name}'"])
-        self._add_placeholders(layer, shape)
+                                    names=[f"Layer '{layer.name}'" for layer, _ in pairs])
+        for layer, image, rows in jobs:
+            self._add_placeholders(layer, full_resolution(layer).shape[:2])
         n_steps = self.n_steps.value
         self_training = self_training_steps(self.self_training.value, self.trainer.has_unpainted)
-        worker = _train(self.trainer, image, rows, n_steps, self_training, self.preview_every.value,
-                        self.session.settings.tile, self._stop)
+        worker = _train(self.trainer, [(image, rows) for _, image, rows in jobs], n_steps, self_training,
+                        self.preview_every.value, self.session.settings.tile, self._stop)
         total = n_steps + self_training + self.trainer.context_steps
-        # What the new model will have learnt from: this pair's strokes alone, or more (unknown: None).
-        pair = (layer, scribbles) if previous is None or own else None
-        where = f"afresh on all the strokes of '{layer.name}'" if own and previous is None else f"on '{layer.name}'"
+        # What the new model will have learnt from: these pairs' strokes alone, or more (unknown: None).
+        learnt_from = tuple(pairs) if previous is None or own else None
+        trained = [layer for layer, _ in pairs]
+        where = f"afresh on all the strokes of {quoted(trained)}" if own and previous is None else f"on {quoted(trained)}"
         self._start(worker, f"training {where}…", total=total,
-                    yielded=lambda item: self._on_step(layer, *item),
-                    returned=lambda result: self._on_trained(layer, result, pair))
+                    yielded=lambda item: self._on_step(trained[0], *item),
+                    returned=lambda results: self._on_trained(trained, results, learnt_from))
 
     def _on_step(self, layer, event, prob) -> None:
         if prob is not None:
@@ -368,19 +416,22 @@ class SegmentWidget(Container):
         self.status.value = f"step {event.step + 1}/{event.n_steps}{phase}, loss {event.loss:.4f}; " \
                             f"{self.trainer.choice_line()}"
 
-    def _on_trained(self, layer, result, pair) -> None:
-        """``pair``: the (image, scribble) layers whose strokes alone the model learnt from, or None."""
+    def _on_trained(self, layers, results, pairs) -> None:
+        """``results``: (probability, mask) of each image layer trained on, or None when stopped;
+        ``pairs``: the (image, scribble) layers whose strokes alone the model learnt from, or None."""
         trainer = self.trainer
         self.session.set_decoder(trainer.model)
-        self._learnt_from = None if pair is None else (*pair, trainer.model)
+        self._learnt_from = None if pairs is None else (pairs, trainer.model)
         steps = len(trainer.losses)
-        if result is None:
+        if results is None:
             self.status.value = f"stopped after {steps} steps; the best state is kept (best loss " \
                                 f"{trainer.best_loss:.4f}; {trainer.choice_line()}); press Predict to see it"
             return
-        self._show(layer, *result)
-        self.status.value = f"trained {steps} steps (best loss {trainer.best_loss:.4f}); '{layer.name}' " \
-                            f"predicted; {trainer.choice_line()}"
+        for layer, result in zip(layers, results):
+            self._show(layer, *result)
+        work = f"trained {steps} steps (best loss {trainer.best_loss:.4f})" if steps else \
+            "nothing trained (the threshold kept has nothing to learn)"
+        self.status.value = f"{work}; {quoted(layers)} predicted; {trainer.choice_line()}"
 
     # --- prediction -----------------------------------------------------------------------
 
@@ -487,14 +538,21 @@ class SegmentWidget(Container):
         show_info(f"Decoder loaded from {path}")
 
 
+def _same_pairs(a, b) -> bool:
+    """The same (image, scribble) layer pairs, in any order (layers compared by identity)."""
+    return len(a) == len(b) and all(any(x[0] is y[0] and x[1] is y[1] for y in b) for x in a)
+
+
 @thread_worker(start_thread=False)
-def _train(trainer, image: np.ndarray, rows: int, n_steps: int, self_training: int, preview_every: int,
+def _train(trainer, jobs: list[tuple[np.ndarray, int]], n_steps: int, self_training: int, preview_every: int,
            tile: int, stop: threading.Event):
     """Generator worker: yields ``(event, None)`` per step (``self_training`` steps after ``n_steps``, then
-    the trainer's ``context_steps``) and ``(None, probability)`` every ``preview_every`` steps before the
-    context stage (which leaves the preview unchanged until its last step); returns ``(probability, mask)`` of the best
-    model, None when stopped. ``image`` is the micrograph above a ``rows``-row banner; the results
-    get the banner rows back (as background)."""
+    the trainer's ``context_steps``) and ``(None, probability)`` of the first image every ``preview_every``
+    steps before the context stage (which leaves the preview unchanged until its last step); returns
+    ``(probability, mask)`` of the best model for every image, None when stopped. ``jobs``: each
+    micrograph above its banner and the banner's rows; the results get the banner rows back (as
+    background)."""
+    image, rows = jobs[0]
     for event in trainer.steps(n_steps, self_training=self_training, should_stop=stop.is_set):
         yield event, None
         if stop.is_set():
@@ -504,7 +562,10 @@ def _train(trainer, image: np.ndarray, rows: int, n_steps: int, self_training: i
             if prob is not None:
                 yield None, with_banner_rows(prob, rows)
     model = trainer.restore_best()
-    if stop.is_set():
-        return None
-    result = segment_image(model, image, tile=tile, should_stop=stop.is_set)
-    return None if result is None else tuple(with_banner_rows(r, rows) for r in result)
+    results = []
+    for image, rows in jobs:
+        result = None if stop.is_set() else segment_image(model, image, tile=tile, should_stop=stop.is_set)
+        if result is None:
+            return None
+        results.append(tuple(with_banner_rows(r, rows) for r in result))
+    return results
