@@ -11,26 +11,22 @@ from ..io.banner import AUTO as BANNER_AUTO
 
 def encode_files(encoder, files: list[Path], *, cache, tiling: dict, crop_bottom: int | str = BANNER_AUTO,
                  show: bool = True):
-    """Features of image files, read one at a time, without their instrument banners
-    (:func:`..io.banner.banner_crop` of ``crop_bottom``), with a progress bar over images."""
-    from tqdm import tqdm
+    """Features of image files to train or test on, without their instrument banners
+    (:func:`..io.banner.banner_crop` of ``crop_bottom``), with a progress bar over images; a file
+    that cannot be read or encoded is an error (the first one's reason)."""
+    from ..errors import NanowireSSLError
 
-    from ..fewshot.features import image_features
-
-    with tqdm(total=len(files), unit="image", desc="encoding", file=sys.stderr, disable=not show) as bar:
-        def images():
-            for f in files:
-                yield _read(f, crop_bottom)
-                bar.update()  # the previous image is encoded when the next one is asked for
-
-        return image_features(encoder, images(), names=[str(f) for f in files], cache=cache, **tiling)
+    features, _, failed = encode_each(encoder, files, cache=cache, tiling=tiling, crop_bottom=crop_bottom, show=show)
+    if failed:
+        raise NanowireSSLError(failed[0])
+    return features
 
 
 def encode_each(encoder, files: list[Path], *, cache, tiling: dict, crop_bottom: int | str = BANNER_AUTO,
                 show: bool = True):
-    """As :func:`encode_files` for files to classify, one at a time: a file that cannot be read or
-    encoded is left out (the policy of :mod:`.failures`). Returns (features of the others, those
-    files, the reasons of the failed ones)."""
+    """As :func:`encode_files`, but a file that cannot be read or encoded is left out (for files to
+    classify: the policy of :mod:`.failures`). Returns (features of the others, those files, the
+    reasons of the failed ones)."""
     import numpy as np
     from tqdm import tqdm
 
