@@ -762,10 +762,11 @@ class PixelTrainer:
             self.context_steps = 0
         return True
 
-    def _otsu_score(self, sigma: float = 0.0) -> float:
+    def _otsu_score(self, sigma: float = 0.0, *, blurred: list[np.ndarray] | None = None) -> float:
         """Pooled Dice of Otsu's threshold after a blur of ``sigma`` px on the labelled pixels of each group of
-        :attr:`folds`, its polarity chosen on the other images' labels."""
-        images = [smooth(im, sigma) for im in self.images]  # blurred once, thresholded as they are
+        :attr:`folds`, its polarity chosen on the other images' labels. ``blurred``: the images already
+        blurred by ``sigma``."""
+        images = blurred if blurred is not None else [smooth(im, sigma) for im in self.images]
         predicted, targets = [], []
         for group in self.folds:
             others = [k for k in range(len(images)) if k not in group]
@@ -781,9 +782,11 @@ class PixelTrainer:
         """The kept Otsu candidate, after the blur of :data:`OTSU_SIGMAS` that scores best on the held-out
         images (ties: the lighter). Only the unblurred threshold's score competed with the learnt models:
         the best of several scores is biased upwards by the choosing (docs/benchmarks.md)."""
-        scores = {sigma: self.validation[OTSU] if sigma == 0 else self._otsu_score(sigma) for sigma in OTSU_SIGMAS}
+        blurred = {sigma: [smooth(im, sigma) for im in self.images] for sigma in OTSU_SIGMAS}  # each blur once
+        scores = {sigma: self.validation[OTSU] if sigma == 0 else self._otsu_score(blurred=blurred[sigma])
+                  for sigma in OTSU_SIGMAS}
         sigma = max(OTSU_SIGMAS, key=lambda s: scores[s])  # ties: the first, the lighter blur
-        return ThresholdModel(self.encoder, dark=otsu_polarity(self.images, self.labels, sigma), sigma=sigma)
+        return ThresholdModel(self.encoder, dark=otsu_polarity(blurred[sigma], self.labels), sigma=sigma)
 
     def _keep_best(self) -> None:
         """Keep the candidate with the best :attr:`validation` (the encoder's by :data:`ENCODER_MARGIN`)."""

@@ -361,7 +361,7 @@ class SegmentWidget(Container):
             for other in self._image_layers():
                 strokes = by_name.get(scribble_layer_name(other))
                 if other is not layer and strokes is not None and strokes is not scribbles \
-                        and np.asarray(full_resolution(strokes)).any():
+                        and full_resolution(strokes).any():
                     pairs.append((other, strokes))
         return pairs
 
